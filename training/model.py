@@ -1,0 +1,197 @@
+"""The seed article's GPT as a Flax NNX module, with one forward pass for training and capture.
+
+Shapes in comments: B batch, T positions, D d_model, H heads, K d_head, M d_mlp, V vocab,
+L layers. Weights are laid out per head (``w_qkv[D, 3, H, K]``, ``w_o[H, K, D]``) so that every
+head's own contribution to the residual stream is one einsum away, and training runs all
+heads in one einsum.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, struct
+
+from training.config import ModelConfig
+
+
+@struct.dataclass
+class Capture:
+    """Every internal the app shows, from one pass. Leading axis B everywhere but the biases."""
+
+    tokens: jax.Array  # [B, T]
+    tok_emb: jax.Array  # [B, T, D]
+    pos_emb: jax.Array  # [T, D]
+    resid: jax.Array  # [B, L+1, T, D] residual stream at each layer boundary
+    resid_mid: jax.Array  # [B, L, T, D] after attention, before the MLP
+    patterns: jax.Array  # [B, L, H, Tq, Tk]
+    values: jax.Array  # [B, L, H, T, K]
+    head_out: jax.Array  # [B, L, H, T, D] each head's own write to the residual
+    attn_bias: jax.Array  # [L, D] attention output bias
+    attn_out: jax.Array  # [B, L, T, D] attention block output (heads + bias)
+    mlp_out: jax.Array  # [B, L, T, D]
+    final_inv_std: jax.Array  # [B, T] final LayerNorm's 1/sqrt(var + eps)
+    final: jax.Array  # [B, T, D] after the final LayerNorm
+    logits: jax.Array  # [B, T, V]
+
+
+def _normal(rngs: nnx.Rngs, shape: tuple[int, ...], std: float) -> nnx.Param:
+    return nnx.Param(std * jax.random.normal(rngs.params(), shape, jnp.float32))
+
+
+def _zeros(*shape: int) -> nnx.Param:
+    return nnx.Param(jnp.zeros(shape, jnp.float32))
+
+
+class LayerNorm(nnx.Module):
+    def __init__(self, d: int, eps: float):
+        self.scale = nnx.Param(jnp.ones((d,), jnp.float32))
+        self.bias = _zeros(d)
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Returns the output and 1/std, which attribution holds fixed."""
+        mean = x.mean(-1, keepdims=True)
+        centred = x - mean
+        inv_std = jax.lax.rsqrt((centred * centred).mean(-1, keepdims=True) + self.eps)
+        return centred * inv_std * self.scale[...] + self.bias[...], inv_std[..., 0]
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d, h, k = cfg.d_model, cfg.n_heads, cfg.d_head
+        self.w_qkv = _normal(rngs, (d, 3, h, k), cfg.init_std)  # no bias, as in the article
+        self.w_o = _normal(rngs, (h, k, d), cfg.init_std)
+        self.b_o = _zeros(d)
+
+    def pattern_and_values(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        q, k, v = jnp.einsum("btd,dchk->cbhtk", x, self.w_qkv[...])  # each [B, H, T, K]
+        t = x.shape[1]
+        scores = jnp.einsum("bhqk,bhsk->bhqs", q, k) * (q.shape[-1] ** -0.5)
+        causal = jnp.tril(jnp.ones((t, t), bool))
+        scores = jnp.where(causal, scores, -jnp.inf)
+        return jax.nn.softmax(scores, axis=-1), v  # [B, H, T, T], [B, H, T, K]
+
+    def combine(self, pattern: jax.Array, v: jax.Array) -> jax.Array:
+        z = jnp.einsum("bhqs,bhsk->bhqk", pattern, v)  # [B, H, T, K]
+        return jnp.einsum("bhqk,hkd->bqd", z, self.w_o[...]) + self.b_o[...]  # [B, T, D]
+
+    def per_head(self, pattern: jax.Array, v: jax.Array) -> jax.Array:
+        z = jnp.einsum("bhqs,bhsk->bhqk", pattern, v)
+        return jnp.einsum("bhqk,hkd->bhqd", z, self.w_o[...])  # [B, H, T, D]
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.w_in = _normal(rngs, (cfg.d_model, cfg.d_mlp), cfg.init_std)
+        self.b_in = _zeros(cfg.d_mlp)
+        self.w_out = _normal(rngs, (cfg.d_mlp, cfg.d_model), cfg.init_std)
+        self.b_out = _zeros(cfg.d_model)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        hidden = jax.nn.relu(x @ self.w_in[...] + self.b_in[...])  # [B, T, M]
+        return hidden @ self.w_out[...] + self.b_out[...]  # [B, T, D]
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.ln1 = LayerNorm(cfg.d_model, cfg.ln_eps)
+        self.attn = Attention(cfg, rngs)
+        self.ln2 = LayerNorm(cfg.d_model, cfg.ln_eps)
+        self.mlp = MLP(cfg, rngs)
+
+
+def _dropout(x: jax.Array, keep: jax.Array | None, rate: float) -> jax.Array:
+    return x if keep is None else jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+class GPT(nnx.Module):
+    """Decoder-only, pre-LayerNorm, tied embeddings: logits = LN(x) @ wte.T."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.wte = _normal(rngs, (cfg.vocab_size, cfg.d_model), cfg.init_std)
+        self.wpe = _normal(rngs, (cfg.context, cfg.d_model), cfg.init_std)
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.ln_f = LayerNorm(cfg.d_model, cfg.ln_eps)
+
+    def _masks(self, key: jax.Array | None, b: int, t: int) -> list[tuple] | None:
+        """All dropout masks of a step, drawn in one call: three sites per layer."""
+        cfg = self.cfg
+        if key is None or cfg.dropout == 0.0:
+            return None
+        shapes = [(b, cfg.n_heads, t, t), (b, t, cfg.d_model), (b, t, cfg.d_model)]
+        sizes = [int(np.prod(s)) for s in shapes]
+        per_layer = sum(sizes)
+        keep = jax.random.bernoulli(key, 1.0 - cfg.dropout, (cfg.n_layers * per_layer,))
+        masks, offset = [], 0
+        for _ in range(cfg.n_layers):
+            layer = []
+            for shape, size in zip(shapes, sizes, strict=True):
+                layer.append(keep[offset : offset + size].reshape(shape))
+                offset += size
+            masks.append(tuple(layer))
+        return masks
+
+    def __call__(
+        self, tokens: jax.Array, *, dropout_key: jax.Array | None = None, capture: bool = False
+    ) -> jax.Array | Capture:
+        """tokens [B, T] -> logits [B, T, V]; with ``capture`` the full :class:`Capture`.
+
+        Dropout is on only when a key is given, so evaluation and capture are deterministic.
+        """
+        cfg = self.cfg
+        b, t = tokens.shape
+        masks = self._masks(dropout_key, b, t)
+        tok_emb = self.wte[...][tokens]  # [B, T, D]
+        pos_emb = self.wpe[...][:t]  # [T, D]
+        x = tok_emb + pos_emb
+        rec: dict[str, list[jax.Array]] = {k: [] for k in ("resid", "mid", "pat", "v", "head", "ao", "mlp")}
+        for layer, block in enumerate(self.blocks):
+            keep_pat, keep_attn, keep_mlp = masks[layer] if masks else (None, None, None)
+            rec["resid"].append(x)
+            h, _ = block.ln1(x)
+            pattern, v = block.attn.pattern_and_values(h)
+            attn_out = block.attn.combine(_dropout(pattern, keep_pat, cfg.dropout), v)
+            x = x + _dropout(attn_out, keep_attn, cfg.dropout)
+            rec["mid"].append(x)
+            h, _ = block.ln2(x)
+            mlp_out = block.mlp(h)
+            x = x + _dropout(mlp_out, keep_mlp, cfg.dropout)
+            if capture:
+                rec["pat"].append(pattern)
+                rec["v"].append(v)
+                rec["head"].append(block.attn.per_head(pattern, v))
+                rec["ao"].append(attn_out)
+                rec["mlp"].append(mlp_out)
+        final, inv_std = self.ln_f(x)
+        logits = final @ self.wte[...].T  # [B, T, V]
+        if not capture:
+            return logits
+        rec["resid"].append(x)
+        stack = lambda name: jnp.stack(rec[name], axis=1)  # noqa: E731
+        return Capture(
+            tokens=tokens,
+            tok_emb=tok_emb,
+            pos_emb=pos_emb,
+            resid=stack("resid"),
+            resid_mid=stack("mid"),
+            patterns=stack("pat"),
+            values=stack("v"),
+            head_out=stack("head"),
+            attn_bias=jnp.stack([blk.attn.b_o[...] for blk in self.blocks]),
+            attn_out=stack("ao"),
+            mlp_out=stack("mlp"),
+            final_inv_std=inv_std,
+            final=final,
+            logits=logits,
+        )
+
+
+def init_model(cfg: ModelConfig, seed: int = 0) -> GPT:
+    return GPT(cfg, nnx.Rngs(params=seed))
+
+
+def count_params(model: GPT) -> int:
+    return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -1,0 +1,61 @@
+"""Word-level tokenizer, as in the article: lower-case, split on word characters."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+UNKNOWN = "UNKNOWN"
+PADDING = "PADDING"
+_WORD = re.compile(r"\w+")
+
+
+def split_words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """A fixed vocabulary; saved with every run so a run decodes the same way forever."""
+
+    vocab: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(set(self.vocab)) != len(self.vocab):
+            raise ValueError("vocabulary has duplicate entries")
+        if UNKNOWN not in self.vocab or PADDING not in self.vocab:
+            raise ValueError(f"vocabulary must contain {UNKNOWN} and {PADDING}")
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> Tokenizer:
+        """Sorted words first, then the two special tokens: deterministic for a given text."""
+        words = sorted({w for line in lines for w in split_words(line)})
+        return cls(tuple(words) + (UNKNOWN, PADDING))
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.vocab)}
+
+    @property
+    def unknown_id(self) -> int:
+        return self.vocab.index(UNKNOWN)
+
+    @property
+    def padding_id(self) -> int:
+        return self.vocab.index(PADDING)
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> list[int]:
+        index = self.index
+        unk = self.unknown_id
+        return [index.get(w, unk) for w in split_words(text)]
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        return [self.vocab[int(i)] for i in ids]
+
+    def unknown_words(self, text: str) -> list[str]:
+        index = self.index
+        return [w for w in split_words(text) if w not in index]

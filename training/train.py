@@ -1,0 +1,318 @@
+"""The training loop: AdamW via Optax, the steps between two checkpoints in one compiled call."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from training import checkpoint as ckpt
+from training.config import ModelConfig, TrainConfig
+from training.corpus import Corpus, check_fits
+from training.model import GPT
+from training.params import flat_params, flatten_tree, unflatten_params, unflatten_tree
+from training.schedule import checkpoint_steps
+from training.tokenizer import Tokenizer
+
+
+class TrainError(ValueError):
+    """A refusal before anything is written; the CLI prints it as one line."""
+
+
+def encode_lines(tokenizer: Tokenizer, lines: tuple[str, ...], context: int) -> np.ndarray:
+    """[N, context + 1] token ids, padded: inputs are [:, :-1], next-token targets [:, 1:]."""
+    out = np.full((len(lines), context + 1), tokenizer.padding_id, np.int32)
+    for i, line in enumerate(lines):
+        ids = tokenizer.encode(line)[: context + 1]
+        out[i, : len(ids)] = ids
+    return out
+
+
+def make_optimizer(tc: TrainConfig) -> optax.GradientTransformation:
+    return optax.adamw(tc.lr, weight_decay=tc.weight_decay)
+
+
+def sequence_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: jax.Array, key=None):
+    """Mean next-token cross-entropy over every position, padding included (as the article)."""
+    logits = nnx.merge(graphdef, params)(batch[:, :-1], dropout_key=key)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch[:, 1:]).mean()
+
+
+def build_chunk_fn(
+    graphdef: nnx.GraphDef,
+    optimizer: optax.GradientTransformation,
+    data: np.ndarray,
+    valid: np.ndarray,
+    batch_size: int,
+    max_chunk: int,
+) -> Callable:
+    """One jitted call runs ``n`` steps (n dynamic: one compilation serves every gap)."""
+    data = jnp.asarray(data)
+    valid = jnp.asarray(valid)
+    grad_fn = jax.value_and_grad(lambda p, b, k: sequence_loss(graphdef, p, b, k))
+
+    @jax.jit
+    def run_chunk(params, opt_state, base_key, start, n):
+        def body(i, carry):
+            params, opt_state, losses = carry
+            key = jax.random.fold_in(base_key, start + i + 1)  # keyed by step: resumable
+            k_batch, k_drop = jax.random.split(key)
+            batch = data[jax.random.randint(k_batch, (batch_size,), 0, data.shape[0])]
+            loss, grads = grad_fn(params, batch, k_drop)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return params, opt_state, losses.at[i].set(loss)
+
+        losses = jnp.zeros((max_chunk,), jnp.float32)
+        params, opt_state, losses = jax.lax.fori_loop(0, n, body, (params, opt_state, losses))
+        return params, opt_state, losses, sequence_loss(graphdef, params, valid)
+
+    return run_chunk
+
+
+def top_predictions(
+    graphdef: nnx.GraphDef, params: nnx.State, tokenizer: Tokenizer, prompt: str, k: int = 5
+) -> list[tuple[str, float]]:
+    ids = tokenizer.encode(prompt)
+    logits = nnx.merge(graphdef, params)(jnp.asarray([ids], jnp.int32))[0, -1]
+    probs = np.asarray(jax.nn.softmax(logits))
+    order = np.argsort(-probs)[:k]
+    return [(tokenizer.vocab[i], float(probs[i])) for i in order]
+
+
+def validation_prompt(corpus: Corpus) -> str:
+    """The first validation line without its last word: `i like spicy so i like` for fruits."""
+    words = corpus.valid[0].split()
+    return " ".join(words[:-1]) if len(words) > 1 else corpus.valid[0]
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("jax", "jaxlib", "flax", "optax", "numpy", "safetensors"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def run_metadata(mc: ModelConfig, tc: TrainConfig, tok: Tokenizer, corpus: Corpus) -> dict:
+    return {
+        "format": ckpt.FORMAT,
+        "model": mc.to_dict(),
+        "train": tc.to_dict(),
+        "vocab": list(tok.vocab),
+        "corpus": {
+            "source": corpus.source,
+            "sha256": corpus.fingerprint(),
+            "train_lines": len(corpus.train),
+            "valid_lines": len(corpus.valid),
+        },
+        "versions": _versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _same_run(old: dict, new: dict) -> list[str]:
+    """What differs between a stored run and a requested one (total steps may grow on resume)."""
+    diffs = []
+    if old.get("model") != new["model"]:
+        diffs.append("model config")
+    old_train = {k: v for k, v in old.get("train", {}).items() if k != "steps"}
+    new_train = {k: v for k, v in new["train"].items() if k != "steps"}
+    if old_train != new_train:
+        diffs.append("training config")
+    if old.get("vocab") != new["vocab"] or old.get("corpus", {}).get("sha256") != new["corpus"][
+        "sha256"
+    ]:
+        diffs.append("corpus")
+    return diffs
+
+
+@dataclass
+class TrainSummary:
+    run_path: Path
+    steps: list[int]
+    train_loss: float
+    valid_loss: float
+    top: list[tuple[str, float]]
+    prompt: str
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def _check_writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise TrainError(f"cannot write to checkpoint root {root}: {err.strerror or err}") from None
+
+
+def prepare_run(
+    root: Path,
+    name: str,
+    mc: ModelConfig,
+    tc: TrainConfig,
+    corpus: Corpus,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> tuple[Path, dict, Tokenizer]:
+    """Every refusal happens here, before anything is written."""
+    try:
+        ckpt.check_run_name(name)
+    except ckpt.CheckpointError as err:
+        raise TrainError(str(err)) from None
+    check_fits(corpus, mc.context)
+    tokenizer = Tokenizer.from_lines(corpus.train)
+    if tokenizer.vocab != tuple(tokenizer.vocab) or len(tokenizer) != mc.vocab_size:
+        mc = dataclasses.replace(mc, vocab_size=len(tokenizer))
+    meta = run_metadata(mc, tc, tokenizer, corpus)
+    if root.exists() and not root.is_dir():
+        raise TrainError(f"cannot write to checkpoint root {root}: it is not a folder")
+    path = ckpt.run_dir(root, name)
+    existing = path / ckpt.RUN_FILE
+    if existing.exists() and not overwrite:
+        old = ckpt.read_run(root, name).meta
+        diffs = _same_run(old, meta)
+        if diffs:
+            raise TrainError(
+                f"run {name!r} already exists with a different {', '.join(diffs)}; "
+                "use --overwrite to replace it or another --run name"
+            )
+        if not resume:
+            raise TrainError(
+                f"run {name!r} already exists; use --resume to continue it or --overwrite"
+            )
+        if not ckpt.list_steps(path):
+            raise TrainError(f"run {name!r} has no complete step to resume from; use --overwrite")
+    elif resume and not existing.exists():
+        raise TrainError(f"nothing to resume: no run named {name!r} in {root}")
+    _check_writable(root)
+    return path, meta, tokenizer
+
+
+def train(
+    root: str | Path,
+    name: str,
+    mc: ModelConfig,
+    tc: TrainConfig,
+    corpus: Corpus,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    out=sys.stderr,
+) -> TrainSummary:
+    """Train a run into ``root/name``, saving the schedule's checkpoints as it goes."""
+    root = Path(root)
+    path, meta, tokenizer = prepare_run(root, name, mc, tc, corpus, resume=resume, overwrite=overwrite)
+    mc = ModelConfig.from_dict(meta["model"])
+    t_start = time.perf_counter()
+    optimizer = make_optimizer(tc)
+    schedule = checkpoint_steps(tc.steps, tc.save_every, tc.log_spaced)
+
+    model = GPT(mc, nnx.Rngs(params=tc.seed))
+    graphdef, params = nnx.split(model)
+    opt_state = optimizer.init(params)
+    if resume and (path / ckpt.RUN_FILE).exists():
+        done = ckpt.list_steps(path)
+        start = done[-1]
+        opt_flat = ckpt.load_optimizer(path, start)
+        if opt_flat is None:
+            raise TrainError(f"step {start} of run {name!r} has no optimizer state to resume from")
+        _, params = unflatten_params(mc, ckpt.load_params(path, start))
+        opt_state = unflatten_tree(opt_state, opt_flat)
+        ckpt.rewrite_metrics(path, ckpt.read_metrics(path, upto=start))
+        ckpt.clean_partial(path)
+        ckpt.write_json_atomic(path / ckpt.RUN_FILE, {**ckpt.read_run(root, name).meta, "train": tc.to_dict()})
+    else:
+        if overwrite and path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        ckpt.write_json_atomic(path / ckpt.RUN_FILE, meta)
+        start = 0
+
+    data = encode_lines(tokenizer, corpus.train, mc.context)
+    valid = encode_lines(tokenizer, corpus.valid, mc.context)
+    gaps = np.diff(schedule)
+    run_chunk = build_chunk_fn(graphdef, optimizer, data, valid, tc.batch_size, int(gaps.max()))
+    base_key = jax.random.key(tc.seed)
+    eval_loss = jax.jit(lambda p, b: sequence_loss(graphdef, p, b))
+
+    timings = {"save_s": 0.0, "compile_s": 0.0}
+
+    def save(step: int, params, opt_state, valid_loss: float | None) -> None:
+        t0 = time.perf_counter()
+        sidecar = {"step": step, "valid_loss": valid_loss, "time": time.time()}
+        ckpt.save_step(path, step, flat_params(params), sidecar, flatten_tree(opt_state))
+        ckpt.drop_optimizer(path, step)
+        timings["save_s"] += time.perf_counter() - t0
+
+    if start == 0:
+        v0 = float(eval_loss(params, jnp.asarray(valid)))
+        ckpt.append_metrics(path, {"step": 0, "first_step": 1, "train_loss": [], "valid_loss": v0})
+        save(0, params, opt_state, v0)
+
+    todo = [s for s in schedule if s > start]
+    bar = _progress(total=tc.steps, initial=start, enabled=progress, out=out)
+    prev = start
+    loss = float("nan")
+    t_steps = time.perf_counter()
+    first_chunk = True
+    for step in todo:
+        n = step - prev
+        t0 = time.perf_counter()
+        params, opt_state, losses, v_loss = run_chunk(params, opt_state, base_key, prev, n)
+        losses = np.asarray(losses[:n])
+        if first_chunk:
+            timings["compile_s"] = time.perf_counter() - t0
+            t_steps = time.perf_counter()
+            first_chunk = False
+        loss = float(losses[-1])
+        ckpt.append_metrics(
+            path,
+            {"step": step, "first_step": prev + 1, "train_loss": [round(float(x), 6) for x in losses], "valid_loss": float(v_loss)},
+        )
+        save(step, params, opt_state, float(v_loss))
+        bar.update(n)
+        bar.set_postfix(loss=f"{loss:.3f}", valid=f"{float(v_loss):.3f}")
+        prev = step
+    bar.close()
+    timings["steps_s"] = time.perf_counter() - t_steps
+    timings["total_s"] = time.perf_counter() - t_start
+
+    prompt = validation_prompt(corpus)
+    return TrainSummary(
+        run_path=path,
+        steps=ckpt.list_steps(path),
+        train_loss=float(eval_loss(params, jnp.asarray(data))),
+        valid_loss=float(eval_loss(params, jnp.asarray(valid))),
+        top=top_predictions(graphdef, params, tokenizer, prompt),
+        prompt=prompt,
+        timings=timings,
+    )
+
+
+def _progress(total: int, initial: int, enabled: bool, out) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, initial=initial, unit="step", disable=not enabled, file=out, dynamic_ncols=True
+    )
