@@ -1,0 +1,5 @@
+"""Everything that makes checkpoints: corpus, tokenizer, model, training loop, run format."""
+
+from training import runtime
+
+runtime.configure()

@@ -44,7 +44,9 @@ def abstract_model(cfg: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
     return nnx.split(model)
 
 
-def unflatten_params(cfg: ModelConfig, flat: Mapping[str, np.ndarray]) -> tuple[nnx.GraphDef, nnx.State]:
+def unflatten_params(
+    cfg: ModelConfig, flat: Mapping[str, np.ndarray]
+) -> tuple[nnx.GraphDef, nnx.State]:
     """Checks every name and shape, so a checkpoint from another model is refused, not misread."""
     graphdef, template = abstract_model(cfg)
     paths, treedef = jax.tree_util.tree_flatten_with_path(template)
@@ -52,12 +54,16 @@ def unflatten_params(cfg: ModelConfig, flat: Mapping[str, np.ndarray]) -> tuple[
     missing = sorted(set(expected) - set(flat))
     extra = sorted(set(flat) - set(expected))
     if missing or extra:
-        raise ParamsError(f"parameters do not match the model: missing {missing}, unexpected {extra}")
+        raise ParamsError(
+            f"parameters do not match the model: missing {missing}, unexpected {extra}"
+        )
     leaves = []
     for name, leaf in expected.items():
         arr = np.asarray(flat[name], dtype=np.float32)
         if arr.shape != tuple(leaf.shape):
-            raise ParamsError(f"parameter {name} has shape {arr.shape}, expected {tuple(leaf.shape)}")
+            raise ParamsError(
+                f"parameter {name} has shape {arr.shape}, expected {tuple(leaf.shape)}"
+            )
         leaves.append(arr)
     return graphdef, jax.tree_util.tree_unflatten(treedef, leaves)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import platform
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from training import checkpoint as ckpt
 from training.config import ModelConfig, TrainConfig
@@ -63,6 +65,7 @@ def build_chunk_fn(
     """One jitted call runs ``n`` steps (n dynamic: one compilation serves every gap)."""
     data = jnp.asarray(data)
     valid = jnp.asarray(valid)
+    split_batch = _batch_sharding(batch_size)
     grad_fn = jax.value_and_grad(lambda p, b, k: sequence_loss(graphdef, p, b, k))
 
     @jax.jit
@@ -72,6 +75,8 @@ def build_chunk_fn(
             key = jax.random.fold_in(base_key, start + i + 1)  # keyed by step: resumable
             k_batch, k_drop = jax.random.split(key)
             batch = data[jax.random.randint(k_batch, (batch_size,), 0, data.shape[0])]
+            if split_batch is not None:
+                batch = jax.lax.with_sharding_constraint(batch, split_batch)
             loss, grads = grad_fn(params, batch, k_drop)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
@@ -82,6 +87,25 @@ def build_chunk_fn(
         return params, opt_state, losses, sequence_loss(graphdef, params, valid)
 
     return run_chunk
+
+
+def _mesh(batch_size: int) -> Mesh | None:
+    """Data parallel over the host devices (see ``training.runtime``) when the batch splits."""
+    devices = jax.devices()
+    if len(devices) < 2 or batch_size % len(devices):
+        return None
+    return Mesh(np.array(devices), ("data",))
+
+
+def _batch_sharding(batch_size: int) -> NamedSharding | None:
+    mesh = _mesh(batch_size)
+    return None if mesh is None else NamedSharding(mesh, PartitionSpec("data"))
+
+
+def replicate(tree, batch_size: int):
+    """Place state on every device up front, so the second chunk call does not recompile."""
+    mesh = _mesh(batch_size)
+    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 def top_predictions(
@@ -103,10 +127,8 @@ def validation_prompt(corpus: Corpus) -> str:
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for pkg in ("jax", "jaxlib", "flax", "optax", "numpy", "safetensors"):
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return out
 
 
@@ -136,9 +158,10 @@ def _same_run(old: dict, new: dict) -> list[str]:
     new_train = {k: v for k, v in new["train"].items() if k != "steps"}
     if old_train != new_train:
         diffs.append("training config")
-    if old.get("vocab") != new["vocab"] or old.get("corpus", {}).get("sha256") != new["corpus"][
-        "sha256"
-    ]:
+    if (
+        old.get("vocab") != new["vocab"]
+        or old.get("corpus", {}).get("sha256") != new["corpus"]["sha256"]
+    ):
         diffs.append("corpus")
     return diffs
 
@@ -181,8 +204,7 @@ def prepare_run(
         raise TrainError(str(err)) from None
     check_fits(corpus, mc.context)
     tokenizer = Tokenizer.from_lines(corpus.train)
-    if tokenizer.vocab != tuple(tokenizer.vocab) or len(tokenizer) != mc.vocab_size:
-        mc = dataclasses.replace(mc, vocab_size=len(tokenizer))
+    mc = dataclasses.replace(mc, vocab_size=len(tokenizer))  # the corpus decides the vocabulary
     meta = run_metadata(mc, tc, tokenizer, corpus)
     if root.exists() and not root.is_dir():
         raise TrainError(f"cannot write to checkpoint root {root}: it is not a folder")
@@ -222,7 +244,9 @@ def train(
 ) -> TrainSummary:
     """Train a run into ``root/name``, saving the schedule's checkpoints as it goes."""
     root = Path(root)
-    path, meta, tokenizer = prepare_run(root, name, mc, tc, corpus, resume=resume, overwrite=overwrite)
+    path, meta, tokenizer = prepare_run(
+        root, name, mc, tc, corpus, resume=resume, overwrite=overwrite
+    )
     mc = ModelConfig.from_dict(meta["model"])
     t_start = time.perf_counter()
     optimizer = make_optimizer(tc)
@@ -241,7 +265,9 @@ def train(
         opt_state = unflatten_tree(opt_state, opt_flat)
         ckpt.rewrite_metrics(path, ckpt.read_metrics(path, upto=start))
         ckpt.clean_partial(path)
-        ckpt.write_json_atomic(path / ckpt.RUN_FILE, {**ckpt.read_run(root, name).meta, "train": tc.to_dict()})
+        ckpt.write_json_atomic(
+            path / ckpt.RUN_FILE, {**ckpt.read_run(root, name).meta, "train": tc.to_dict()}
+        )
     else:
         if overwrite and path.exists():
             shutil.rmtree(path)
@@ -251,6 +277,7 @@ def train(
 
     data = encode_lines(tokenizer, corpus.train, mc.context)
     valid = encode_lines(tokenizer, corpus.valid, mc.context)
+    params, opt_state = replicate((params, opt_state), tc.batch_size)
     gaps = np.diff(schedule)
     run_chunk = build_chunk_fn(graphdef, optimizer, data, valid, tc.batch_size, int(gaps.max()))
     base_key = jax.random.key(tc.seed)
@@ -288,7 +315,12 @@ def train(
         loss = float(losses[-1])
         ckpt.append_metrics(
             path,
-            {"step": step, "first_step": prev + 1, "train_loss": [round(float(x), 6) for x in losses], "valid_loss": float(v_loss)},
+            {
+                "step": step,
+                "first_step": prev + 1,
+                "train_loss": [round(float(x), 6) for x in losses],
+                "valid_loss": float(v_loss),
+            },
         )
         save(step, params, opt_state, float(v_loss))
         bar.update(n)

@@ -1,0 +1,108 @@
+"""Pure numbers from one captured pass: direct logit attributions and their exact splits.
+
+Everything here is linear algebra on numpy arrays; nothing knows about Dash or Plotly.
+The final LayerNorm is linear once its 1/std for the query position is held fixed, so
+``logit[t] = sum_c gamma * s * (c - mean(c)) . wte[t] + beta . wte[t]`` over the components
+``c`` that write to the residual stream: that is what makes these splits exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.model import Capture
+
+
+def head_name(layer: int, head: int) -> str:
+    return f"L{layer}H{head}"
+
+
+def parse_head(name: str, n_layers: int, n_heads: int) -> tuple[int, int] | None:
+    """``L1H0`` -> (1, 0); anything else, or out of range, -> None."""
+    if not isinstance(name, str) or not name.startswith("L") or "H" not in name:
+        return None
+    try:
+        layer, head = (int(x) for x in name[1:].split("H", 1))
+    except ValueError:
+        return None
+    if 0 <= layer < n_layers and 0 <= head < n_heads:
+        return layer, head
+    return None
+
+
+@dataclass(frozen=True)
+class Components:
+    """Every write to the residual stream at one position, in a fixed order: [C, D]."""
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]  # "embed", "pos", "head", "bias", "mlp"
+    vectors: np.ndarray  # [C, D]
+
+
+def residual_components(cap: Capture, b: int, pos: int) -> Components:
+    """Embeddings, each head, each attention bias and each MLP; they sum to the final residual."""
+    n_layers, n_heads = cap.head_out.shape[1], cap.head_out.shape[2]
+    names, kinds, vecs = ["token embed", "pos embed"], ["embed", "pos"], [
+        cap.tok_emb[b, pos],
+        cap.pos_emb[pos],
+    ]
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            names.append(head_name(layer, head))
+            kinds.append("head")
+            vecs.append(cap.head_out[b, layer, head, pos])
+        names.append(f"L{layer} attn bias")
+        kinds.append("bias")
+        vecs.append(cap.attn_bias[layer])
+        names.append(f"L{layer} MLP")
+        kinds.append("mlp")
+        vecs.append(cap.mlp_out[b, layer, pos])
+    return Components(tuple(names), tuple(kinds), np.asarray(np.stack(vecs), np.float64))
+
+
+def _through_final_ln(vectors: np.ndarray, gamma: np.ndarray, inv_std: float) -> np.ndarray:
+    """The final LayerNorm applied to a part of the residual, with its scale held fixed."""
+    centred = vectors - vectors.mean(-1, keepdims=True)
+    return centred * (inv_std * gamma)
+
+
+def direct_logit_attribution(
+    cap: Capture, params: Mapping[str, np.ndarray], b: int, pos: int, target: int
+) -> tuple[Components, np.ndarray, float]:
+    """Per-component attributions to ``logit[target]`` and the LayerNorm-bias term.
+
+    ``attr.sum() + ln_bias_term == logits[b, pos, target]`` up to float rounding.
+    """
+    comps = residual_components(cap, b, pos)
+    u = np.asarray(params["wte"], np.float64)[target]
+    gamma = np.asarray(params["ln_f.scale"], np.float64)
+    beta = np.asarray(params["ln_f.bias"], np.float64)
+    inv_std = float(cap.final_inv_std[b, pos])
+    attr = _through_final_ln(comps.vectors, gamma, inv_std) @ u
+    return comps, attr, float(beta @ u)
+
+
+def source_attributions(
+    cap: Capture,
+    params: Mapping[str, np.ndarray],
+    b: int,
+    layer: int,
+    head: int,
+    pos: int,
+    target: int,
+) -> np.ndarray:
+    """[T] how much each source token adds to ``logit[target]`` at ``pos`` through one head.
+
+    Source s contributes ``pattern[pos, s] * v[s] @ w_o[head]``; through the final LayerNorm
+    (scale held) and the target's unembedding these sum to the head's direct attribution.
+    """
+    w_o = np.asarray(params[f"blocks.{layer}.attn.w_o"], np.float64)[head]  # [K, D]
+    weights = np.asarray(cap.patterns[b, layer, head, pos], np.float64)  # [T]
+    values = np.asarray(cap.values[b, layer, head], np.float64)  # [T, K]
+    per_source = weights[:, None] * (values @ w_o)  # [T, D]
+    gamma = np.asarray(params["ln_f.scale"], np.float64)
+    u = np.asarray(params["wte"], np.float64)[target]
+    return _through_final_ln(per_source, gamma, float(cap.final_inv_std[b, pos])) @ u

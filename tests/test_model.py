@@ -1,0 +1,116 @@
+"""Parameter count and the exact decompositions of DESIGN.md, on random and trained weights."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from interp_app.analysis import direct_logit_attribution, source_attributions
+from training import checkpoint as ckpt
+from training.config import ModelConfig
+from training.model import GPT, capture, count_params
+from training.params import flat_params, unflatten_params
+from training.tokenizer import Tokenizer
+from training.corpus import builtin_corpus
+
+
+def test_default_config_has_10660_parameters():
+    assert count_params(GPT(ModelConfig(), nnx.Rngs(0))) == 10_660
+
+
+def test_init_matches_the_article():
+    flat = flat_params(nnx.state(GPT(ModelConfig(), nnx.Rngs(0)), nnx.Param))
+    assert abs(flat["wte"].std() - 0.02) < 0.003
+    assert np.all(flat["blocks.0.attn.b_o"] == 0) and np.all(flat["ln_f.scale"] == 1)
+
+
+def _random_model(seed=1):
+    """Random weights with non-trivial biases and LayerNorm parameters everywhere."""
+    cfg = ModelConfig()
+    graphdef, params = nnx.split(GPT(cfg, nnx.Rngs(seed)))
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    leaves = [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+    params = jax.tree.unflatten(treedef, leaves)
+    return cfg, graphdef, params
+
+
+def _trained_model(default_root):
+    root, _ = default_root
+    run = ckpt.read_run(root, "fruits")
+    flat = ckpt.load_params(run.path, ckpt.list_steps(run.path)[-1])
+    graphdef, params = unflatten_params(run.model, flat)
+    return run.model, graphdef, params
+
+
+def _tokens(cfg):
+    tok = Tokenizer.from_lines(builtin_corpus().train)
+    ids = tok.encode("i like spicy so i like")
+    pad = [tok.padding_id] * (cfg.context - len(ids))
+    return jnp.asarray([ids + pad, ids[::-1] + pad], jnp.int32)
+
+
+def _check_all(cfg, graphdef, params):
+    tokens = _tokens(cfg)
+    cap = jax.tree.map(np.asarray, capture(graphdef, params, tokens))
+    flat = flat_params(params)
+    tol = lambda *xs: 1e-5 * max(1.0, max(float(np.abs(x).max()) for x in xs))  # noqa: E731
+
+    # logits from capture equal the training forward
+    logits = np.asarray(nnx.merge(graphdef, params)(tokens))
+    np.testing.assert_allclose(cap.logits, logits, atol=tol(logits))
+
+    # heads + output bias == attention block output
+    recon = cap.head_out.sum(2) + cap.attn_bias[None, :, None, :]
+    np.testing.assert_allclose(recon, cap.attn_out, atol=tol(cap.attn_out))
+
+    # embeddings + heads + biases + MLPs == final residual
+    total = (
+        cap.tok_emb
+        + cap.pos_emb[None]
+        + cap.head_out.sum((1, 2))
+        + cap.attn_bias.sum(0)
+        + cap.mlp_out.sum(1)
+    )
+    np.testing.assert_allclose(total, cap.resid[:, -1], atol=tol(cap.resid))
+
+    for b in range(tokens.shape[0]):
+        for pos in (0, 3, 5):
+            for target in (0, 3, 18):
+                comps, attr, ln_bias = direct_logit_attribution(cap, flat, b, pos, target)
+                terms = np.append(attr, ln_bias)
+                assert abs(terms.sum() - cap.logits[b, pos, target]) <= tol(terms, cap.logits)
+                for layer in range(cfg.n_layers):
+                    for head in range(cfg.n_heads):
+                        src = source_attributions(cap, flat, b, layer, head, pos, target)
+                        dla = attr[comps.names.index(f"L{layer}H{head}")]
+                        assert np.all(src[pos + 1 :] == 0)  # causal: no future source
+                        assert abs(src.sum() - dla) <= tol(src, [dla])
+
+
+def test_decompositions_exact_on_random_weights():
+    _check_all(*_random_model())
+
+
+def test_decompositions_exact_on_trained_weights(default_root):
+    _check_all(*_trained_model(default_root))
+
+
+def test_padding_never_changes_earlier_positions():
+    cfg, graphdef, params = _random_model(3)
+    tokens = _tokens(cfg)
+    short = capture(graphdef, params, tokens[:, :6])
+    full = capture(graphdef, params, tokens)
+    np.testing.assert_allclose(short.logits, full.logits[:, :6], atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dropout_only_with_a_key(seed):
+    cfg, graphdef, params = _random_model(seed)
+    model = nnx.merge(graphdef, params)
+    tokens = _tokens(cfg)
+    a, b = model(tokens), model(tokens)
+    np.testing.assert_array_equal(a, b)
+    c = model(tokens, dropout_key=jax.random.key(seed))
+    assert not np.allclose(a, c)

@@ -1,0 +1,126 @@
+"""``interp-train``: train a run into the checkpoint root; refusals are one line, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from training.config import ModelConfig, TrainConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    m, t = ModelConfig(), TrainConfig()
+    p = argparse.ArgumentParser(
+        prog="interp-train",
+        description="Train the seed GPT (or one configured here) and save a checkpoint series "
+        "that interp-app can browse. Defaults reproduce the seed article.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    io = p.add_argument_group("where")
+    io.add_argument(
+        "--root", default="checkpoints", help="checkpoint root folder (one folder per run)"
+    )
+    io.add_argument("--run", default="fruits", help="run name: a plain folder name under --root")
+    io.add_argument(
+        "--corpus",
+        default=None,
+        help="UTF-8 text, one sequence a line (default: built-in fruits corpus)",
+    )
+    io.add_argument(
+        "--valid", default=None, help="validation text (default: the built-in one, or --corpus)"
+    )
+    tr = p.add_argument_group("training")
+    tr.add_argument("--steps", type=int, default=t.steps, help="optimizer steps")
+    tr.add_argument(
+        "--save-every",
+        type=int,
+        default=t.save_every,
+        help="checkpoint spacing after the dense early steps",
+    )
+    tr.add_argument(
+        "--log-spaced",
+        type=int,
+        default=t.log_spaced,
+        metavar="N",
+        help="instead: N log-spaced checkpoints (0 = off)",
+    )
+    tr.add_argument(
+        "--seed", type=int, default=t.seed, help="seed for initialisation, batches and dropout"
+    )
+    tr.add_argument("--lr", type=float, default=t.lr, help="AdamW learning rate")
+    tr.add_argument("--weight-decay", type=float, default=t.weight_decay, help="AdamW weight decay")
+    tr.add_argument(
+        "--batch", type=int, default=t.batch_size, help="sequences per step, drawn at random"
+    )
+    md = p.add_argument_group("model")
+    md.add_argument("--layers", type=int, default=m.n_layers, help="transformer blocks")
+    md.add_argument("--heads", type=int, default=m.n_heads, help="attention heads per block")
+    md.add_argument("--d-model", type=int, default=m.d_model, help="residual stream width")
+    md.add_argument("--d-mlp", type=int, default=m.d_mlp, help="MLP hidden width")
+    md.add_argument("--context", type=int, default=m.context, help="context length in tokens")
+    md.add_argument("--dropout", type=float, default=m.dropout, help="dropout rate while training")
+    ex = p.add_mutually_exclusive_group()
+    ex.add_argument(
+        "--resume", action="store_true", help="continue the run from its latest complete step"
+    )
+    ex.add_argument(
+        "--overwrite", action="store_true", help="delete an existing run of this name first"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from training.checkpoint import CheckpointError
+    from training.corpus import CorpusError, load_corpus
+    from training.train import TrainError, train
+
+    def refuse(message: str) -> int:
+        print(f"interp-train: error: {message}", file=sys.stderr)
+        return 2
+
+    try:
+        mc = ModelConfig(
+            n_layers=args.layers,
+            n_heads=args.heads,
+            d_model=args.d_model,
+            d_mlp=args.d_mlp,
+            context=args.context,
+            dropout=args.dropout,
+        )
+        tc = TrainConfig(
+            steps=args.steps,
+            batch_size=args.batch,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            seed=args.seed,
+            save_every=args.save_every,
+            log_spaced=args.log_spaced,
+        )
+        corpus = load_corpus(args.corpus, args.valid)
+        summary = train(
+            args.root,
+            args.run,
+            mc,
+            tc,
+            corpus,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    except (ValueError, CorpusError, TrainError, CheckpointError) as err:
+        return refuse(str(err))
+    except KeyboardInterrupt:
+        print("interp-train: interrupted; completed steps are kept (use --resume)", file=sys.stderr)
+        return 130
+    print(f"run saved to {summary.run_path} ({len(summary.steps)} checkpoints)")
+    print(f"train loss {summary.train_loss:.4f}   validation loss {summary.valid_loss:.4f}")
+    print(f"next-token predictions for {summary.prompt!r}:")
+    for word, prob in summary.top:
+        print(f"  {word:<12} {prob:7.2%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
