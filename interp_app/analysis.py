@@ -45,10 +45,14 @@ class Components:
 def residual_components(cap: Capture, b: int, pos: int) -> Components:
     """Embeddings, each head, each attention bias and each MLP; they sum to the final residual."""
     n_layers, n_heads = cap.head_out.shape[1], cap.head_out.shape[2]
-    names, kinds, vecs = ["token embed", "pos embed"], ["embed", "pos"], [
-        cap.tok_emb[b, pos],
-        cap.pos_emb[pos],
-    ]
+    names, kinds, vecs = (
+        ["token embed", "pos embed"],
+        ["embed", "pos"],
+        [
+            cap.tok_emb[b, pos],
+            cap.pos_emb[pos],
+        ],
+    )
     for layer in range(n_layers):
         for head in range(n_heads):
             names.append(head_name(layer, head))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import training  # noqa: F401  (configures XLA before JAX starts)
-
 import pytest
 
+import training  # noqa: F401  (configures XLA before JAX starts)
 from training.config import ModelConfig, TrainConfig
 from training.corpus import builtin_corpus
 from training.train import train
@@ -24,7 +23,11 @@ def small_root(tmp_path_factory):
     """A short run (300 steps) for tests that need real checkpoints but not a trained model."""
     root = tmp_path_factory.mktemp("small-root")
     summary = train(
-        root, "small", ModelConfig(), TrainConfig(steps=300, save_every=50), builtin_corpus(),
+        root,
+        "small",
+        ModelConfig(),
+        TrainConfig(steps=300, save_every=50),
+        builtin_corpus(),
         progress=False,
     )
     return root, summary

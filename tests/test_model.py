@@ -9,10 +9,10 @@ from flax import nnx
 from interp_app.analysis import direct_logit_attribution, source_attributions
 from training import checkpoint as ckpt
 from training.config import ModelConfig
+from training.corpus import builtin_corpus
 from training.model import GPT, capture, count_params
 from training.params import flat_params, unflatten_params
 from training.tokenizer import Tokenizer
-from training.corpus import builtin_corpus
 
 
 def test_default_config_has_10660_parameters():
@@ -31,7 +31,7 @@ def _random_model(seed=1):
     graphdef, params = nnx.split(GPT(cfg, nnx.Rngs(seed)))
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
-    leaves = [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+    leaves = [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=False)]
     params = jax.tree.unflatten(treedef, leaves)
     return cfg, graphdef, params
 

@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine with only Python 3.11+:
+#   make run   - set up, train the default run if the checkpoint root has none, start the app
+#   make test  - set up (with test extras) and run lint and the whole test suite
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+ARGS ?=
+
+.PHONY: run test lint train bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.5"
+
+run: $(UV)
+	$(UV) sync --locked --inexact --quiet
+	$(UV) run --no-sync interp-app $(ARGS)
+
+train: $(UV)
+	$(UV) sync --locked --inexact --quiet
+	$(UV) run --no-sync interp-train $(ARGS)
+
+lint: $(UV)
+	$(UV) sync --locked --inexact --extra test --quiet
+	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync ruff format --check .
+
+test: lint
+	$(UV) run --no-sync pytest $(ARGS)
+
+bench: $(UV)
+	$(UV) sync --locked --inexact --extra test --quiet
+	$(UV) run --no-sync python bench/train_bench.py
+	$(UV) run --no-sync python bench/app_bench.py
+
+clean:
+	rm -rf .venv $(TOOLS) .pytest_cache .ruff_cache test-artifacts

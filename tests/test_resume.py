@@ -1,0 +1,88 @@
+"""Resume ends where an uninterrupted run ends; a kill at any moment never lists a partial step."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from training import checkpoint as ckpt
+from training.config import ModelConfig, TrainConfig
+from training.corpus import builtin_corpus
+from training.train import train
+
+
+def _final(root, name):
+    run = ckpt.read_run(root, name)
+    return ckpt.load_params(run.path, ckpt.list_steps(run.path)[-1])
+
+
+def test_resume_matches_uninterrupted(tmp_path):
+    corpus, mc = builtin_corpus(), ModelConfig()
+    train(tmp_path, "full", mc, TrainConfig(steps=60, save_every=20), corpus, progress=False)
+    train(tmp_path, "split", mc, TrainConfig(steps=40, save_every=20), corpus, progress=False)
+    summary = train(
+        tmp_path,
+        "split",
+        mc,
+        TrainConfig(steps=60, save_every=20),
+        corpus,
+        resume=True,
+        progress=False,
+    )
+    a, b = _final(tmp_path, "full"), _final(tmp_path, "split")
+    assert summary.steps[-1] == 60
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-6)
+    full_loss = ckpt.loss_history(tmp_path / "full")[1]
+    split_loss = ckpt.loss_history(tmp_path / "split")[1]
+    assert len(split_loss) == 60
+    np.testing.assert_allclose(full_loss, split_loss, atol=1e-5)
+
+
+def test_kill_during_training_never_lists_a_partial_step(tmp_path):
+    """SIGKILL the trainer at several moments; every listed step must load, then resume."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.cli",
+        "--root",
+        str(tmp_path),
+        "--run",
+        "k",
+        "--steps",
+        "3000",
+        "--save-every",
+        "5",
+        "--quiet",
+    ]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    run = tmp_path / "k"
+    for attempt, delay in enumerate((0.013, 0.21, 0.37)):
+        args = cmd + (["--resume"] if attempt else [])
+        seen = len(ckpt.list_steps(run))
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while len(ckpt.list_steps(run)) <= seen + 2 and time.monotonic() < deadline:
+            time.sleep(0.005)  # saves are running: kill at an arbitrary moment among them
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        steps = ckpt.list_steps(run)
+        assert steps, proc.stderr.read().decode()
+        for step in steps:
+            ckpt.load_params(run, step)
+            ckpt.read_sidecar(run, step)
+        assert ckpt.load_optimizer(run, steps[-1]) is not None or len(steps) > 1
+    before = ckpt.list_steps(tmp_path / "k")[-1]
+    done = subprocess.run(
+        [*cmd[:-5], "--steps", str(before + 10), "--save-every", "5", "--quiet", "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ckpt.list_steps(tmp_path / "k")[-1] == before + 10
