@@ -110,3 +110,71 @@ def source_attributions(
     gamma = np.asarray(params["ln_f.scale"], np.float64)
     u = np.asarray(params["wte"], np.float64)[target]
     return _through_final_ln(per_source, gamma, float(cap.final_inv_std[b, pos])) @ u
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and probabilities of the k most likely tokens, most likely first."""
+    probs = softmax(np.asarray(logits, np.float64))
+    order = np.argsort(-probs, kind="stable")[:k]
+    return order, probs[order]
+
+
+METRICS = {
+    "dla": "direct logit attribution to the target",
+    "attn_src": "attention paid to the source position",
+    "entropy": "attention entropy (nats)",
+    "prev_token": "previous-token score",
+}
+
+
+def head_metrics(
+    cap: Capture,
+    params: Mapping[str, np.ndarray],
+    pos: int,
+    target: int,
+    length: int,
+    src: int = 0,
+) -> dict[str, np.ndarray]:
+    """Every head's score under every metric, each [L, H], for the first prompt of ``cap``."""
+    pats = np.asarray(cap.patterns[0], np.float64)  # [L, H, T, T]
+    n_layers, n_heads = pats.shape[:2]
+    comps, attr, _ = direct_logit_attribution(cap, params, 0, pos, target)
+    dla = np.array(
+        [
+            [attr[comps.names.index(head_name(l_, h))] for h in range(n_heads)]
+            for l_ in range(n_layers)
+        ]
+    )
+    row = pats[:, :, pos, : pos + 1]
+    entropy = -(row * np.log(np.clip(row, 1e-12, None))).sum(-1)
+    if length > 1:
+        q = np.arange(1, length)
+        prev = pats[:, :, q, q - 1].mean(-1)
+    else:
+        prev = np.zeros((n_layers, n_heads))
+    src = min(max(src, 0), pos)
+    return {"dla": dla, "attn_src": pats[:, :, pos, src], "entropy": entropy, "prev_token": prev}
+
+
+def logit_lens(
+    cap: Capture, params: Mapping[str, np.ndarray], eps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top token and its probability for every layer boundary x position: [L+1, T] each.
+
+    Each residual is read through the final LayerNorm (its own statistics) and the tied
+    unembedding, as the model reads its last one.
+    """
+    resid = np.asarray(cap.resid[0], np.float64)  # [L+1, T, D]
+    centred = resid - resid.mean(-1, keepdims=True)
+    normed = centred / np.sqrt((centred**2).mean(-1, keepdims=True) + eps)
+    final = normed * np.asarray(params["ln_f.scale"], np.float64) + np.asarray(
+        params["ln_f.bias"], np.float64
+    )
+    probs = softmax(final @ np.asarray(params["wte"], np.float64).T)  # [L+1, T, V]
+    top = probs.argmax(-1)
+    return top, np.take_along_axis(probs, top[..., None], -1)[..., 0]

@@ -1,0 +1,43 @@
+"""Build the Dash app over one checkpoint root (``create_app``), and its WSGI ``server``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dash_bootstrap_components as dbc  # noqa: F401  (registers its components)
+from dash import Dash
+
+from interp_app.callbacks import register
+from interp_app.layout import build_layout
+from interp_app.runs import RunStore
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def create_app(root: str | Path = "checkpoints") -> Dash:
+    """Everything is served by the app itself (Plotly JS, Bootstrap CSS): works offline."""
+    store = RunStore(root)
+    app = Dash(
+        __name__,
+        title="Transformer explorer",
+        assets_folder=str(ASSETS),
+        serve_locally=True,
+        suppress_callback_exceptions=True,
+        update_title=None,
+    )
+    app.layout = build_layout(str(root))
+    register(app, store)
+    app.server.config["RUN_STORE"] = store
+
+    @app.server.route("/healthz")
+    def healthz():
+        runs = store.runs()
+        return {"status": "ok", "runs": len(runs), "steps": sum(len(store.steps(r)) for r in runs)}
+
+    return app
+
+
+def server():
+    """WSGI entry for gunicorn: ``gunicorn 'interp_app.app:server()'``."""
+    return create_app(os.environ.get("INTERP_ROOT", "checkpoints")).server

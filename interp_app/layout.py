@@ -1,0 +1,181 @@
+"""The page: dash-bootstrap-components panels, each with its public component id."""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from interp_app.analysis import METRICS
+
+GRAPH_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+def graph(component_id: str, height: int = 300) -> dcc.Loading:
+    return dcc.Loading(
+        dcc.Graph(id=component_id, config=GRAPH_CONFIG, style={"height": f"{height}px"}),
+        type="dot",
+        delay_show=300,
+    )
+
+
+def panel(title: str, body, **kw) -> dbc.Card:
+    return dbc.Card(
+        [
+            dbc.CardHeader(title, className="py-1 fw-semibold small"),
+            dbc.CardBody(body, className="p-2"),
+        ],
+        className="mb-3 shadow-sm",
+        **kw,
+    )
+
+
+def build_layout(root: str) -> html.Div:
+    controls = dbc.Row(
+        [
+            dbc.Col(
+                [
+                    dbc.Label("Run", html_for="run-picker", className="small mb-0"),
+                    dcc.Dropdown(id="run-picker", clearable=False),
+                ],
+                md=2,
+            ),
+            dbc.Col(
+                [
+                    html.Div(
+                        [
+                            dbc.Label("Checkpoint", className="small mb-0 me-2"),
+                            html.Span(id="step-label", className="badge bg-secondary"),
+                        ],
+                    ),
+                    dcc.Slider(
+                        id="step-slider",
+                        min=0,
+                        max=0,
+                        step=1,
+                        value=0,
+                        marks={},
+                        updatemode="mouseup",
+                    ),
+                ],
+                md=6,
+            ),
+            dbc.Col(
+                [
+                    dbc.Label(
+                        "Prompt (Enter to analyse)", html_for="prompt-input", className="small mb-0"
+                    ),
+                    dbc.Input(
+                        id="prompt-input",
+                        type="text",
+                        debounce=True,
+                        placeholder="i like spicy so i like",
+                    ),
+                ],
+                md=4,
+            ),
+        ],
+        className="g-3 align-items-end",
+    )
+    return html.Div(
+        [
+            dcc.Location(id="url", refresh=False),
+            dcc.Store(id="selection"),
+            dcc.Store(id="rendered"),
+            dbc.Navbar(
+                dbc.Container(
+                    [
+                        html.Span("Transformer explorer", className="navbar-brand fw-bold"),
+                        html.Span(f"checkpoints: {root}", className="text-light small"),
+                    ],
+                    fluid=True,
+                ),
+                color="dark",
+                dark=True,
+                className="mb-3",
+            ),
+            dbc.Container(
+                [
+                    html.Div(id="notices"),
+                    panel(
+                        "Run, checkpoint and prompt",
+                        [controls, html.Div(id="token-chips", className="mt-2")],
+                    ),
+                    dbc.Row(
+                        [
+                            dbc.Col(panel("Loss", graph("loss-curve", 260)), md=6),
+                            dbc.Col(panel("Prediction", graph("prediction", 300)), md=3),
+                            dbc.Col(
+                                panel(
+                                    "Head grid",
+                                    [
+                                        dbc.Row(
+                                            [
+                                                dbc.Col(
+                                                    dcc.Dropdown(
+                                                        id="metric-picker",
+                                                        options=[
+                                                            {"label": v, "value": k}
+                                                            for k, v in METRICS.items()
+                                                        ],
+                                                        value="dla",
+                                                        clearable=False,
+                                                    ),
+                                                    width=8,
+                                                ),
+                                                dbc.Col(
+                                                    dcc.Dropdown(
+                                                        id="source-picker",
+                                                        clearable=False,
+                                                        placeholder="source",
+                                                    ),
+                                                    width=4,
+                                                ),
+                                            ],
+                                            className="g-1 mb-1",
+                                        ),
+                                        graph("head-grid", 260),
+                                    ],
+                                ),
+                                md=3,
+                            ),
+                        ]
+                    ),
+                    dbc.Row(
+                        [
+                            dbc.Col(
+                                panel(
+                                    "Attention pattern of the selected head",
+                                    graph("attention-pattern", 380),
+                                ),
+                                md=6,
+                            ),
+                            dbc.Col(
+                                panel("All heads, layers x heads", graph("head-multiples", 380)),
+                                md=6,
+                            ),
+                        ]
+                    ),
+                    panel("Token attributions", graph("token-attributions", 200)),
+                    dbc.Row(
+                        [
+                            dbc.Col(
+                                panel(
+                                    "Residual-stream contributions",
+                                    graph("residual-contributions", 320),
+                                ),
+                                md=7,
+                            ),
+                            dbc.Col(panel("Logit lens", graph("logit-lens", 260)), md=5),
+                        ]
+                    ),
+                    html.Footer(
+                        "Click a head in the grid, the multiples or the residual bars; a token "
+                        "chip picks the position; a prediction bar picks the target. "
+                        "The URL mirrors the view.",
+                        className="text-muted small mb-4",
+                    ),
+                ],
+                fluid=True,
+            ),
+        ]
+    )

@@ -1,0 +1,143 @@
+"""The run store: find runs, list steps (metadata only), load parameters and captures, cached.
+
+The only module of the app that touches the file system. Every name that reaches it from a
+user (URL, picker) goes through ``training.checkpoint.run_dir``, which refuses paths.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from training import checkpoint as ckpt
+from training.model import Capture, capture
+from training.params import ParamsError, abstract_model, unflatten_params
+from training.tokenizer import Tokenizer
+
+
+class LRU:
+    """A small thread-safe least-recently-used cache (gunicorn threads share one store)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        value = make()
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt as the model sees it: at most ``context`` tokens, padded to ``context``."""
+
+    text: str
+    words: tuple[str, ...]  # as typed (lower-cased), after truncation
+    ids: tuple[int, ...]  # real tokens, unknown words as UNKNOWN
+    padded: tuple[int, ...]  # ids + PADDING up to the context
+    unknown: tuple[str, ...]
+    dropped: int  # leading tokens cut to fit the context
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+
+def encode_prompt(tokenizer: Tokenizer, context: int, text: str) -> Prompt:
+    """Keep the last ``context`` tokens (the ones next to the prediction) of a long prompt."""
+    from training.tokenizer import split_words
+
+    words = split_words(text)
+    ids = tokenizer.encode(text)
+    dropped = max(0, len(ids) - context)
+    words, ids = words[dropped:], ids[dropped:]
+    padded = tuple(ids) + (tokenizer.padding_id,) * (context - len(ids))
+    return Prompt(
+        text=text,
+        words=tuple(words),
+        ids=tuple(ids),
+        padded=padded,
+        unknown=tuple(tokenizer.unknown_words(" ".join(words))),
+        dropped=dropped,
+    )
+
+
+class RunStore:
+    """Reads runs under one root. Listing is cheap; parameters and captures are LRU-cached."""
+
+    def __init__(self, root: str | Path, param_cache: int = 256, capture_cache: int = 512):
+        self.root = Path(root)
+        self._params = LRU(param_cache)
+        self._captures = LRU(capture_cache)
+        self._runs = LRU(64)
+        self._graphdefs: dict[Any, Any] = {}
+
+    def runs(self) -> list[str]:
+        return ckpt.list_runs(self.root)
+
+    def info(self, run: str) -> ckpt.RunInfo:
+        """Run metadata, re-read when run.json changes (a resumed run may grow its steps)."""
+        path = ckpt.run_dir(self.root, run) / ckpt.RUN_FILE
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            raise ckpt.CheckpointError(f"no run named {run!r} in {self.root}") from None
+        return self._runs.get_or_make((run, mtime), lambda: ckpt.read_run(self.root, run))
+
+    def steps(self, run: str) -> list[int]:
+        return ckpt.list_steps(ckpt.run_dir(self.root, run))
+
+    def loss_history(self, run: str):
+        return ckpt.loss_history(ckpt.run_dir(self.root, run))
+
+    def _graphdef(self, info: ckpt.RunInfo):
+        if info.model not in self._graphdefs:
+            self._graphdefs[info.model] = abstract_model(info.model)[0]
+        return self._graphdefs[info.model]
+
+    def params(self, run: str, step: int) -> dict[str, np.ndarray]:
+        """Named float32 arrays; raises CheckpointError for a missing or corrupt step."""
+        info = self.info(run)
+
+        def load() -> dict[str, np.ndarray]:
+            flat = ckpt.load_params(info.path, step)
+            try:
+                unflatten_params(info.model, flat)
+            except ParamsError as err:
+                raise ckpt.CheckpointError(f"step {step} of run {run!r}: {err}") from None
+            return {k: np.asarray(v, np.float32) for k, v in flat.items()}
+
+        return self._params.get_or_make((run, step), load)
+
+    def capture(self, run: str, step: int, prompt: Prompt) -> Capture:
+        """One jitted pass over the padded prompt ([1, context]: one shape, one compilation)."""
+        info = self.info(run)
+
+        def run_model() -> Capture:
+            _, state = unflatten_params(info.model, self.params(run, step))
+            tokens = jnp.asarray([prompt.padded], jnp.int32)
+            return jax.device_get(capture(self._graphdef(info), state, tokens))
+
+        return self._captures.get_or_make((run, step, prompt.padded), run_model)

@@ -1,0 +1,138 @@
+"""Everything the panels show for one selection, computed from one cached capture.
+
+``resolve`` turns untrusted input (URL, clicks, typed text) into a valid selection plus the
+notices that say what was ignored; ``compute_view`` gathers the numbers the figures draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from interp_app import analysis
+from interp_app.runs import Prompt, RunStore, encode_prompt
+from interp_app.selection import (
+    DEFAULT_PROMPT,
+    Selection,
+    pick_head,
+    pick_pos,
+    pick_run,
+    pick_step,
+)
+from training.checkpoint import CheckpointError
+
+
+def prompt_notices(prompt: Prompt, context: int) -> list[str]:
+    notes = []
+    if prompt.dropped:
+        notes.append(
+            f"the prompt has {prompt.dropped + prompt.length} tokens, more than the context "
+            f"({context}); analysing the last {prompt.length}"
+        )
+    if prompt.unknown:
+        words = ", ".join(repr(w) for w in dict.fromkeys(prompt.unknown))
+        notes.append(f"not in the vocabulary, shown as UNKNOWN: {words}")
+    return notes
+
+
+def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, list[str]]:
+    """A valid selection from raw values; every value that had to be replaced is reported."""
+    notes: list[str] = []
+    run, note = pick_run(store.runs(), raw.get("run"))
+    if note:
+        notes.append(note)
+    if run is None:
+        return None, notes
+    info = store.info(run)
+    steps = store.steps(run)
+    if not steps:
+        return None, [*notes, f"run {run!r} has no complete checkpoint yet"]
+    step, note = pick_step(steps, raw.get("step"))
+    if note:
+        notes.append(note)
+    text = raw.get("prompt")
+    if text is None or not str(text).strip():
+        if text is not None:
+            notes.append("the prompt was empty; showing the default prompt")
+        text = DEFAULT_PROMPT
+    prompt = encode_prompt(info.tokenizer, info.model.context, str(text))
+    if prompt.length == 0:
+        notes.append(f"the prompt {text!r} has no words; showing the default prompt")
+        text = DEFAULT_PROMPT
+        prompt = encode_prompt(info.tokenizer, info.model.context, text)
+    notes.extend(prompt_notices(prompt, info.model.context))
+    pos, note = pick_pos(prompt.length, raw.get("pos"))
+    if note:
+        notes.append(note)
+    (layer, head), note = pick_head(info.model.n_layers, info.model.n_heads, raw.get("head"))
+    if note:
+        notes.append(note)
+    target = raw.get("target")
+    if target not in info.tokenizer.vocab:
+        try:
+            logits = store.capture(run, step, prompt).logits[0, pos]
+            top = info.tokenizer.vocab[int(np.argmax(logits))]
+        except CheckpointError:
+            top = info.tokenizer.vocab[0]
+        if target:
+            notes.append(f"target {target!r} is not in the vocabulary; showing {top!r}")
+        target = top
+    return Selection(run, step, str(text), pos, target, layer, head), notes
+
+
+@dataclass(frozen=True)
+class View:
+    """The numbers behind every panel for one selection (first prompt of the capture)."""
+
+    words: list[str]  # displayed token labels, real positions only
+    length: int
+    target_id: int
+    vocab: tuple[str, ...]
+    pred_ids: np.ndarray
+    pred_probs: np.ndarray
+    metrics: dict[str, np.ndarray]  # name -> [L, H]
+    patterns: np.ndarray  # [L, H, T, T], real positions only
+    source_attr: np.ndarray  # [T] through the selected head
+    comp_names: tuple[str, ...]
+    comp_kinds: tuple[str, ...]
+    comp_attr: np.ndarray  # [C] direct logit attributions (incl. LN bias last)
+    logit: float  # the actual target logit
+    lens_top: np.ndarray  # [L+1, T]
+    lens_prob: np.ndarray  # [L+1, T]
+
+
+def compute_view(store: RunStore, sel: Selection, src: int = 0, k: int = 8) -> View:
+    info = store.info(sel.run)
+    prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
+    cap = store.capture(sel.run, sel.step, prompt)
+    params = store.params(sel.run, sel.step)
+    n = prompt.length
+    target = info.tokenizer.vocab.index(sel.target)
+    pred_ids, pred_probs = analysis.top_k(cap.logits[0, sel.pos], k)
+    comps, attr, ln_bias = analysis.direct_logit_attribution(cap, params, 0, sel.pos, target)
+    lens_top, lens_prob = analysis.logit_lens(cap, params, info.model.ln_eps)
+    words = [
+        info.tokenizer.vocab[i] if info.tokenizer.vocab[i] == "UNKNOWN" else w
+        for w, i in zip(prompt.words, prompt.ids, strict=True)
+    ]
+    return View(
+        words=words,
+        length=n,
+        target_id=target,
+        vocab=info.tokenizer.vocab,
+        pred_ids=pred_ids,
+        pred_probs=pred_probs,
+        metrics=analysis.head_metrics(cap, params, sel.pos, target, n, src),
+        patterns=np.asarray(cap.patterns[0, :, :, :n, :n]),
+        source_attr=analysis.source_attributions(
+            cap, params, 0, sel.layer, sel.head, sel.pos, target
+        )[:n],
+        comp_names=(*comps.names, "final LN bias"),
+        comp_kinds=(*comps.kinds, "ln"),
+        comp_attr=np.append(attr, ln_bias),
+        logit=float(cap.logits[0, sel.pos, target]),
+        lens_top=lens_top[:, :n],
+        lens_prob=lens_prob[:, :n],
+    )
