@@ -150,8 +150,11 @@ def head_grid_figure(view: View, sel: Selection, metric: str) -> go.Figure:
             x=[f"H{h}" for h in range(n_heads)],
             y=[f"L{layer}" for layer in range(n_layers)],
             customdata=names,
-            text=[[f"{v:.2f}" for v in row] for row in values],
-            texttemplate="%{customdata}<br>%{text}",
+            text=[
+                [f"{n}<br>{v:.2f}" for n, v in zip(nr, row, strict=True)]
+                for nr, row in zip(names, values, strict=True)
+            ],
+            texttemplate="%{text}",
             colorscale="RdBu" if diverging else "Blues",
             zmid=0 if diverging else None,
             zmin=None if diverging else 0,
@@ -242,7 +245,12 @@ def token_attribution_figure(view: View, sel: Selection) -> go.Figure:
             z=[values],
             x=labels,
             y=[sel.head_name],
-            text=[view.words],
+            text=[
+                [
+                    f"<b>{w}</b><br>{v:+.3f}<br>attn {a:.0%}"
+                    for w, v, a in zip(view.words, values, weights, strict=True)
+                ]
+            ],
             customdata=[weights],
             texttemplate="%{text}",
             colorscale="RdBu",
@@ -253,18 +261,6 @@ def token_attribution_figure(view: View, sel: Selection) -> go.Figure:
             hovertemplate="%{x}<br>attribution %{z:.4f}<br>attention %{customdata:.3f}"
             "<extra>" + sel.head_name + "</extra>",
             xgap=2,
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=labels,
-            y=[sel.head_name] * n,
-            mode="text",
-            text=[f"{w:.0%}" for w in weights],
-            textposition="bottom center",
-            hoverinfo="skip",
-            showlegend=False,
-            textfont={"size": 10, "color": "#495057"},
         )
     )
     total = float(values.sum())
