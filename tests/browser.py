@@ -1,0 +1,83 @@
+"""Real headless Chromium (Debian's) driven by Playwright, and the real app in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def chromium_path() -> str:
+    """The system Chromium; skips (or fails under CI=true) with install advice."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    advice = "no Chromium found: install it with `apt-get install chromium chromium-driver`"
+    if os.environ.get("CI") == "true":
+        pytest.fail(advice)
+    pytest.skip(advice)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(argv: list[str], port: int, timeout: float = 60.0):
+    """Run a server command until it answers /healthz; always stop it afterwards."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stdout.read()}")
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def app_command(root: Path, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "interp_app.cli",
+        "--no-train",
+        "--root",
+        str(root),
+        "--port",
+        str(port),
+    ]

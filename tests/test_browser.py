@@ -1,0 +1,109 @@
+"""End to end in a real headless Chromium: click, deep link, back button, bad prompt."""
+
+import re
+
+import pytest
+
+from tests.browser import ARTIFACTS, CHROMIUM_FLAGS, app_command, chromium_path, free_port, serve
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def app_url(default_root):
+    root, _ = default_root
+    port = free_port()
+    with serve(app_command(root, port), port) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    path = chromium_path()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1500, "height": 1700})
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def title(page, panel: str) -> str:
+    return page.locator(f"#{panel} .gtitle").first.text_content() or ""
+
+
+def wait_title(page, panel: str, text: str, timeout: float = 20_000) -> None:
+    page.wait_for_function(
+        "([id, t]) => { const e = document.querySelector('#' + id + ' .gtitle');"
+        " return e && e.textContent.includes(t); }",
+        arg=[panel, text],
+        timeout=timeout,
+    )
+
+
+def open_page(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("#head-grid .nsewdrag", timeout=30_000)
+    wait_title(page, "attention-pattern", "Attention pattern of")
+
+
+def click_cell(page, panel: str, col_frac: float, row_frac: float) -> None:
+    box = page.locator(f"#{panel} .nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + col_frac * box["width"], box["y"] + row_frac * box["height"])
+
+
+def test_click_a_head_and_every_panel_follows(page, app_url):
+    open_page(page, app_url)
+    assert "head=L1H0" in page.url
+    for panel in ("attention-pattern", "token-attributions", "residual-contributions"):
+        assert "L1H0" in title(page, panel)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "default-view.png"), full_page=True)
+
+    click_cell(page, "head-grid", 0.75, 0.25)  # layer 0 (top row), head 1 (right column)
+    wait_title(page, "attention-pattern", "L0H1")
+    assert "head=L0H1" in page.url
+    wait_title(page, "token-attributions", "L0H1")
+    wait_title(page, "residual-contributions", "selected L0H1")
+    wait_title(page, "head-multiples", "selected L0H1")
+    page.screenshot(path=str(ARTIFACTS / "after-head-click.png"), full_page=True)
+
+    page.go_back()
+    wait_title(page, "attention-pattern", "L1H0")
+    assert "head=L1H0" in page.url
+
+
+def test_deep_link_opens_that_view(page, app_url):
+    open_page(
+        page, app_url + "/?run=fruits&step=500&prompt=apple+is+so+sweet&pos=2&target=so&head=L0H0"
+    )
+    wait_title(page, "attention-pattern", "Attention pattern of L0H0 (query row 2 framed)")
+    assert "'so' at 2" in title(page, "residual-contributions")
+    assert page.locator("#step-label").text_content() == "step 500"
+    chips = page.locator("#token-chips button").all_text_contents()
+    assert chips == ["0:apple", "1:is", "2:so", "3:sweet"]
+
+
+def test_over_long_prompt_shows_a_notice(page, app_url):
+    open_page(page, app_url)
+    box = page.locator("#prompt-input")
+    box.fill("i like spicy so i like " * 3)
+    box.press("Enter")
+    page.wait_for_selector("text=more than the context", timeout=20_000)
+    page.wait_for_function("document.querySelectorAll('#token-chips button').length === 12")
+    assert re.search(r"pos=11", page.url)
+
+
+def test_chip_and_prediction_clicks(page, app_url):
+    open_page(page, app_url)
+    page.locator("#token-chips button", has_text="2:spicy").click()
+    wait_title(page, "attention-pattern", "query row 2")
+    assert "pos=2" in page.url
