@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import training  # noqa: F401  (configures XLA before JAX starts)
 from training.config import ModelConfig, TrainConfig
 from training.corpus import builtin_corpus
 from training.train import train
+
+# Figures skip Plotly's validation in production for speed; tests validate every property.
+os.environ.setdefault("INTERP_VALIDATE_FIGURES", "1")
 
 
 @pytest.fixture(scope="session")
