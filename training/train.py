@@ -25,7 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from training import checkpoint as ckpt
 from training.config import ModelConfig, TrainConfig
 from training.corpus import Corpus, check_fits
-from training.model import GPT
+from training.model import init_params
 from training.params import flat_params, flatten_tree, unflatten_params, unflatten_tree
 from training.schedule import checkpoint_steps
 from training.tokenizer import Tokenizer
@@ -84,7 +84,16 @@ def build_chunk_fn(
 
         losses = jnp.zeros((max_chunk,), jnp.float32)
         params, opt_state, losses = jax.lax.fori_loop(0, n, body, (params, opt_state, losses))
-        return params, opt_state, losses, sequence_loss(graphdef, params, valid)
+        # Evaluation in the same compiled call: no extra compilations at step 0 or the end.
+        valid_logits = nnx.merge(graphdef, params)(valid[:, :-1])
+        evals = {
+            "valid_loss": optax.softmax_cross_entropy_with_integer_labels(
+                valid_logits, valid[:, 1:]
+            ).mean(),
+            "train_loss": sequence_loss(graphdef, params, data),
+            "valid_logits": valid_logits,
+        }
+        return params, opt_state, losses, evals
 
     return run_chunk
 
@@ -109,11 +118,11 @@ def replicate(tree, batch_size: int):
 
 
 def top_predictions(
-    graphdef: nnx.GraphDef, params: nnx.State, tokenizer: Tokenizer, prompt: str, k: int = 5
+    logits: np.ndarray, tokenizer: Tokenizer, k: int = 5
 ) -> list[tuple[str, float]]:
-    ids = tokenizer.encode(prompt)
-    logits = nnx.merge(graphdef, params)(jnp.asarray([ids], jnp.int32))[0, -1]
-    probs = np.asarray(jax.nn.softmax(logits))
+    z = np.asarray(logits, np.float64)
+    probs = np.exp(z - z.max())
+    probs /= probs.sum()
     order = np.argsort(-probs)[:k]
     return [(tokenizer.vocab[i], float(probs[i])) for i in order]
 
@@ -252,9 +261,8 @@ def train(
     optimizer = make_optimizer(tc)
     schedule = checkpoint_steps(tc.steps, tc.save_every, tc.log_spaced)
 
-    model = GPT(mc, nnx.Rngs(params=tc.seed))
-    graphdef, params = nnx.split(model)
-    opt_state = optimizer.init(params)
+    graphdef, params = init_params(mc, tc.seed)
+    opt_state = jax.jit(optimizer.init)(params)
     if resume and (path / ckpt.RUN_FILE).exists():
         done = ckpt.list_steps(path)
         start = done[-1]
@@ -281,7 +289,6 @@ def train(
     gaps = np.diff(schedule)
     run_chunk = build_chunk_fn(graphdef, optimizer, data, valid, tc.batch_size, int(gaps.max()))
     base_key = jax.random.key(tc.seed)
-    eval_loss = jax.jit(lambda p, b: sequence_loss(graphdef, p, b))
 
     timings = {"save_s": 0.0, "compile_s": 0.0}
 
@@ -292,8 +299,11 @@ def train(
         ckpt.drop_optimizer(path, step)
         timings["save_s"] += time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    params, opt_state, _, evals = run_chunk(params, opt_state, base_key, start, 0)  # compiles
+    timings["compile_s"] = time.perf_counter() - t0
     if start == 0:
-        v0 = float(eval_loss(params, jnp.asarray(valid)))
+        v0 = float(evals["valid_loss"])
         ckpt.append_metrics(path, {"step": 0, "first_step": 1, "train_loss": [], "valid_loss": v0})
         save(0, params, opt_state, v0)
 
@@ -302,16 +312,11 @@ def train(
     prev = start
     loss = float("nan")
     t_steps = time.perf_counter()
-    first_chunk = True
     for step in todo:
         n = step - prev
-        t0 = time.perf_counter()
-        params, opt_state, losses, v_loss = run_chunk(params, opt_state, base_key, prev, n)
+        params, opt_state, losses, evals = run_chunk(params, opt_state, base_key, prev, n)
         losses = np.asarray(losses[:n])
-        if first_chunk:
-            timings["compile_s"] = time.perf_counter() - t0
-            t_steps = time.perf_counter()
-            first_chunk = False
+        v_loss = evals["valid_loss"]
         loss = float(losses[-1])
         ckpt.append_metrics(
             path,
@@ -331,12 +336,15 @@ def train(
     timings["total_s"] = time.perf_counter() - t_start
 
     prompt = validation_prompt(corpus)
+    # Causal model: the first validation line's logits at the prompt's last token are the
+    # prediction after the prompt, already computed in the last chunk call.
+    prompt_end = min(len(tokenizer.encode(prompt)), mc.context) - 1
     return TrainSummary(
         run_path=path,
         steps=ckpt.list_steps(path),
-        train_loss=float(eval_loss(params, jnp.asarray(data))),
-        valid_loss=float(eval_loss(params, jnp.asarray(valid))),
-        top=top_predictions(graphdef, params, tokenizer, prompt),
+        train_loss=float(evals["train_loss"]),
+        valid_loss=float(evals["valid_loss"]),
+        top=top_predictions(np.asarray(evals["valid_logits"][0, prompt_end]), tokenizer),
         prompt=prompt,
         timings=timings,
     )
