@@ -126,6 +126,7 @@ def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 METRICS = {
     "dla": "direct logit attribution to the target",
+    "share": "share of the target logit's direct attribution",
     "attn_src": "attention paid to the source position",
     "entropy": "attention entropy (nats)",
     "prev_token": "previous-token score",
@@ -158,7 +159,14 @@ def head_metrics(
     else:
         prev = np.zeros((n_layers, n_heads))
     src = min(max(src, 0), pos)
-    return {"dla": dla, "attn_src": pats[:, :, pos, src], "entropy": entropy, "prev_token": prev}
+    logit = float(cap.logits[0, pos, target])
+    return {
+        "dla": dla,
+        "share": dla / logit,
+        "attn_src": pats[:, :, pos, src],
+        "entropy": entropy,
+        "prev_token": prev,
+    }
 
 
 def logit_lens(

@@ -15,9 +15,14 @@ from interp_app.runs import RunStore
 ASSETS = Path(__file__).parent / "assets"
 
 
-def create_app(root: str | Path = "checkpoints") -> Dash:
-    """Everything is served by the app itself (Plotly JS, Bootstrap CSS): works offline."""
-    store = RunStore(root)
+def create_app(
+    root: str | Path = "checkpoints", live_ms: int = 3000, param_cache: int = 512
+) -> Dash:
+    """Everything is served by the app itself (Plotly JS, Bootstrap CSS): works offline.
+
+    ``live_ms``: how often the page polls the run folder for new steps (0: never).
+    """
+    store = RunStore(root, param_cache=param_cache)
     app = Dash(
         __name__,
         title="Transformer explorer",
@@ -26,7 +31,7 @@ def create_app(root: str | Path = "checkpoints") -> Dash:
         suppress_callback_exceptions=True,
         update_title=None,
     )
-    app.layout = build_layout(str(root))
+    app.layout = build_layout(str(root), live_ms)
     register(app, store)
     app.server.config["RUN_STORE"] = store
 

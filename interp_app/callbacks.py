@@ -7,19 +7,21 @@ from the selection in one round trip, skipping panels whose inputs did not chang
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 
 from interp_app import figures
-from interp_app.runs import RunStore
+from interp_app.analysis import parse_head
+from interp_app.runs import RunStore, encode_prompt
 from interp_app.selection import Selection, parse_query
 from interp_app.view import compute_view, resolve
 from training.checkpoint import CheckpointError
 
 PANELS = (
+    "head-timeline",
+    "prediction-timeline",
     "loss-curve",
     "prediction",
     "head-grid",
@@ -50,6 +52,12 @@ def event_to_raw(trigger: Any, value: Any, current: dict | None, store: RunStore
         return {**raw, "prompt": value or "", "pos": None, "target": None}
     if isinstance(trigger, dict) and trigger.get("type") == "chip":
         return {**raw, "pos": trigger["index"]}
+    if trigger == "play-interval":
+        steps = store.steps(raw["run"]) if raw else []
+        if not steps:
+            return None
+        later = [s for s in steps if s > int(raw["step"])]
+        return {**raw, "step": later[0] if later else steps[0]}  # loop back at the end
     points = (value or {}).get("points") or []
     if not points:
         return None
@@ -61,6 +69,14 @@ def event_to_raw(trigger: Any, value: Any, current: dict | None, store: RunStore
         if not isinstance(name, str) or not name.startswith("L") or " " in name:
             return None
         return {**raw, "head": name}
+    if trigger == "head-timeline":
+        data = point.get("customdata")
+        if not isinstance(data, list) or len(data) != 2:
+            return None
+        return {**raw, "head": data[0], "step": data[1]}
+    if trigger == "prediction-timeline":
+        step = point.get("customdata")
+        return {**raw, "step": step} if isinstance(step, int) else None
     if trigger == "loss-curve":
         steps = store.steps(raw["run"]) if raw else []
         if not steps or point.get("x") is None:
@@ -129,6 +145,9 @@ def register(app: Dash, store: RunStore) -> None:
         Input("head-multiples", "clickData"),
         Input("residual-contributions", "clickData"),
         Input("loss-curve", "clickData"),
+        Input("head-timeline", "clickData"),
+        Input("prediction-timeline", "clickData"),
+        Input("play-interval", "n_intervals"),
         State("selection", "data"),
     )
     def select(search, *args):
@@ -157,93 +176,178 @@ def register(app: Dash, store: RunStore) -> None:
         query = sel.to_query()
         return data, (query if query != search else no_update), notices_children(notes)
 
-    outputs = [Output(p, "figure") for p in PANELS]
+    controls = [
+        ("run-picker", "options"),
+        ("run-picker", "value"),
+        ("step-slider", "max"),
+        ("step-slider", "marks"),
+        ("step-slider", "value"),
+        ("step-label", "children"),
+        ("prompt-input", "value"),
+        ("token-chips", "children"),
+        ("source-picker", "options"),
+        ("source-picker", "value"),
+        ("compare-step", "options"),
+    ]
+    slots = [*controls, *((p, "figure") for p in PANELS), ("rendered", "data")]
 
     @app.callback(
-        Output("run-picker", "options"),
-        Output("run-picker", "value"),
-        Output("step-slider", "max"),
-        Output("step-slider", "marks"),
-        Output("step-slider", "value"),
-        Output("step-label", "children"),
-        Output("prompt-input", "value"),
-        Output("token-chips", "children"),
-        Output("source-picker", "options"),
-        Output("source-picker", "value"),
-        *outputs,
-        Output("rendered", "data"),
+        *(Output(cid, prop) for cid, prop in slots),
         Output("notices", "children", allow_duplicate=True),
         Input("selection", "data"),
         Input("metric-picker", "value"),
         Input("source-picker", "value"),
+        Input("compare-step", "value"),
+        Input("multiples-mode", "value"),
+        Input("live-poll", "n_intervals"),
         State("rendered", "data"),
         prevent_initial_call=True,
     )
-    def render(data, metric, src, rendered):
+    def render(data, metric, src, compare, mode, _poll, rendered):
+        out = {slot: no_update for slot in slots}
+        result = lambda notes=no_update: (*(out[s] for s in slots), notes)  # noqa: E731
         rendered = rendered or {}
-        n_out = 10 + len(PANELS) + 2
         if not data:
             empty = figures.message_figure(f"No runs in {store.root}")
-            return (*([no_update] * 10), *([empty] * len(PANELS)), {}, no_update)
+            out.update({(p, "figure"): empty for p in PANELS})
+            out[("rendered", "data")] = {}
+            return result()
         sel = Selection.from_dict(data)
-        steps = store.steps(sel.run)
+        metric = metric or "dla"
+        src = src if isinstance(src, int) else 0
+        runs, steps = store.runs(), store.steps(sel.run)
         bad = bad_steps.setdefault(sel.run, set())
         keys = {
-            "runs": json.dumps(store.runs()),
+            "runs": runs,
+            "listing": [sel.run, steps[-1] if steps else None, len(steps), sorted(bad)],
             "run": sel.run,
-            "step": [sel.run, sel.step, len(steps), sorted(bad)],
+            "step": [sel.run, sel.step],
             "prompt": [sel.run, sel.step, sel.prompt, sel.pos],
             "pred": [sel.run, sel.step, sel.prompt, sel.pos, sel.target],
-            "src": src,
-            "metric": metric,
+            "head": [sel.layer, sel.head],
+            "view": [src, metric, compare, mode],
         }
         changed = {k for k, v in keys.items() if rendered.get(k) != v}
-        out: list[Any] = [no_update] * n_out
+        if ctx.triggered_id == "live-poll" and not changed:
+            return result()  # nothing new on disk: the cheap, common case
         if "runs" in changed:
-            out[0] = [{"label": r, "value": r} for r in store.runs()]
+            out[("run-picker", "options")] = [{"label": r, "value": r} for r in runs]
         if "run" in changed:
-            out[1] = sel.run
-        notes = no_update
+            out[("run-picker", "value")] = sel.run
+        if changed & {"listing", "step"}:
+            out[("step-slider", "max")] = len(steps) - 1
+            out[("step-slider", "marks")] = slider_marks(steps, bad)
+            out[("step-slider", "value")] = (
+                steps.index(sel.step) if sel.step in steps else no_update
+            )
+            out[("step-label", "children")] = f"step {sel.step}"
+            out[("compare-step", "options")] = [{"label": f"step {s}", "value": s} for s in steps]
+            out[("loss-curve", "figure")] = figures.loss_figure(
+                store.loss_history(sel.run), sel.step, bad
+            )
         try:
-            view = compute_view(store, sel, src=src if isinstance(src, int) else 0)
+            view = compute_view(store, sel, src=src)
         except CheckpointError as err:
             bad.add(sel.step)
-            keys["step"] = [sel.run, sel.step, len(steps), sorted(bad)]
             msg = figures.message_figure(f"Step {sel.step} cannot be read: {err}")
-            out[2:6] = [
-                len(steps) - 1,
-                slider_marks(steps, bad),
-                steps.index(sel.step),
-                f"step {sel.step}",
-            ]
-            out[10 : 10 + len(PANELS)] = [msg] * len(PANELS)
-            out[10] = figures.loss_figure(store.loss_history(sel.run), sel.step, bad)
-            out[-2] = {**keys, "prompt": None, "pred": None}
-            out[-1] = notices_children(
-                [f"step {sel.step} is unreadable ({err}); other steps still work"]
+            out.update({(p, "figure"): msg for p in PANELS if p != "loss-curve"})
+            out[("step-slider", "marks")] = slider_marks(steps, bad)
+            out[("loss-curve", "figure")] = figures.loss_figure(
+                store.loss_history(sel.run), sel.step, bad
             )
-            return tuple(out)
-        if "step" in changed:
-            out[2] = len(steps) - 1
-            out[3] = slider_marks(steps, bad)
-            out[4] = steps.index(sel.step) if sel.step in steps else no_update
-            out[5] = f"step {sel.step}"
-            out[10] = figures.loss_figure(store.loss_history(sel.run), sel.step, bad)
+            out[("rendered", "data")] = {**keys, "prompt": None, "pred": None}
+            note = f"step {sel.step} is unreadable ({err}); other steps still work"
+            return result(notices_children([note]))
         if "prompt" in changed:
-            out[6] = sel.prompt
-            out[7] = chips(view.words, sel.pos)
-            out[8] = [{"label": f"src {i}:{w}", "value": i} for i, w in enumerate(view.words)]
-            if not isinstance(src, int) or src >= view.length:
-                out[9] = 0
+            out[("prompt-input", "value")] = sel.prompt
+            out[("token-chips", "children")] = chips(view.words, sel.pos)
+            out[("source-picker", "options")] = [
+                {"label": f"src {i}:{w}", "value": i} for i, w in enumerate(view.words)
+            ]
+            if src >= view.length:
+                out[("source-picker", "value")] = 0
+            out[("logit-lens", "figure")] = figures.logit_lens_figure(view, sel)
         if changed & {"prompt", "pred"}:
-            out[11] = figures.prediction_figure(view, sel)
-        out[12] = figures.head_grid_figure(view, sel, metric or "dla")
-        out[13] = figures.attention_figure(view, sel)
-        out[14] = figures.multiples_figure(view, sel)
-        out[15] = figures.token_attribution_figure(view, sel)
-        out[16] = figures.residual_figure(view, sel)
-        if "prompt" in changed:
-            out[17] = figures.logit_lens_figure(view, sel)
-        out[-2] = keys
-        out[-1] = notes
-        return tuple(out)
+            out[("prediction", "figure")] = figures.prediction_figure(view, sel)
+        base = base_step = None
+        if isinstance(compare, int) and compare != sel.step and compare in steps:
+            try:
+                base, base_step = compute_view(store, sel.with_(step=compare), src=src), compare
+            except CheckpointError:
+                bad.add(compare)
+        out[("head-grid", "figure")] = figures.head_grid_figure(view, sel, metric, base, base_step)
+        out[("residual-contributions", "figure")] = figures.residual_figure(
+            view, sel, base, base_step
+        )
+        prev = previous_view(store, sel, steps, src) if mode == "change" else None
+        out[("head-multiples", "figure")] = figures.multiples_figure(
+            view, sel, *(prev or (None, None))
+        )
+        out[("attention-pattern", "figure")] = figures.attention_figure(view, sel)
+        out[("token-attributions", "figure")] = figures.token_attribution_figure(view, sel)
+        t_steps, t_values, t_bad = timeline(store, sel, src)
+        bad.update(t_bad)
+        if t_steps:
+            out[("head-timeline", "figure")] = figures.head_timeline_figure(
+                t_steps, t_values[metric], sel, metric
+            )
+            if changed & {"listing", "step", "pred"}:
+                out[("prediction-timeline", "figure")] = figures.prediction_timeline_figure(
+                    t_steps, t_values["probs"], view.vocab, sel
+                )
+        out[("rendered", "data")] = keys
+        return result()
+
+    @app.callback(
+        Output("play-interval", "disabled"),
+        Output("play-button", "children"),
+        Output("play-interval", "interval"),
+        Input("play-button", "n_clicks"),
+        Input("play-speed", "value"),
+        State("play-interval", "disabled"),
+    )
+    def play(n_clicks, speed, disabled):
+        playing = bool(n_clicks) and n_clicks % 2 == 1
+        return not playing, ("⏸ Pause" if playing else "▶ Play"), speed or 700
+
+    @app.callback(
+        Output("head-sparkline", "figure"),
+        Input("head-multiples", "hoverData"),
+        Input("selection", "data"),
+        Input("metric-picker", "value"),
+        State("source-picker", "value"),
+    )
+    def sparkline(hover, data, metric, src):
+        if not data:
+            return figures.message_figure("", 150)
+        sel = Selection.from_dict(data)
+        name = sel.head_name
+        points = (hover or {}).get("points") or []
+        if points and isinstance(points[0].get("customdata"), str):
+            name = points[0]["customdata"]
+        parsed = parse_head(name, 99, 99)
+        steps, values, _ = timeline(store, sel, src if isinstance(src, int) else 0)
+        if not steps or parsed is None:
+            return figures.message_figure("", 150)
+        metric = metric or "dla"
+        return figures.sparkline_figure(
+            steps, values[metric][:, parsed[0], parsed[1]], name, metric
+        )
+
+
+def timeline(store: RunStore, sel: Selection, src: int):
+    info = store.info(sel.run)
+    prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
+    target = info.tokenizer.vocab.index(sel.target)
+    return store.timeline(sel.run, prompt, sel.pos, target, src)
+
+
+def previous_view(store: RunStore, sel: Selection, steps: list[int], src: int):
+    """The view at the checkpoint before the selected one, for 'change since previous'."""
+    earlier = [s for s in steps if s < sel.step]
+    if not earlier:
+        return None
+    try:
+        return compute_view(store, sel.with_(step=earlier[-1]), src=src), earlier[-1]
+    except CheckpointError:
+        return None

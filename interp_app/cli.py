@@ -22,6 +22,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="never train: with an empty root the page says how to train a run",
     )
+    p.add_argument(
+        "--live-ms",
+        type=int,
+        default=3000,
+        help="poll the run folder for new checkpoints every N ms (0: off)",
+    )
+    p.add_argument(
+        "--cache-steps",
+        type=int,
+        default=512,
+        help="parameter cache size in checkpoints (about 43 KB each for the default model)",
+    )
     p.add_argument("--debug", action="store_true", help="Dash debug mode (development only)")
     return p
 
@@ -49,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from interp_app.app import create_app
 
-    app = create_app(args.root)
+    app = create_app(args.root, live_ms=args.live_ms, param_cache=args.cache_steps)
     print(f"interp-app: serving {args.root} at http://{args.host}:{args.port}/", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print("interp-app: warning: open to the network without authentication", flush=True)

@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 from interp_app.analysis import METRICS, head_name
@@ -22,6 +23,11 @@ HIGHLIGHT = "#e8590c"
 MUTED = "#adb5bd"
 BASE = "#4c6ef5"
 FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12}
+
+
+def _scale(name: str) -> list:
+    """Colour scales as explicit stops: plotly.js orders some named scales the other way."""
+    return plotly.colors.get_colorscale(name)
 
 
 def _validate() -> bool:
@@ -165,8 +171,11 @@ def prediction_figure(view: View, sel: Selection) -> go.Figure:
     )
 
 
-def head_grid_figure(view: View, sel: Selection, metric: str) -> go.Figure:
-    values = view.metrics[metric]
+def head_grid_figure(
+    view: View, sel: Selection, metric: str, base: View | None = None, base_step: int | None = None
+) -> go.Figure:
+    """Per-head scores; with ``base``, their change from ``base_step`` to the selected step."""
+    values = view.metrics[metric] - (base.metrics[metric] if base is not None else 0)
     n_layers, n_heads = values.shape
     names = [[head_name(layer, h) for h in range(n_heads)] for layer in range(n_layers)]
     text = [
@@ -184,14 +193,17 @@ def head_grid_figure(view: View, sel: Selection, metric: str) -> go.Figure:
         "hovertemplate": "%{customdata}: %{z:.3f}<extra></extra>",
         "colorbar": {"thickness": 10},
     }
-    if metric == "dla":
-        heat.update(colorscale="RdBu", zmid=0)
+    if metric in ("dla", "share") or base is not None:
+        heat.update(colorscale=_scale("RdBu"), zmid=0)
     else:
-        heat.update(colorscale="Blues", zmin=0, zmax=float(np.abs(values).max()) or 1.0)
+        heat.update(colorscale=_scale("Blues"), zmin=0, zmax=float(np.abs(values).max()) or 1.0)
     frame = _frame(sel.head - 0.5, sel.head + 0.5, sel.layer - 0.5, sel.layer + 0.5)
+    what = METRICS[metric]
+    if base is not None:
+        what = f"change in {what}, step {base_step} → {sel.step}"
     return _figure(
         [heat],
-        f"Heads: {METRICS[metric]} — selected {sel.head_name}",
+        f"Heads: {what} — selected {sel.head_name}",
         300,
         shapes=[frame],
         yaxis={"autorange": "reversed"},
@@ -211,7 +223,7 @@ def attention_figure(view: View, sel: Selection) -> go.Figure:
         "z": _causal(view.patterns[sel.layer, sel.head]),
         "x": labels,
         "y": labels,
-        "colorscale": "Blues",
+        "colorscale": _scale("Blues"),
         "zmin": 0,
         "zmax": 1,
         "hovertemplate": "query %{y}<br>key %{x}<br>weight %{z:.3f}<extra>"
@@ -234,8 +246,13 @@ def _domains(n: int, gap: float) -> list[tuple[float, float]]:
     return [(i * (width + gap), i * (width + gap) + width) for i in range(n)]
 
 
-def multiples_figure(view: View, sel: Selection) -> go.Figure:
-    """Small multiples on a layers x heads grid of axes; the selected head is framed."""
+def multiples_figure(
+    view: View, sel: Selection, base: View | None = None, base_step: int | None = None
+) -> go.Figure:
+    """Small multiples on a layers x heads grid of axes; the selected head is framed.
+
+    With ``base`` each multiple shows the change of its pattern since ``base_step``.
+    """
     n_layers, n_heads = view.patterns.shape[:2]
     n = view.length
     xdom, ydom = _domains(n_heads, 0.06), _domains(n_layers, 0.14)[::-1]
@@ -245,12 +262,15 @@ def multiples_figure(view: View, sel: Selection) -> go.Figure:
             i = layer * n_heads + h + 1
             suffix = "" if i == 1 else str(i)
             name = head_name(layer, h)
+            pattern = view.patterns[layer, h]
+            if base is not None:
+                pattern = pattern - base.patterns[layer, h]
             data.append(
                 {
                     "type": "heatmap",
-                    "z": _causal(view.patterns[layer, h]),
-                    "colorscale": "Blues",
-                    "zmin": 0,
+                    "z": _causal(pattern),
+                    "colorscale": _scale("Blues" if base is None else "RdBu"),
+                    "zmin": 0 if base is None else -1,
                     "zmax": 1,
                     "showscale": False,
                     "name": name,
@@ -287,9 +307,10 @@ def multiples_figure(view: View, sel: Selection) -> go.Figure:
     x0, x1 = xdom[sel.head]
     y0, y1 = ydom[sel.layer]
     frame = _frame(x0 - 0.01, x1 + 0.01, y0 - 0.02, y1 + 0.02, "paper", "paper")
+    what = "Every head's pattern" if base is None else f"Change since step {base_step}"
     return _figure(
         data,
-        f"Every head's pattern (selected {sel.head_name}; click to select)",
+        f"{what} (selected {sel.head_name}; click to select)",
         380,
         shapes=[frame],
         annotations=notes,
@@ -315,7 +336,7 @@ def token_attribution_figure(view: View, sel: Selection) -> go.Figure:
         "text": [text],
         "customdata": [weights],
         "texttemplate": "%{text}",
-        "colorscale": "RdBu",
+        "colorscale": _scale("RdBu"),
         "zmid": 0,
         "zmin": -zmax,
         "zmax": zmax,
@@ -331,8 +352,12 @@ def token_attribution_figure(view: View, sel: Selection) -> go.Figure:
     return _figure([heat], title, 200, xaxis={"tickangle": -30})
 
 
-def residual_figure(view: View, sel: Selection) -> go.Figure:
+def residual_figure(
+    view: View, sel: Selection, base: View | None = None, base_step: int | None = None
+) -> go.Figure:
+    """Direct logit attributions; with ``base``, their change from ``base_step``."""
     names = list(view.comp_names)
+    values = view.comp_attr - (base.comp_attr if base is not None else 0)
     colors = [
         HIGHLIGHT if name == sel.head_name else (BASE if kind == "head" else MUTED)
         for name, kind in zip(names, view.comp_kinds, strict=True)
@@ -340,7 +365,7 @@ def residual_figure(view: View, sel: Selection) -> go.Figure:
     bar = {
         "type": "bar",
         "x": names,
-        "y": view.comp_attr,
+        "y": values,
         "marker": {
             "color": colors,
             "line": {"width": [3 if n == sel.head_name else 0 for n in names], "color": "black"},
@@ -353,6 +378,12 @@ def residual_figure(view: View, sel: Selection) -> go.Figure:
         f"sum {float(view.comp_attr.sum()):.4f}, logit {view.logit:.4f} — "
         f"selected {sel.head_name}"
     )
+    if base is not None:
+        title = (
+            f"Change in direct logit attribution to {sel.target!r} at {sel.pos}, "
+            f"step {base_step} → {sel.step} (logit {base.logit:.3f} → {view.logit:.3f}) — "
+            f"selected {sel.head_name}"
+        )
     return _figure([bar], title, 320, xaxis={"tickangle": -35})
 
 
@@ -365,7 +396,7 @@ def logit_lens_figure(view: View, sel: Selection) -> go.Figure:
         "y": ["embeddings"] + [f"after L{i}" for i in range(n_rows - 1)],
         "text": [[view.vocab[i] for i in row] for row in view.lens_top],
         "texttemplate": "%{text}",
-        "colorscale": "Greens",
+        "colorscale": _scale("Greens"),
         "zmin": 0,
         "zmax": 1,
         "colorbar": {"thickness": 10},
@@ -380,4 +411,136 @@ def logit_lens_figure(view: View, sel: Selection) -> go.Figure:
         shapes=[_frame(sel.pos - 0.5, sel.pos + 0.5, -0.5, n_rows - 0.5)],
         yaxis={"autorange": "reversed"},
         xaxis={"tickangle": -30},
+    )
+
+
+def step_axis(steps: list[int], max_labels: int = 12) -> dict:
+    """Checkpoints by index, labelled with real steps: dense early steps stay readable."""
+    n = len(steps)
+    idx = sorted(
+        {round(i * (n - 1) / (max_labels - 1)) for i in range(max_labels)} if n > 1 else {0}
+    )
+    return {
+        "tickmode": "array",
+        "tickvals": idx,
+        "ticktext": [str(steps[i]) for i in idx],
+        "title": {"text": "checkpoint step"},
+        "range": [-0.5, n - 0.5],
+    }
+
+
+def _step_marker(steps: list[int], step: int) -> list[dict]:
+    if step not in steps:
+        return []
+    i = steps.index(step)
+    line = {"color": HIGHLIGHT, "width": 2}
+    return [
+        {
+            "type": "line",
+            "x0": i,
+            "x1": i,
+            "y0": 0,
+            "y1": 1,
+            "xref": "x",
+            "yref": "paper",
+            "line": line,
+        }
+    ]
+
+
+def head_timeline_figure(
+    steps: list[int], values: np.ndarray, sel: Selection, metric: str
+) -> go.Figure:
+    """One row per head, one column per checkpoint; click a cell to go to that step and head."""
+    n_layers, n_heads = values.shape[1:]
+    names = [head_name(layer, h) for layer in range(n_layers) for h in range(n_heads)]
+    z = values.reshape(len(steps), -1).T  # [heads, S]
+    heat = {
+        "type": "heatmap",
+        "z": z,
+        "x": list(range(len(steps))),
+        "y": names,
+        "customdata": [[[name, s] for s in steps] for name in names],
+        "hovertemplate": "%{customdata[0]} at step %{customdata[1]}: %{z:.3f}<extra></extra>",
+        "colorbar": {"thickness": 10},
+    }
+    if metric in ("dla", "share"):
+        zmax = float(np.nanmax(np.abs(z))) if z.size else 1.0
+        heat.update(colorscale=_scale("RdBu"), zmid=0, zmin=-zmax, zmax=zmax)
+    else:
+        heat.update(colorscale=_scale("Blues"), zmin=0)
+    row = names.index(sel.head_name)
+    frame = _frame(-0.5, len(steps) - 0.5, row - 0.5, row + 0.5)
+    shapes = [frame, *_step_marker(steps, sel.step)]
+    return _figure(
+        [heat],
+        f"Head timeline: {METRICS[metric]} for {sel.target!r} at {sel.pos} — "
+        f"selected {sel.head_name} at step {sel.step}",
+        max(220, 60 + 26 * len(names)),
+        shapes=shapes,
+        xaxis=step_axis(steps),
+        yaxis={"autorange": "reversed"},
+    )
+
+
+def prediction_timeline_figure(
+    steps: list[int], probs: np.ndarray, vocab: tuple[str, ...], sel: Selection, others: int = 3
+) -> go.Figure:
+    """The target's probability over training, and the runners-up at the last step."""
+    target = vocab.index(sel.target)
+    last = probs[-1]
+    rivals = [int(i) for i in np.argsort(-last) if int(i) != target][:others]
+    x = list(range(len(steps)))
+    data = [
+        {
+            "type": "scatter",
+            "x": x,
+            "y": probs[:, target],
+            "name": sel.target,
+            "mode": "lines+markers",
+            "line": {"color": HIGHLIGHT, "width": 3},
+            "marker": {"size": 4},
+            "customdata": steps,
+            "hovertemplate": sel.target + " at step %{customdata}: %{y:.1%}<extra></extra>",
+        }
+    ]
+    for i, tok in enumerate(rivals):
+        data.append(
+            {
+                "type": "scatter",
+                "x": x,
+                "y": probs[:, tok],
+                "name": vocab[tok],
+                "mode": "lines",
+                "line": {"width": 1.5, "color": ["#4c6ef5", "#12b886", "#868e96"][i % 3]},
+                "customdata": steps,
+                "hovertemplate": vocab[tok] + " at step %{customdata}: %{y:.1%}<extra></extra>",
+            }
+        )
+    return _figure(
+        data,
+        f"P({sel.target!r}) at {sel.pos} over training (click to pick a step)",
+        300,
+        shapes=_step_marker(steps, sel.step),
+        xaxis=step_axis(steps, 6),
+        yaxis={"range": [0, 1], "tickformat": ".0%"},
+        legend={"orientation": "h", "y": -0.35},
+    )
+
+
+def sparkline_figure(steps: list[int], values: np.ndarray, name: str, metric: str) -> go.Figure:
+    line = {
+        "type": "scatter",
+        "x": [str(s) for s in steps],
+        "y": values,
+        "mode": "lines",
+        "line": {"color": HIGHLIGHT},
+        "hovertemplate": "step %{x}: %{y:.3f}<extra></extra>",
+    }
+    return _figure(
+        [line],
+        f"{name}: {METRICS[metric]} over training",
+        150,
+        margin={"l": 40, "r": 10, "t": 30, "b": 20},
+        xaxis={"showticklabels": False},
     )

@@ -29,7 +29,7 @@ def panel(title: str, body, **kw) -> dbc.Card:
     )
 
 
-def build_layout(root: str) -> html.Div:
+def build_layout(root: str, live_ms: int = 3000) -> html.Div:
     controls = dbc.Row(
         [
             dbc.Col(
@@ -44,8 +44,36 @@ def build_layout(root: str) -> html.Div:
                     html.Div(
                         [
                             dbc.Label("Checkpoint", className="small mb-0 me-2"),
-                            html.Span(id="step-label", className="badge bg-secondary"),
+                            html.Span(id="step-label", className="badge bg-secondary me-3"),
+                            dbc.Button(
+                                "▶ Play",
+                                id="play-button",
+                                size="sm",
+                                color="success",
+                                className="me-1 py-0",
+                                n_clicks=0,
+                            ),
+                            dcc.Dropdown(
+                                id="play-speed",
+                                options=[
+                                    {"label": "slow", "value": 1500},
+                                    {"label": "normal", "value": 700},
+                                    {"label": "fast", "value": 300},
+                                ],
+                                value=700,
+                                clearable=False,
+                                searchable=False,
+                                style={"width": "6.5rem", "display": "inline-block"},
+                                className="me-3 align-middle small",
+                            ),
+                            dcc.Dropdown(
+                                id="compare-step",
+                                placeholder="compare with step…",
+                                style={"width": "11rem", "display": "inline-block"},
+                                className="align-middle small",
+                            ),
                         ],
+                        className="d-flex align-items-center flex-wrap",
                     ),
                     dcc.Slider(
                         id="step-slider",
@@ -81,6 +109,8 @@ def build_layout(root: str) -> html.Div:
             dcc.Location(id="url", refresh=False),
             dcc.Store(id="selection"),
             dcc.Store(id="rendered"),
+            dcc.Interval(id="play-interval", interval=700, disabled=True),
+            dcc.Interval(id="live-poll", interval=live_ms, disabled=live_ms <= 0),
             dbc.Navbar(
                 dbc.Container(
                     [
@@ -150,8 +180,42 @@ def build_layout(root: str) -> html.Div:
                                 md=6,
                             ),
                             dbc.Col(
-                                panel("All heads, layers x heads", graph("head-multiples", 380)),
+                                panel(
+                                    "All heads, layers x heads",
+                                    [
+                                        dbc.RadioItems(
+                                            id="multiples-mode",
+                                            options=[
+                                                {"label": "this step", "value": "step"},
+                                                {
+                                                    "label": "change since previous checkpoint",
+                                                    "value": "change",
+                                                },
+                                            ],
+                                            value="step",
+                                            inline=True,
+                                            className="small",
+                                        ),
+                                        graph("head-multiples", 380),
+                                        dcc.Graph(
+                                            id="head-sparkline",
+                                            config={"displayModeBar": False},
+                                            style={"height": "150px"},
+                                        ),
+                                    ],
+                                ),
                                 md=6,
+                            ),
+                        ]
+                    ),
+                    dbc.Row(
+                        [
+                            dbc.Col(panel("Head timeline", graph("head-timeline", 220)), md=8),
+                            dbc.Col(
+                                panel(
+                                    "Prediction over training", graph("prediction-timeline", 300)
+                                ),
+                                md=4,
                             ),
                         ]
                     ),

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from training import checkpoint as ckpt
+from training.checkpoint import CheckpointError
 from training.model import Capture, capture
 from training.params import ParamsError, abstract_model, unflatten_params
 from training.tokenizer import Tokenizer
@@ -87,10 +88,12 @@ def encode_prompt(tokenizer: Tokenizer, context: int, text: str) -> Prompt:
 class RunStore:
     """Reads runs under one root. Listing is cheap; parameters and captures are LRU-cached."""
 
-    def __init__(self, root: str | Path, param_cache: int = 256, capture_cache: int = 512):
+    def __init__(self, root: str | Path, param_cache: int = 512, capture_cache: int = 512):
+        """``param_cache`` counts steps (the default model: about 43 KB each)."""
         self.root = Path(root)
         self._params = LRU(param_cache)
         self._captures = LRU(capture_cache)
+        self._timelines = LRU(64)
         self._runs = LRU(64)
         self._graphdefs: dict[Any, Any] = {}
 
@@ -141,3 +144,47 @@ class RunStore:
             return jax.device_get(capture(self._graphdef(info), state, tokens))
 
         return self._captures.get_or_make((run, step, prompt.padded), run_model)
+
+    def timeline(
+        self, run: str, prompt: Prompt, pos: int, target: int, src: int = 0
+    ) -> tuple[list[int], dict[str, np.ndarray], list[int]]:
+        """Metrics at every readable step: (steps, name -> [S, ...], unreadable steps).
+
+        Cached per (run, prompt, query); when new steps land only those are computed.
+        """
+        from interp_app.timeline import compute_timeline, stack_chunks
+        from training.params import unflatten_stacked
+
+        info = self.info(run)
+        key = (run, prompt.padded, pos, target, src)
+        known: dict[int, dict[str, np.ndarray]] = self._timelines.get_or_make(key, dict)
+        bad: list[int] = []
+        missing, flats = [], []
+        for step in self.steps(run):
+            if step in known:
+                continue
+            try:
+                flats.append(self.params(run, step))
+                missing.append(step)
+            except CheckpointError:
+                bad.append(step)
+        if missing:
+            chunks = [unflatten_stacked(info.model, c) for c in stack_chunks(flats)]
+            tokens = jnp.asarray([prompt.padded], jnp.int32)
+            out = compute_timeline(
+                self._graphdef(info),
+                chunks,
+                len(missing),
+                tokens,
+                pos,
+                target,
+                src,
+                prompt.length,
+            )
+            for i, step in enumerate(missing):
+                known[step] = {k: v[i] for k, v in out.items()}
+        steps = sorted(known)
+        merged = (
+            {k: np.stack([known[s][k] for s in steps]) for k in known[steps[0]]} if steps else {}
+        )
+        return steps, merged, bad

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import jax
@@ -38,8 +39,9 @@ def flat_params(state: nnx.State) -> dict[str, np.ndarray]:
     return {_name(p): np.asarray(v) for p, v in leaves}
 
 
+@functools.lru_cache(maxsize=32)
 def abstract_model(cfg: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
-    """The model's structure without allocating or initialising weights."""
+    """The model's structure without allocating or initialising weights (cached per config)."""
     model = nnx.eval_shape(lambda: GPT(cfg, nnx.Rngs(0)))
     return nnx.split(model)
 
@@ -83,4 +85,17 @@ def unflatten_tree(template, flat: Mapping[str, np.ndarray]):
         if key not in flat:
             raise ParamsError(f"stored state lacks {key}")
         leaves.append(np.asarray(flat[key]).astype(np.asarray(leaf).dtype).reshape(np.shape(leaf)))
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def unflatten_stacked(cfg: ModelConfig, flat: Mapping[str, np.ndarray]) -> nnx.State:
+    """Parameters of many steps, each array with a leading step axis, as one state pytree."""
+    _, template = abstract_model(cfg)
+    paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+    leaves = []
+    for p, leaf in paths:
+        arr = flat[_name(p)]
+        if arr.shape[1:] != tuple(leaf.shape):
+            raise ParamsError(f"stacked parameter {_name(p)} has shape {arr.shape}")
+        leaves.append(arr)
     return jax.tree_util.tree_unflatten(treedef, leaves)
