@@ -69,14 +69,16 @@ def event_to_raw(trigger: Any, value: Any, current: dict | None, store: RunStore
         if not isinstance(name, str) or not name.startswith("L") or " " in name:
             return None
         return {**raw, "head": name}
-    if trigger == "head-timeline":
-        data = point.get("customdata")
-        if not isinstance(data, list) or len(data) != 2:
+    if trigger in ("head-timeline", "prediction-timeline"):
+        # x is the checkpoint's index (heatmap clicks carry no customdata); y the head's name
+        steps = store.steps(raw["run"]) if raw else []
+        index = point.get("x")
+        if not isinstance(index, int) or not 0 <= index < len(steps):
             return None
-        return {**raw, "head": data[0], "step": data[1]}
-    if trigger == "prediction-timeline":
-        step = point.get("customdata")
-        return {**raw, "step": step} if isinstance(step, int) else None
+        new = {**raw, "step": steps[index]}
+        if trigger == "head-timeline" and isinstance(point.get("y"), str):
+            new["head"] = point["y"]
+        return new
     if trigger == "loss-curve":
         steps = store.steps(raw["run"]) if raw else []
         if not steps or point.get("x") is None:

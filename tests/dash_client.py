@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
+
+import numpy as np
 
 
 def _outputs(key: str) -> list[dict[str, str]]:
@@ -102,3 +105,15 @@ class DashClient:
             ["selection.data"],
             {"rendered.data": rendered},
         )
+
+
+def decode_array(obj) -> np.ndarray:
+    """Plotly sends numeric arrays as base64 typed arrays ({dtype, bdata, shape})."""
+    if isinstance(obj, dict) and "bdata" in obj:
+        arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=obj["dtype"])
+        shape = obj.get("shape")
+        if shape:
+            dims = [int(x) for x in str(shape).split(",")]
+            arr = arr.reshape(dims)
+        return arr
+    return np.asarray(obj, dtype=float)

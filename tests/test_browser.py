@@ -4,7 +4,14 @@ import re
 
 import pytest
 
-from tests.browser import ARTIFACTS, CHROMIUM_FLAGS, app_command, chromium_path, free_port, serve
+from tests.browser import (
+    ARTIFACTS,
+    CHROMIUM_FLAGS,
+    app_command,
+    chromium_path,
+    free_port,
+    serve,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -107,3 +114,73 @@ def test_chip_and_prediction_clicks(page, app_url):
     page.locator("#token-chips button", has_text="2:spicy").click()
     wait_title(page, "attention-pattern", "query row 2")
     assert "pos=2" in page.url
+
+
+def test_timeline_click_moves_every_panel(page, app_url):
+    open_page(page, app_url)
+    page.wait_for_selector("#head-timeline .nsewdrag")
+    click_cell(page, "head-timeline", 0.5, 1.5 / 4)  # row L0H1, a checkpoint mid-way
+    page.wait_for_function("location.search.includes('head=L0H1')", timeout=20_000)
+    step = int(re.search(r"step=(\d+)", page.url).group(1))
+    assert step not in (0, 10000)
+    wait_title(page, "attention-pattern", "Attention pattern of L0H1")
+    wait_title(page, "head-grid", "selected L0H1")
+    wait_title(page, "residual-contributions", "selected L0H1")
+    wait_title(page, "head-timeline", f"selected L0H1 at step {step}")
+    assert page.locator("#step-label").text_content() == f"step {step}"
+    slider = page.locator("#step-slider [role=slider]").first
+    assert slider.get_attribute("aria-valuenow") not in (None, "112")
+
+
+def test_play_advances_the_step(page, app_url):
+    open_page(page, app_url + "/?step=100")
+    page.locator("#play-button").click()
+    page.wait_for_function(
+        "!location.search.includes('step=100&') && /step=(2|3|4)00/.test(location.search)",
+        timeout=20_000,
+    )
+    page.locator("#play-button").click()  # pause
+    page.wait_for_function(
+        "document.querySelector('#play-button').textContent.includes('Play')", timeout=10_000
+    )
+
+
+def test_new_checkpoints_appear_without_reload(browser, small_root, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(small_root[0] / "small", tmp_path / "small")
+    port = free_port()
+    with serve(app_command(tmp_path, port) + ["--live-ms", "1000"], port) as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1600})
+        pg = context.new_page()
+        open_page(pg, url + "/?run=small")
+        pg.evaluate("window.__marker = 'same page'")
+        assert "450" not in (pg.locator("#step-slider").text_content() or "")
+        trainer = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "training.cli",
+                "--root",
+                str(tmp_path),
+                "--run",
+                "small",
+                "--resume",
+                "--steps",
+                "450",
+                "--save-every",
+                "50",
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert trainer.returncode == 0, trainer.stderr
+        pg.wait_for_function(
+            "document.querySelector('#step-slider').textContent.includes('450')", timeout=30_000
+        )
+        assert pg.evaluate("window.__marker") == "same page"  # no reload happened
+        context.close()

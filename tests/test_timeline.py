@@ -1,0 +1,119 @@
+"""All-checkpoint metrics: the vectorised pass equals the per-checkpoint loop, and the
+default run's history says what training did."""
+
+import numpy as np
+import pytest
+
+from interp_app import analysis
+from interp_app.app import create_app
+from interp_app.runs import RunStore, encode_prompt
+from tests.dash_client import DashClient, decode_array
+
+
+@pytest.fixture(scope="module")
+def store(default_root):
+    return RunStore(default_root[0])
+
+
+def _query(store, text="i like spicy so i like", target="chili"):
+    info = store.info("fruits")
+    prompt = encode_prompt(info.tokenizer, info.model.context, text)
+    return info, prompt, info.tokenizer.vocab.index(target)
+
+
+@pytest.mark.parametrize("pos, src", [(5, 2), (3, 0)])
+def test_vectorised_metrics_equal_the_loop(store, pos, src):
+    info, prompt, target = _query(store)
+    steps, values, bad = store.timeline("fruits", prompt, pos, target, src)
+    assert bad == [] and steps == store.steps("fruits")
+    for i, step in enumerate(steps):
+        cap = store.capture("fruits", step, prompt)
+        ref = analysis.head_metrics(
+            cap, store.params("fruits", step), pos, target, prompt.length, src
+        )
+        for name, expected in ref.items():
+            scale = max(1.0, float(np.abs(expected).max()))
+            np.testing.assert_allclose(values[name][i], expected, atol=2e-5 * scale, err_msg=name)
+        probs = analysis.softmax(np.asarray(cap.logits[0, pos], np.float64))
+        np.testing.assert_allclose(values["probs"][i], probs, atol=1e-5)
+
+
+def test_history_of_the_default_run(store):
+    info, prompt, target = _query(store)
+    steps, values, _ = store.timeline("fruits", prompt, 5, target)
+    chili = values["probs"][:, target]
+    assert steps[0] == 0 and abs(chili[0] - 1 / 19) < 0.02
+    assert int(np.argmax(values["probs"][-1])) == target
+    assert np.abs(values["dla"][0]).max() < 0.05  # untrained heads write almost nothing
+    assert np.abs(values["dla"][-1]).max() > 0.5
+
+
+def test_timeline_grows_with_new_steps(tmp_path, small_root):
+    import shutil
+
+    shutil.copytree(small_root[0] / "small", tmp_path / "small")
+    last = tmp_path / "small" / "steps" / "step-000000300"
+    hidden = tmp_path / "hidden"
+    shutil.move(last, hidden)
+    s = RunStore(tmp_path)
+    info = s.info("small")
+    prompt = encode_prompt(info.tokenizer, info.model.context, "lemon tastes sour")
+    steps, values, _ = s.timeline("small", prompt, 2, 0)
+    assert steps[-1] == 250
+    shutil.move(hidden, last)  # the step lands while the app is running
+    steps2, values2, _ = s.timeline("small", prompt, 2, 0)
+    assert steps2[-1] == 300 and len(steps2) == len(steps) + 1
+    np.testing.assert_array_equal(values2["dla"][:-1], values["dla"])
+
+
+def test_timeline_click_moves_step_and_head(default_root):
+    client = DashClient(create_app(default_root[0]))
+    sel = client.select(None, search="")["selection"]["data"]
+    point = {"points": [{"x": store_index(client, 500), "y": "L0H1"}]}
+    new = client.select("head-timeline.clickData", point, sel)["selection"]["data"]
+    assert (new["step"], new["layer"], new["head"]) == (500, 0, 1)
+    assert new["prompt"] == sel["prompt"] and new["target"] == sel["target"]
+    r = client.render(new)
+    fig = r["head-timeline"]["figure"]
+    assert "selected L0H1 at step 500" in fig["layout"]["title"]["text"]
+    marker = [s for s in fig["layout"]["shapes"] if s["type"] == "line"][0]
+    assert fig["layout"]["xaxis"]["ticktext"][0] == "0" and marker["x0"] == store_index(client, 500)
+
+
+def store_index(client, step):
+    return client.app.server.config["RUN_STORE"].steps("fruits").index(step)
+
+
+def test_play_advances_and_loops(default_root):
+    client = DashClient(create_app(default_root[0]))
+    sel = client.select(None, search="?step=9900")["selection"]["data"]
+    nxt = client.select("play-interval.n_intervals", 1, sel)["selection"]["data"]
+    assert nxt["step"] == 10000 and nxt["head"] == sel["head"]
+    first = client.select("play-interval.n_intervals", 2, nxt)["selection"]["data"]
+    assert first["step"] == 0
+
+
+def test_compare_two_steps_shows_differences(default_root):
+    client = DashClient(create_app(default_root[0]))
+    sel = client.select(None, search="")["selection"]["data"]
+    plain = client.render(sel)
+    values = {
+        "selection.data": sel,
+        "metric-picker.value": "dla",
+        "source-picker.value": 0,
+        "compare-step.value": 500,
+        "multiples-mode.value": "change",
+    }
+    diff = client.call(
+        "run-picker.options",
+        values,
+        ["compare-step.value"],
+        {"rendered.data": plain["rendered"]["data"]},
+    )
+    grid = diff["head-grid"]["figure"]
+    assert "step 500 → 10000" in grid["layout"]["title"]["text"]
+    bars = diff["residual-contributions"]["figure"]
+    assert "step 500 → 10000" in bars["layout"]["title"]["text"]
+    z_now = decode_array(plain["head-grid"]["figure"]["data"][0]["z"])
+    assert not np.allclose(decode_array(grid["data"][0]["z"]), z_now)
+    assert "Change since step 9900" in diff["head-multiples"]["figure"]["layout"]["title"]["text"]
