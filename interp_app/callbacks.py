@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
+from dash import ALL, Dash, Input, Output, Patch, State, ctx, html, no_update
 
 from interp_app import figures
 from interp_app.analysis import parse_head
@@ -224,8 +224,10 @@ def register(app: Dash, store: RunStore) -> None:
             "listing": [sel.run, steps[-1] if steps else None, len(steps), sorted(bad)],
             "run": sel.run,
             "step": [sel.run, sel.step],
-            "prompt": [sel.run, sel.step, sel.prompt, sel.pos],
-            "pred": [sel.run, sel.step, sel.prompt, sel.pos, sel.target],
+            "words": [sel.run, sel.prompt, sel.pos],  # chips, source picker
+            "query": [sel.run, sel.prompt, sel.pos, sel.target],  # timelines
+            "prompt": [sel.run, sel.step, sel.prompt, sel.pos],  # logit lens
+            "pred": [sel.run, sel.step, sel.prompt, sel.pos, sel.target],  # prediction
             "head": [sel.layer, sel.head],
             "view": [src, metric, compare, mode],
         }
@@ -243,9 +245,15 @@ def register(app: Dash, store: RunStore) -> None:
                 steps.index(sel.step) if sel.step in steps else no_update
             )
             out[("step-label", "children")] = f"step {sel.step}"
+        if "listing" in changed:
             out[("compare-step", "options")] = [{"label": f"step {s}", "value": s} for s in steps]
+        if changed & {"listing", "run"}:
             out[("loss-curve", "figure")] = figures.loss_figure(
                 store.loss_history(sel.run), sel.step, bad
+            )
+        elif "step" in changed:  # only the marker moves: send a patch, not the curve
+            out[("loss-curve", "figure")] = patch(
+                figures.loss_title(sel.step), [figures.loss_marker(sel.step)]
             )
         try:
             view = compute_view(store, sel, src=src)
@@ -257,10 +265,10 @@ def register(app: Dash, store: RunStore) -> None:
             out[("loss-curve", "figure")] = figures.loss_figure(
                 store.loss_history(sel.run), sel.step, bad
             )
-            out[("rendered", "data")] = {**keys, "prompt": None, "pred": None}
+            out[("rendered", "data")] = {**keys, "prompt": None, "pred": None, "words": None}
             note = f"step {sel.step} is unreadable ({err}); other steps still work"
             return result(notices_children([note]))
-        if "prompt" in changed:
+        if "words" in changed:
             out[("prompt-input", "value")] = sel.prompt
             out[("token-chips", "children")] = chips(view.words, sel.pos)
             out[("source-picker", "options")] = [
@@ -268,6 +276,7 @@ def register(app: Dash, store: RunStore) -> None:
             ]
             if src >= view.length:
                 out[("source-picker", "value")] = 0
+        if "prompt" in changed:
             out[("logit-lens", "figure")] = figures.logit_lens_figure(view, sel)
         if changed & {"prompt", "pred"}:
             out[("prediction", "figure")] = figures.prediction_figure(view, sel)
@@ -289,13 +298,25 @@ def register(app: Dash, store: RunStore) -> None:
         out[("token-attributions", "figure")] = figures.token_attribution_figure(view, sel)
         t_steps, t_values, t_bad = timeline(store, sel, src)
         bad.update(t_bad)
-        if t_steps:
+        data_changed = changed & {"listing", "query", "view"}
+        if t_steps and data_changed:
             out[("head-timeline", "figure")] = figures.head_timeline_figure(
                 t_steps, t_values[metric], sel, metric
             )
-            if changed & {"listing", "step", "pred"}:
-                out[("prediction-timeline", "figure")] = figures.prediction_timeline_figure(
-                    t_steps, t_values["probs"], view.vocab, sel
+            out[("prediction-timeline", "figure")] = figures.prediction_timeline_figure(
+                t_steps, t_values["probs"], view.vocab, sel
+            )
+        elif t_steps:  # a step or head change only moves the marks
+            names = [
+                figures.head_name(layer, h)
+                for layer in range(t_values["dla"].shape[1])
+                for h in range(t_values["dla"].shape[2])
+            ]
+            title, shapes = figures.head_timeline_overlay(t_steps, names, sel, metric)
+            out[("head-timeline", "figure")] = patch(title, shapes)
+            if "step" in changed:
+                out[("prediction-timeline", "figure")] = patch(
+                    figures.prediction_timeline_title(sel), figures.step_marker(t_steps, sel.step)
                 )
         out[("rendered", "data")] = keys
         return result()
@@ -335,6 +356,14 @@ def register(app: Dash, store: RunStore) -> None:
         return figures.sparkline_figure(
             steps, values[metric][:, parsed[0], parsed[1]], name, metric
         )
+
+
+def patch(title: str, shapes: list[dict]) -> Patch:
+    """Move a figure's marks without resending its data."""
+    p = Patch()
+    p["layout"]["title"]["text"] = title
+    p["layout"]["shapes"] = shapes
+    return p
 
 
 def timeline(store: RunStore, sel: Selection, src: int):

@@ -1,9 +1,11 @@
-"""Pure figure builders: numbers and the selection in, ``go.Figure`` out.
+"""Pure figure builders: numbers and the selection in, a Plotly figure out.
 
 A selected head is named ``L{layer}H{head}`` in every title and hover, and drawn with the
-same highlight colour in every panel. Figures are written as plain trace and layout specs
-and wrapped once: Plotly's property-by-property validation costs more than the model pass,
-so it runs only when ``INTERP_VALIDATE_FIGURES=1`` (the test suite sets it).
+same highlight colour in every panel. Figures are Plotly figure specs (``{"data",
+"layout"}``, what ``go.Figure.to_dict`` gives and ``dcc.Graph`` takes). Building
+``go.Figure`` objects and serialising them with their template took three quarters of a
+callback's time and payload, so the objects are built only to validate, when
+``INTERP_VALIDATE_FIGURES=1`` (the test suite sets it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from interp_app.view import View
 HIGHLIGHT = "#e8590c"
 MUTED = "#adb5bd"
 BASE = "#4c6ef5"
+Figure = dict[str, Any]  # a Plotly figure spec: {"data": [...], "layout": {...}}
 FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12}
 
 
@@ -34,7 +37,7 @@ def _validate() -> bool:
     return os.environ.get("INTERP_VALIDATE_FIGURES") == "1"
 
 
-def _figure(data: list[dict], title: str, height: int, **layout: Any) -> go.Figure:
+def _figure(data: list[dict], title: str, height: int, **layout: Any) -> Figure:
     base = {
         "title": {"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
         "height": height,
@@ -45,7 +48,10 @@ def _figure(data: list[dict], title: str, height: int, **layout: Any) -> go.Figu
         "uirevision": "keep",
     }
     base.update(layout)
-    return go.Figure(data=data, layout=base, _validate=_validate())
+    figure = {"data": data, "layout": base}
+    if _validate():
+        go.Figure(figure)  # raises on any property Plotly does not know
+    return figure
 
 
 def _frame(x0: float, x1: float, y0: float, y1: float, xref="x", yref="y", width=3) -> dict:
@@ -67,7 +73,7 @@ def position_labels(words: list[str]) -> list[str]:
     return [f"{i}:{w}" for i, w in enumerate(words)]
 
 
-def message_figure(text: str, height: int = 200) -> go.Figure:
+def message_figure(text: str, height: int = 200) -> Figure:
     note = {"text": text, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper"}
     return _figure(
         [], "", height, annotations=[note], xaxis={"visible": False}, yaxis={"visible": False}
@@ -127,7 +133,23 @@ def loss_figure(history, step: int, bad_steps: set[int] | None = None, max_point
                 "marker": {"symbol": "x", "color": "red", "size": 10},
             }
         )
-    marker = {
+    return _figure(
+        data,
+        loss_title(step),
+        260,
+        shapes=[loss_marker(step)],
+        xaxis={"title": {"text": "step"}},
+        yaxis={"title": {"text": "loss"}, "rangemode": "tozero"},
+        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right"},
+    )
+
+
+def loss_title(step: int) -> str:
+    return f"Loss — selected step {step} (click to pick a checkpoint)"
+
+
+def loss_marker(step: int) -> dict:
+    return {
         "type": "line",
         "x0": step,
         "x1": step,
@@ -137,18 +159,9 @@ def loss_figure(history, step: int, bad_steps: set[int] | None = None, max_point
         "yref": "paper",
         "line": {"color": HIGHLIGHT, "width": 2},
     }
-    return _figure(
-        data,
-        f"Loss — selected step {step} (click to pick a checkpoint)",
-        260,
-        shapes=[marker],
-        xaxis={"title": {"text": "step"}},
-        yaxis={"title": {"text": "loss"}, "rangemode": "tozero"},
-        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right"},
-    )
 
 
-def prediction_figure(view: View, sel: Selection) -> go.Figure:
+def prediction_figure(view: View, sel: Selection) -> Figure:
     words = [view.vocab[i] for i in view.pred_ids][::-1]
     probs = view.pred_probs[::-1]
     bar = {
@@ -173,7 +186,7 @@ def prediction_figure(view: View, sel: Selection) -> go.Figure:
 
 def head_grid_figure(
     view: View, sel: Selection, metric: str, base: View | None = None, base_step: int | None = None
-) -> go.Figure:
+) -> Figure:
     """Per-head scores; with ``base``, their change from ``base_step`` to the selected step."""
     values = view.metrics[metric] - (base.metrics[metric] if base is not None else 0)
     n_layers, n_heads = values.shape
@@ -216,7 +229,7 @@ def _causal(matrix: np.ndarray) -> list:
     return [[float(matrix[i, j]) if j <= i else None for j in range(n)] for i in range(n)]
 
 
-def attention_figure(view: View, sel: Selection) -> go.Figure:
+def attention_figure(view: View, sel: Selection) -> Figure:
     labels = position_labels(view.words)
     heat = {
         "type": "heatmap",
@@ -248,7 +261,7 @@ def _domains(n: int, gap: float) -> list[tuple[float, float]]:
 
 def multiples_figure(
     view: View, sel: Selection, base: View | None = None, base_step: int | None = None
-) -> go.Figure:
+) -> Figure:
     """Small multiples on a layers x heads grid of axes; the selected head is framed.
 
     With ``base`` each multiple shows the change of its pattern since ``base_step``.
@@ -319,7 +332,7 @@ def multiples_figure(
     )
 
 
-def token_attribution_figure(view: View, sel: Selection) -> go.Figure:
+def token_attribution_figure(view: View, sel: Selection) -> Figure:
     n = view.length
     weights = view.patterns[sel.layer, sel.head, sel.pos, :n]
     values = view.source_attr
@@ -354,7 +367,7 @@ def token_attribution_figure(view: View, sel: Selection) -> go.Figure:
 
 def residual_figure(
     view: View, sel: Selection, base: View | None = None, base_step: int | None = None
-) -> go.Figure:
+) -> Figure:
     """Direct logit attributions; with ``base``, their change from ``base_step``."""
     names = list(view.comp_names)
     values = view.comp_attr - (base.comp_attr if base is not None else 0)
@@ -387,7 +400,7 @@ def residual_figure(
     return _figure([bar], title, 320, xaxis={"tickangle": -35})
 
 
-def logit_lens_figure(view: View, sel: Selection) -> go.Figure:
+def logit_lens_figure(view: View, sel: Selection) -> Figure:
     n_rows = view.lens_top.shape[0]
     heat = {
         "type": "heatmap",
@@ -429,7 +442,7 @@ def step_axis(steps: list[int], max_labels: int = 12) -> dict:
     }
 
 
-def _step_marker(steps: list[int], step: int) -> list[dict]:
+def step_marker(steps: list[int], step: int) -> list[dict]:
     if step not in steps:
         return []
     i = steps.index(step)
@@ -448,9 +461,22 @@ def _step_marker(steps: list[int], step: int) -> list[dict]:
     ]
 
 
+def head_timeline_overlay(
+    steps: list[int], names: list[str], sel: Selection, metric: str
+) -> tuple[str, list[dict]]:
+    """Title and marks (selected step, framed head row): all a step or head change alters."""
+    row = names.index(sel.head_name) if sel.head_name in names else 0
+    shapes = [_frame(-0.5, len(steps) - 0.5, row - 0.5, row + 0.5), *step_marker(steps, sel.step)]
+    title = (
+        f"Head timeline: {METRICS[metric]} for {sel.target!r} at {sel.pos} — "
+        f"selected {sel.head_name} at step {sel.step}"
+    )
+    return title, shapes
+
+
 def head_timeline_figure(
     steps: list[int], values: np.ndarray, sel: Selection, metric: str
-) -> go.Figure:
+) -> Figure:
     """One row per head, one column per checkpoint; click a cell to go to that step and head."""
     n_layers, n_heads = values.shape[1:]
     names = [head_name(layer, h) for layer in range(n_layers) for h in range(n_heads)]
@@ -460,8 +486,8 @@ def head_timeline_figure(
         "z": z,
         "x": list(range(len(steps))),
         "y": names,
-        "customdata": [[[name, s] for s in steps] for name in names],
-        "hovertemplate": "%{customdata[0]} at step %{customdata[1]}: %{z:.3f}<extra></extra>",
+        "customdata": np.tile(np.asarray(steps, np.int32), (len(names), 1)),
+        "hovertemplate": "%{y} at step %{customdata}: %{z:.3f}<extra></extra>",
         "colorbar": {"thickness": 10},
     }
     if metric in ("dla", "share"):
@@ -469,13 +495,10 @@ def head_timeline_figure(
         heat.update(colorscale=_scale("RdBu"), zmid=0, zmin=-zmax, zmax=zmax)
     else:
         heat.update(colorscale=_scale("Blues"), zmin=0)
-    row = names.index(sel.head_name)
-    frame = _frame(-0.5, len(steps) - 0.5, row - 0.5, row + 0.5)
-    shapes = [frame, *_step_marker(steps, sel.step)]
+    title, shapes = head_timeline_overlay(steps, names, sel, metric)
     return _figure(
         [heat],
-        f"Head timeline: {METRICS[metric]} for {sel.target!r} at {sel.pos} — "
-        f"selected {sel.head_name} at step {sel.step}",
+        title,
         max(220, 60 + 26 * len(names)),
         shapes=shapes,
         xaxis=step_axis(steps),
@@ -483,9 +506,13 @@ def head_timeline_figure(
     )
 
 
+def prediction_timeline_title(sel: Selection) -> str:
+    return f"P({sel.target!r}) at {sel.pos} over training (click to pick a step)"
+
+
 def prediction_timeline_figure(
     steps: list[int], probs: np.ndarray, vocab: tuple[str, ...], sel: Selection, others: int = 3
-) -> go.Figure:
+) -> Figure:
     """The target's probability over training, and the runners-up at the last step."""
     target = vocab.index(sel.target)
     last = probs[-1]
@@ -519,16 +546,16 @@ def prediction_timeline_figure(
         )
     return _figure(
         data,
-        f"P({sel.target!r}) at {sel.pos} over training (click to pick a step)",
+        prediction_timeline_title(sel),
         300,
-        shapes=_step_marker(steps, sel.step),
+        shapes=step_marker(steps, sel.step),
         xaxis=step_axis(steps, 6),
         yaxis={"range": [0, 1], "tickformat": ".0%"},
         legend={"orientation": "h", "y": -0.35},
     )
 
 
-def sparkline_figure(steps: list[int], values: np.ndarray, name: str, metric: str) -> go.Figure:
+def sparkline_figure(steps: list[int], values: np.ndarray, name: str, metric: str) -> Figure:
     line = {
         "type": "scatter",
         "x": [str(s) for s in steps],
