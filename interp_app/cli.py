@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from interp_app.app import create_app
 
-    app = create_app(args.root, live_ms=args.live_ms, param_cache=args.cache_steps)
+    app = create_app(args.root, live_ms=args.live_ms, param_cache=args.cache_steps, warm=True)
     print(f"interp-app: serving {args.root} at http://{args.host}:{args.port}/", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print("interp-app: warning: open to the network without authentication", flush=True)

@@ -136,3 +136,18 @@ def compute_view(store: RunStore, sel: Selection, src: int = 0, k: int = 8) -> V
         lens_top=lens_top[:, :n],
         lens_prob=lens_prob[:, :n],
     )
+
+
+def warm_up(store: RunStore) -> None:
+    """Compile the capture and timeline passes and load the default run before serving, so
+    the first page does not wait for XLA (a missing or broken run just skips this)."""
+    try:
+        sel, _ = resolve(store, {})
+        if sel is None:
+            return
+        compute_view(store, sel)
+        info = store.info(sel.run)
+        prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
+        store.timeline(sel.run, prompt, sel.pos, info.tokenizer.vocab.index(sel.target))
+    except (CheckpointError, ValueError):
+        pass
