@@ -48,6 +48,15 @@ def _figure(data: list[dict], title: str, height: int, **layout: Any) -> Figure:
         "uirevision": "keep",
     }
     base.update(layout)
+    base.setdefault("xaxis", {})
+    base.setdefault("yaxis", {})
+    for key, axis in base.items():  # plotly.js defaults, without plotly.py's template
+        if key.startswith(("xaxis", "yaxis")):
+            axis.setdefault("automargin", True)
+            axis.setdefault("zeroline", False)
+            axis.setdefault("gridcolor", "#eef0f3")
+            if any(t.get("type") == "heatmap" for t in data):
+                axis.setdefault("showgrid", False)
     figure = {"data": data, "layout": base}
     if _validate():
         go.Figure(figure)  # raises on any property Plotly does not know
