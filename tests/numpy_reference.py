@@ -15,7 +15,10 @@ def layer_norm(x, scale, bias, eps=1e-5):
     return (x - mu) / np.sqrt(var + eps) * scale + bias
 
 
-def forward(params: dict, ids: list[int], n_layers: int, n_heads: int) -> dict:
+def forward(
+    params: dict, ids: list[int], n_layers: int, n_heads: int, override: dict | None = None
+) -> dict:
+    """``override[(layer, head)]`` ([t, d]) replaces that head's output (for patching)."""
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
     t = len(ids)
     x = p["wte"][ids] + p["wpe"][:t]
@@ -37,7 +40,10 @@ def forward(params: dict, ids: list[int], n_layers: int, n_heads: int) -> dict:
                 for j in range(i + 1):
                     writes[i, j] = w[j] * (v[j] @ w_o[hd])
             heads[(layer, hd)] = (pattern, writes)
-            attn_out = attn_out + writes.sum(1)
+            out = writes.sum(1)
+            if override and (layer, hd) in override:
+                out = override[(layer, hd)]
+            attn_out = attn_out + out
         x = x + attn_out
         h = layer_norm(x, p[f"{pre}.ln2.scale"], p[f"{pre}.ln2.bias"])
         x = (

@@ -36,6 +36,40 @@ class Capture:
     logits: jax.Array  # [B, T, V]
 
 
+@struct.dataclass
+class Intervention:
+    """Replace chosen head outputs and residual vectors with given ones, as data.
+
+    ``keep`` is 1 where the model's own value stays and 0 where ``value`` replaces it, so
+    ablating or patching any set of heads or positions reuses one compilation.
+    """
+
+    head_keep: jax.Array  # [L, H]
+    head_value: jax.Array  # [B, L, H, T, D]
+    resid_keep: jax.Array  # [L+1, T] residual stream at each layer boundary
+    resid_value: jax.Array  # [B, L+1, T, D]
+
+    @classmethod
+    def none(cls, cfg: ModelConfig, batch: int = 1) -> Intervention:
+        n, h, t, d = cfg.n_layers, cfg.n_heads, cfg.context, cfg.d_model
+        return cls(
+            head_keep=jnp.ones((n, h), jnp.float32),
+            head_value=jnp.zeros((batch, n, h, t, d), jnp.float32),
+            resid_keep=jnp.ones((n + 1, t), jnp.float32),
+            resid_value=jnp.zeros((batch, n + 1, t, d), jnp.float32),
+        )
+
+    def at_boundary(self, x: jax.Array, layer: int) -> jax.Array:
+        t = x.shape[1]
+        keep = self.resid_keep[layer, :t, None]
+        return keep * x + (1.0 - keep) * self.resid_value[:, layer, :t]
+
+    def on_heads(self, heads: jax.Array, layer: int) -> jax.Array:
+        t = heads.shape[2]
+        keep = self.head_keep[layer][None, :, None, None]
+        return keep * heads + (1.0 - keep) * self.head_value[:, layer, :, :t]
+
+
 def _normal(rngs: nnx.Rngs, shape: tuple[int, ...], std: float) -> nnx.Param:
     # Drawn flat, then reshaped: XLA takes seconds to compile a 4-D draw, milliseconds a 1-D.
     flat = jax.random.normal(rngs.params(), (int(np.prod(shape)),), jnp.float32)
@@ -143,12 +177,19 @@ class GPT(nnx.Module):
         return masks
 
     def __call__(
-        self, tokens: jax.Array, *, dropout_key: jax.Array | None = None, capture: bool = False
+        self,
+        tokens: jax.Array,
+        *,
+        dropout_key: jax.Array | None = None,
+        capture: bool = False,
+        intervention: Intervention | None = None,
     ) -> jax.Array | Capture:
         """tokens [B, T] -> logits [B, T, V]; with ``capture`` the full :class:`Capture`.
 
         Dropout is on only when a key is given, so evaluation and capture are deterministic.
+        With an ``intervention`` the attention output is summed from the (replaced) heads.
         """
+        iv = intervention
         cfg = self.cfg
         b, t = tokens.shape
         masks = self._masks(dropout_key, b, t)
@@ -161,10 +202,17 @@ class GPT(nnx.Module):
         }
         for layer, block in enumerate(self.blocks):
             keep_pat, keep_attn, keep_mlp = masks[layer] if masks else (None, None, None)
+            if iv is not None:
+                x = iv.at_boundary(x, layer)
             rec["resid"].append(x)
             h, _ = block.ln1(x)
             pattern, v = block.attn.pattern_and_values(h)
-            attn_out = block.attn.combine(_dropout(pattern, keep_pat, cfg.dropout), v)
+            heads = None
+            if iv is not None:
+                heads = iv.on_heads(block.attn.per_head(pattern, v), layer)
+                attn_out = heads.sum(1) + block.attn.b_o[...]
+            else:
+                attn_out = block.attn.combine(_dropout(pattern, keep_pat, cfg.dropout), v)
             x = x + _dropout(attn_out, keep_attn, cfg.dropout)
             rec["mid"].append(x)
             h, _ = block.ln2(x)
@@ -173,9 +221,11 @@ class GPT(nnx.Module):
             if capture:
                 rec["pat"].append(pattern)
                 rec["v"].append(v)
-                rec["head"].append(block.attn.per_head(pattern, v))
+                rec["head"].append(heads if heads is not None else block.attn.per_head(pattern, v))
                 rec["ao"].append(attn_out)
                 rec["mlp"].append(mlp_out)
+        if iv is not None:
+            x = iv.at_boundary(x, cfg.n_layers)
         final, inv_std = self.ln_f(x)
         logits = final @ self.wte[...].T  # [B, T, V]
         if not capture:
@@ -215,8 +265,13 @@ def count_params(model: GPT) -> int:
     return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-def _capture(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array) -> Capture:
-    return nnx.merge(graphdef, params)(tokens, capture=True)
+def _capture(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    tokens: jax.Array,
+    intervention: Intervention | None = None,
+) -> Capture:
+    return nnx.merge(graphdef, params)(tokens, capture=True, intervention=intervention)
 
 
 #: One jitted pass returning every internal; the graph definition is static (hashable).

@@ -1,0 +1,105 @@
+"""Interventions are exact: ablating nothing changes nothing, patching everything restores
+the clean run, vectorised sweeps equal loops, and a plain-numpy forward agrees."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from interp_app import causal
+from interp_app.runs import RunStore, encode_prompt
+from tests.numpy_reference import forward
+from training.model import Intervention, capture
+from training.params import unflatten_params
+
+CLEAN, CORRUPT = "i like spicy so i like", "i like sweet so i like"
+
+
+@pytest.fixture(scope="module")
+def model(default_root):
+    store = RunStore(default_root[0])
+    info = store.info("fruits")
+    flat = store.params("fruits", 10_000)
+    graphdef, params = unflatten_params(info.model, flat)
+
+    def tokens(text):
+        return jnp.asarray([encode_prompt(info.tokenizer, info.model.context, text).padded])
+
+    return info, flat, graphdef, params, tokens
+
+
+def test_ablating_nothing_changes_nothing(model):
+    info, _, graphdef, params, tokens = model
+    plain = capture(graphdef, params, tokens(CLEAN))
+    for mode in causal.MODES:
+        none = causal.ablated_capture(graphdef, params, tokens(CLEAN), jnp.zeros((2, 2)), mode, 6)
+        np.testing.assert_allclose(none.logits, plain.logits, atol=1e-5)
+        np.testing.assert_allclose(none.head_out, plain.head_out, atol=1e-6)
+
+
+def test_patching_everything_restores_the_clean_run(model):
+    info, _, graphdef, params, tokens = model
+    clean = capture(graphdef, params, tokens(CLEAN))
+    all_heads = Intervention(
+        head_keep=jnp.zeros((2, 2)),
+        head_value=clean.head_out,
+        resid_keep=jnp.ones((3, 12)),
+        resid_value=clean.resid,
+    )
+    patched = capture(graphdef, params, tokens(CORRUPT), all_heads)
+    # every head from clean: the residual still differs by the corrupted token's embedding,
+    # so compare with every position patched as well, which must reproduce clean exactly
+    everything = all_heads.replace(resid_keep=jnp.zeros((3, 12)))
+    restored = capture(graphdef, params, tokens(CORRUPT), everything)
+    np.testing.assert_allclose(restored.logits, clean.logits, atol=1e-5)
+    assert not np.allclose(patched.logits, capture(graphdef, params, tokens(CORRUPT)).logits)
+
+
+def test_vectorised_ablation_effects_equal_a_loop(model):
+    info, _, graphdef, params, tokens = model
+    chili = info.tokenizer.vocab.index("chili")
+    for mode in causal.MODES:
+        effects = np.asarray(
+            causal.ablation_effects(
+                graphdef, params, tokens(CLEAN), jnp.zeros((2, 2)), mode, 6, 5, chili
+            )
+        )
+        base = jax.nn.log_softmax(capture(graphdef, params, tokens(CLEAN)).logits[0, 5])[chili]
+        for layer in range(2):
+            for head in range(2):
+                mask = jnp.zeros((2, 2)).at[layer, head].set(1.0)
+                cap = causal.ablated_capture(graphdef, params, tokens(CLEAN), mask, mode, 6)
+                lp = jax.nn.log_softmax(cap.logits[0, 5])[chili]
+                assert abs(float(lp - base) - effects[layer, head]) < 1e-4
+
+
+def test_mean_ablation_of_a_constant_head_changes_nothing(model):
+    info, flat, _, _, tokens = model
+    changed = dict(flat)
+    w = changed["blocks.1.attn.w_qkv"].copy()
+    w[:, 2, 0, :] = 0.0  # L1H0's values are zero: its output is the same at every position
+    changed["blocks.1.attn.w_qkv"] = w
+    graphdef, params = unflatten_params(info.model, changed)
+    plain = capture(graphdef, params, tokens(CLEAN))
+    mask = jnp.zeros((2, 2)).at[1, 0].set(1.0)
+    ablated = causal.ablated_capture(graphdef, params, tokens(CLEAN), mask, "mean", 6)
+    np.testing.assert_allclose(ablated.logits[0, :6], plain.logits[0, :6], atol=1e-5)
+
+
+def test_head_patching_matches_a_plain_numpy_forward(model):
+    info, flat, graphdef, params, tokens = model
+    vocab = info.tokenizer.vocab
+    chili, apple = vocab.index("chili"), vocab.index("apple")
+    result = causal.patching(graphdef, params, tokens(CLEAN), tokens(CORRUPT), 5, chili, apple)
+    clean_ids, corrupt_ids = info.tokenizer.encode(CLEAN), info.tokenizer.encode(CORRUPT)
+    clean = forward(flat, clean_ids, 2, 2)
+    corrupt = forward(flat, corrupt_ids, 2, 2)
+    diff = lambda ref: ref["logits"][5, chili] - ref["logits"][5, apple]  # noqa: E731
+    for layer in range(2):
+        for head in range(2):
+            source = clean["heads"][(layer, head)][1].sum(1)
+            patched = forward(flat, corrupt_ids, 2, 2, {(layer, head): source})
+            expected = (diff(patched) - diff(corrupt)) / (diff(clean) - diff(corrupt))
+            assert abs(float(result["heads"][layer, head]) - expected) < 1e-4
+    # the answer the patching reads is the clean run's: chili over apple
+    assert diff(clean) > 0 > diff(corrupt)
