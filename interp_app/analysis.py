@@ -130,6 +130,7 @@ METRICS = {
     "attn_src": "attention paid to the source position",
     "entropy": "attention entropy (nats)",
     "prev_token": "previous-token score",
+    "ablation": "ablation effect on log P(target)",
 }
 
 

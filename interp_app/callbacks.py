@@ -7,6 +7,7 @@ from the selection in one round trip, skipping panels whose inputs did not chang
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -16,10 +17,11 @@ from interp_app import figures
 from interp_app.analysis import parse_head
 from interp_app.runs import RunStore, encode_prompt
 from interp_app.selection import Selection, parse_query
-from interp_app.view import compute_view, resolve
+from interp_app.view import compute_patching, compute_view, resolve
 from training.checkpoint import CheckpointError
 
 PANELS = (
+    "patching",
     "head-timeline",
     "prediction-timeline",
     "loss-curve",
@@ -52,6 +54,16 @@ def event_to_raw(trigger: Any, value: Any, current: dict | None, store: RunStore
         return {**raw, "prompt": value or "", "pos": None, "target": None}
     if isinstance(trigger, dict) and trigger.get("type") == "chip":
         return {**raw, "pos": trigger["index"]}
+    if trigger == "ablate-button":
+        if not raw:
+            return None
+        names = set(filter(None, raw.get("ablate", "").split(",")))
+        names ^= {raw["head"]}  # toggle the selected head
+        return {**raw, "ablate": ",".join(sorted(names)), "ablate_mode": raw.get("ablate_mode")}
+    if trigger == "ablate-mode":
+        return {**raw, "ablate_mode": value}
+    if trigger == "corrupt-input":
+        return {**raw, "corrupt": value or ""}
     if trigger == "play-interval":
         steps = store.steps(raw["run"]) if raw else []
         if not steps:
@@ -69,6 +81,12 @@ def event_to_raw(trigger: Any, value: Any, current: dict | None, store: RunStore
         if not isinstance(name, str) or not name.startswith("L") or " " in name:
             return None
         return {**raw, "head": name}
+    if trigger == "patching":
+        if point.get("curveNumber") == 0 and isinstance(point.get("y"), str):
+            return {**raw, "head": f"{point['y']}{point.get('x')}"}  # "L0" + "H1"
+        if point.get("curveNumber") == 1 and isinstance(point.get("x"), int):
+            return {**raw, "pos": point["x"]}
+        return None
     if trigger in ("head-timeline", "prediction-timeline"):
         # x is the checkpoint's index (heatmap clicks carry no customdata); y the head's name
         steps = store.steps(raw["run"]) if raw else []
@@ -150,6 +168,10 @@ def register(app: Dash, store: RunStore) -> None:
         Input("head-timeline", "clickData"),
         Input("prediction-timeline", "clickData"),
         Input("play-interval", "n_intervals"),
+        Input("ablate-button", "n_clicks"),
+        Input("ablate-mode", "value"),
+        Input("corrupt-input", "value"),
+        Input("patching", "clickData"),
         State("selection", "data"),
     )
     def select(search, *args):
@@ -190,6 +212,9 @@ def register(app: Dash, store: RunStore) -> None:
         ("source-picker", "options"),
         ("source-picker", "value"),
         ("compare-step", "options"),
+        ("ablate-button", "children"),
+        ("ablate-mode", "value"),
+        ("corrupt-input", "value"),
     ]
     slots = [*controls, *((p, "figure") for p in PANELS), ("rendered", "data")]
 
@@ -225,12 +250,14 @@ def register(app: Dash, store: RunStore) -> None:
             "run": sel.run,
             "step": [sel.run, sel.step],
             "words": [sel.run, sel.prompt, sel.pos],  # chips, source picker
-            "query": [sel.run, sel.prompt, sel.pos, sel.target],  # timelines
-            "prompt": [sel.run, sel.step, sel.prompt, sel.pos],  # logit lens
-            "pred": [sel.run, sel.step, sel.prompt, sel.pos, sel.target],  # prediction
+            "query": [sel.run, sel.prompt, sel.pos, sel.target, sel.ablate, sel.mode],
+            "prompt": [sel.run, sel.step, sel.prompt, sel.pos, sel.ablate, sel.mode],
+            "pred": [sel.run, sel.step, sel.prompt, sel.pos, sel.target, sel.ablate, sel.mode],
+            "patch": [sel.run, sel.step, sel.prompt, sel.pos, sel.target, sel.corrupt],
             "head": [sel.layer, sel.head],
             "view": [src, metric, compare, mode],
         }
+        keys = json.loads(json.dumps(keys))  # compare as the browser stores them (lists)
         changed = {k for k, v in keys.items() if rendered.get(k) != v}
         if ctx.triggered_id == "live-poll" and not changed:
             return result()  # nothing new on disk: the cheap, common case
@@ -268,6 +295,13 @@ def register(app: Dash, store: RunStore) -> None:
             out[("rendered", "data")] = {**keys, "prompt": None, "pred": None, "words": None}
             note = f"step {sel.step} is unreadable ({err}); other steps still work"
             return result(notices_children([note]))
+        out[("ablate-button", "children")] = (
+            f"Restore {sel.head_name}" if sel.head_name in sel.ablate else f"Ablate {sel.head_name}"
+        )
+        if "pred" in changed:
+            out[("ablate-mode", "value")] = sel.mode
+            out[("corrupt-input", "value")] = sel.corrupt
+        out[("patching", "figure")] = patching_panel(store, sel, view)
         if "words" in changed:
             out[("prompt-input", "value")] = sel.prompt
             out[("token-chips", "children")] = chips(view.words, sel.pos)
@@ -358,6 +392,14 @@ def register(app: Dash, store: RunStore) -> None:
         )
 
 
+def patching_panel(store: RunStore, sel: Selection, view) -> dict:
+    result = compute_patching(store, sel)
+    if isinstance(result, str):
+        return figures.message_figure(result, 300)
+    heads, resid, answer = result
+    return figures.patching_figure(heads, resid, view.words, sel, answer)
+
+
 def patch(title: str, shapes: list[dict]) -> Patch:
     """Move a figure's marks without resending its data."""
     p = Patch()
@@ -370,7 +412,7 @@ def timeline(store: RunStore, sel: Selection, src: int):
     info = store.info(sel.run)
     prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
     target = info.tokenizer.vocab.index(sel.target)
-    return store.timeline(sel.run, prompt, sel.pos, target, src)
+    return store.timeline(sel.run, prompt, sel.pos, target, src, sel.ablate, sel.mode)
 
 
 def previous_view(store: RunStore, sel: Selection, steps: list[int], src: int):

@@ -56,6 +56,11 @@ def _log_prob(cap: Capture, pos, target):
 @partial(jax.jit, static_argnums=(0, 4))
 def ablation_effects(graphdef, params, tokens, base_ablated, mode: str, length, pos, target):
     """[L, H]: change in log P(target) when each head alone is ablated on top of ``base``."""
+    return effects(graphdef, params, tokens, base_ablated, mode, length, pos, target)
+
+
+def effects(graphdef, params, tokens, base_ablated, mode: str, length, pos, target):
+    """Un-jitted :func:`ablation_effects`, for use inside other mapped passes."""
     clean = _run(graphdef, params, tokens, None)
     n_layers, n_heads = base_ablated.shape
     base_iv = ablation(clean, base_ablated, mode, length)

@@ -171,6 +171,7 @@ def loss_marker(step: int) -> dict:
 
 
 def prediction_figure(view: View, sel: Selection) -> Figure:
+    """Top-k next tokens; with heads ablated, the probabilities before ablation beside them."""
     words = [view.vocab[i] for i in view.pred_ids][::-1]
     probs = view.pred_probs[::-1]
     bar = {
@@ -178,18 +179,44 @@ def prediction_figure(view: View, sel: Selection) -> Figure:
         "x": probs,
         "y": words,
         "orientation": "h",
+        "name": "ablated" if sel.ablate else "model",
         "marker": {"color": [HIGHLIGHT if w == sel.target else BASE for w in words]},
         "customdata": words,
         "text": [f"{p:.1%}" for p in probs],
         "textposition": "auto",
         "hovertemplate": "%{y}: %{x:.2%}<extra>click: make target</extra>",
     }
+    data = [bar]
     word = view.words[sel.pos] if sel.pos < len(view.words) else "?"
+    title = f"Next token after {sel.pos}:{word} — target {sel.target!r}"
+    if view.clean_probs is not None:
+        before = view.clean_probs[view.pred_ids][::-1]
+        data.insert(
+            0,
+            {
+                "type": "bar",
+                "x": before,
+                "y": words,
+                "orientation": "h",
+                "name": "before ablation",
+                "marker": {"color": MUTED},
+                "customdata": words,
+                "hovertemplate": "%{y} before ablation: %{x:.2%}<extra></extra>",
+            },
+        )
+        p_before = float(view.clean_probs[view.target_id])
+        after = view.target_prob
+        title = (
+            f"P({sel.target!r}) {p_before:.0%} → {after:.0%} with "
+            f"{', '.join(sel.ablate)} {sel.mode}-ablated"
+        )
     return _figure(
-        [bar],
-        f"Next token after {sel.pos}:{word} — target {sel.target!r}",
+        data,
+        title,
         300,
         xaxis={"range": [0, 1], "tickformat": ".0%"},
+        barmode="group",
+        legend={"orientation": "h", "y": -0.15},
     )
 
 
@@ -201,7 +228,7 @@ def head_grid_figure(
     n_layers, n_heads = values.shape
     names = [[head_name(layer, h) for h in range(n_heads)] for layer in range(n_layers)]
     text = [
-        [f"{n}<br>{v:.2f}" for n, v in zip(nr, row, strict=True)]
+        [f"{n}{' ✕' if n in sel.ablate else ''}<br>{v:.2f}" for n, v in zip(nr, row, strict=True)]
         for nr, row in zip(names, values, strict=True)
     ]
     heat = {
@@ -371,6 +398,8 @@ def token_attribution_figure(view: View, sel: Selection) -> Figure:
         f"Token attributions through {sel.head_name} to {sel.target!r} at {sel.pos}: "
         f"sum {float(values.sum()):.3f} (= {sel.head_name}'s bar)"
     )
+    if sel.head_name in sel.ablate:
+        title = f"Token attributions through {sel.head_name}: none, the head is {sel.mode}-ablated"
     return _figure([heat], title, 200, xaxis={"tickangle": -30})
 
 
@@ -579,4 +608,72 @@ def sparkline_figure(steps: list[int], values: np.ndarray, name: str, metric: st
         150,
         margin={"l": 40, "r": 10, "t": 30, "b": 20},
         xaxis={"showticklabels": False},
+    )
+
+
+def patching_figure(
+    heads: np.ndarray,
+    resid: np.ndarray,
+    words: list[str],
+    sel: Selection,
+    answer: str,
+) -> Figure:
+    """Two heatmaps of the normalised logit difference after patching clean -> corrupted:
+    each head's output (layers x heads) and each residual vector (boundary x position)."""
+    n_layers, n_heads = heads.shape
+    names = [[head_name(layer, h) for h in range(n_heads)] for layer in range(n_layers)]
+    rows = ["embeddings"] + [f"after L{i}" for i in range(n_layers)]
+    scale = _scale("RdBu")
+    common = {"zmid": 0, "zmin": -1, "zmax": 1, "colorscale": scale, "texttemplate": "%{text}"}
+    data = [
+        {
+            "type": "heatmap",
+            "z": heads,
+            "x": [f"H{h}" for h in range(n_heads)],
+            "y": [f"L{layer}" for layer in range(n_layers)],
+            "customdata": names,
+            "text": [
+                [f"{n}<br>{v:.2f}" for n, v in zip(nr, row, strict=True)]
+                for nr, row in zip(names, heads, strict=True)
+            ],
+            "hovertemplate": "patch %{customdata}: %{z:.3f}<extra></extra>",
+            "showscale": False,
+            "xaxis": "x",
+            "yaxis": "y",
+            **common,
+        },
+        {
+            "type": "heatmap",
+            "z": resid,
+            "x": list(range(len(words))),
+            "y": rows,
+            "text": [[f"{v:.2f}" for v in row] for row in resid],
+            "hovertemplate": "patch %{y} at position %{x}: %{z:.3f}<extra></extra>",
+            "xaxis": "x2",
+            "yaxis": "y2",
+            "colorbar": {"thickness": 10},
+            "xgap": 2,
+            "ygap": 2,
+            **common,
+        },
+    ]
+    frame_head = _frame(sel.head - 0.5, sel.head + 0.5, sel.layer - 0.5, sel.layer + 0.5)
+    frame_pos = _frame(sel.pos - 0.5, sel.pos + 0.5, -0.5, n_layers + 0.5, "x2", "y2")
+    return _figure(
+        data,
+        f"Activation patching clean → corrupted: ({sel.target!r} − {answer!r}) logit "
+        f"difference, clean = 1, corrupted = 0 — selected {sel.head_name}",
+        300,
+        shapes=[frame_head, frame_pos],
+        xaxis={"domain": [0, 0.28], "title": {"text": "head"}},
+        yaxis={"autorange": "reversed"},
+        xaxis2={
+            "domain": [0.38, 1],
+            "anchor": "y2",
+            "tickmode": "array",
+            "tickvals": list(range(len(words))),
+            "ticktext": position_labels(words),
+            "title": {"text": "position (residual stream)"},
+        },
+        yaxis2={"anchor": "x2", "autorange": "reversed"},
     )

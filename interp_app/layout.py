@@ -164,6 +164,30 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                             className="g-1 mb-1",
                                         ),
                                         graph("head-grid", 260),
+                                        html.Div(
+                                            [
+                                                dbc.Button(
+                                                    "Ablate",
+                                                    id="ablate-button",
+                                                    size="sm",
+                                                    color="danger",
+                                                    outline=True,
+                                                    n_clicks=0,
+                                                    className="me-2 py-0",
+                                                ),
+                                                dbc.RadioItems(
+                                                    id="ablate-mode",
+                                                    options=[
+                                                        {"label": "zero", "value": "zero"},
+                                                        {"label": "mean", "value": "mean"},
+                                                    ],
+                                                    value="zero",
+                                                    inline=True,
+                                                    className="small d-inline-block",
+                                                ),
+                                            ],
+                                            className="d-flex align-items-center mt-1",
+                                        ),
                                     ],
                                 ),
                                 md=3,
@@ -220,6 +244,34 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                         ]
                     ),
                     panel("Token attributions", graph("token-attributions", 200)),
+                    panel(
+                        "Activation patching",
+                        [
+                            dbc.Row(
+                                [
+                                    dbc.Col(
+                                        dbc.Label(
+                                            "Corrupted prompt (same number of tokens; Enter)",
+                                            html_for="corrupt-input",
+                                            className="small mb-0",
+                                        ),
+                                        width="auto",
+                                    ),
+                                    dbc.Col(
+                                        dbc.Input(
+                                            id="corrupt-input",
+                                            type="text",
+                                            debounce=True,
+                                            size="sm",
+                                        ),
+                                        md=4,
+                                    ),
+                                ],
+                                className="g-2 align-items-center mb-1",
+                            ),
+                            graph("patching", 300),
+                        ],
+                    ),
                     dbc.Row(
                         [
                             dbc.Col(

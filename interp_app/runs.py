@@ -134,29 +134,52 @@ class RunStore:
 
         return self._params.get_or_make((run, step), load)
 
-    def capture(self, run: str, step: int, prompt: Prompt) -> Capture:
-        """One jitted pass over the padded prompt ([1, context]: one shape, one compilation)."""
+    def state(self, run: str, step: int):
+        """(graph definition, parameter state) of one step, for the jitted passes."""
+        info = self.info(run)
+        return self._graphdef(info), unflatten_params(info.model, self.params(run, step))[1]
+
+    def capture(
+        self, run: str, step: int, prompt: Prompt, ablate: tuple[str, ...] = (), mode: str = "zero"
+    ) -> Capture:
+        """One jitted pass over the padded prompt ([1, context]: one shape, one compilation),
+        with the named heads ablated (zero or mean) when ``ablate`` is given."""
+        from interp_app import causal
+
         info = self.info(run)
 
         def run_model() -> Capture:
-            _, state = unflatten_params(info.model, self.params(run, step))
+            graphdef, state = self.state(run, step)
             tokens = jnp.asarray([prompt.padded], jnp.int32)
-            return jax.device_get(capture(self._graphdef(info), state, tokens))
+            if not ablate:
+                return jax.device_get(capture(graphdef, state, tokens))
+            mask = causal.head_mask(ablate, info.model.n_layers, info.model.n_heads)
+            out = causal.ablated_capture(graphdef, state, tokens, mask, mode, prompt.length)
+            return jax.device_get(out)
 
-        return self._captures.get_or_make((run, step, prompt.padded), run_model)
+        key = (run, step, prompt.padded, ablate, mode if ablate else "")
+        return self._captures.get_or_make(key, run_model)
 
     def timeline(
-        self, run: str, prompt: Prompt, pos: int, target: int, src: int = 0
+        self,
+        run: str,
+        prompt: Prompt,
+        pos: int,
+        target: int,
+        src: int = 0,
+        ablate: tuple[str, ...] = (),
+        mode: str = "zero",
     ) -> tuple[list[int], dict[str, np.ndarray], list[int]]:
         """Metrics at every readable step: (steps, name -> [S, ...], unreadable steps).
 
         Cached per (run, prompt, query); when new steps land only those are computed.
         """
+        from interp_app.causal import head_mask
         from interp_app.timeline import compute_timeline, stack_chunks
         from training.params import unflatten_stacked
 
         info = self.info(run)
-        key = (run, prompt.padded, pos, target, src)
+        key = (run, prompt.padded, pos, target, src, ablate, mode)
         known: dict[int, dict[str, np.ndarray]] = self._timelines.get_or_make(key, dict)
         bad: list[int] = []
         missing, flats = [], []
@@ -171,6 +194,7 @@ class RunStore:
         if missing:
             chunks = [unflatten_stacked(info.model, c) for c in stack_chunks(flats)]
             tokens = jnp.asarray([prompt.padded], jnp.int32)
+            ablated = head_mask(ablate, info.model.n_layers, info.model.n_heads)
             out = compute_timeline(
                 self._graphdef(info),
                 chunks,
@@ -180,6 +204,8 @@ class RunStore:
                 target,
                 src,
                 prompt.length,
+                ablated,
+                mode,
             )
             for i, step in enumerate(missing):
                 known[step] = {k: v[i] for k, v in out.items()}

@@ -14,6 +14,8 @@ from interp_app.analysis import head_name, parse_head
 DEFAULT_RUN = "fruits"
 DEFAULT_PROMPT = "i like spicy so i like"
 DEFAULT_HEAD = (1, 0)
+DEFAULT_CORRUPT = "i like sweet so i like"
+ABLATION_MODES = ("zero", "mean")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class Selection:
     target: str
     layer: int
     head: int
+    ablate: tuple[str, ...] = ()  # ablated heads, sorted names
+    mode: str = "zero"  # ablation mode: zero or mean
+    corrupt: str = DEFAULT_CORRUPT  # the corrupted prompt for activation patching
 
     @property
     def head_name(self) -> str:
@@ -35,19 +40,25 @@ class Selection:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Selection:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        fields["ablate"] = tuple(fields.get("ablate", ()))
+        return cls(**fields)
 
     def to_query(self) -> str:
-        return "?" + urlencode(
-            {
-                "run": self.run,
-                "step": self.step,
-                "prompt": self.prompt,
-                "pos": self.pos,
-                "target": self.target,
-                "head": self.head_name,
-            }
-        )
+        query: dict[str, Any] = {
+            "run": self.run,
+            "step": self.step,
+            "prompt": self.prompt,
+            "pos": self.pos,
+            "target": self.target,
+            "head": self.head_name,
+        }
+        if self.ablate:
+            query["ablate"] = ",".join(self.ablate)
+            query["ablate_mode"] = self.mode
+        if self.corrupt != DEFAULT_CORRUPT:
+            query["corrupt"] = self.corrupt
+        return "?" + urlencode(query)
 
     def with_(self, **changes: Any) -> Selection:
         return replace(self, **changes)
@@ -108,3 +119,28 @@ def pick_pos(length: int, wanted: str | int | None) -> tuple[int, str | None]:
     if 0 <= value < length:
         return value, None
     return last, f"position {value} is outside the prompt; showing the last position"
+
+
+def pick_ablation(
+    n_layers: int, n_heads: int, wanted: str | None, mode: str | None
+) -> tuple[tuple[str, ...], str, list[str]]:
+    """Valid ablated heads (sorted, unique) and mode; every dropped value is reported."""
+    notes = []
+    names: set[str] = set()
+    for part in (wanted or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        parsed = parse_head(part, n_layers, n_heads)
+        if parsed is None:
+            notes.append(f"cannot ablate {part!r}: no such head")
+        else:
+            names.add(head_name(*parsed))
+    if mode in (None, ""):
+        mode = "zero"
+    elif mode not in ABLATION_MODES:
+        notes.append(
+            f"ablation mode {mode!r} is not one of {', '.join(ABLATION_MODES)}; using zero"
+        )
+        mode = "zero"
+    return tuple(sorted(names)), mode, notes

@@ -19,9 +19,13 @@ from flax import nnx
 CHUNK = 64  # steps per vmapped call; the last chunk is padded
 
 
-def _metrics_one(graphdef, params, tokens, pos, target, src, length):
+def _metrics_one(graphdef, params, tokens, pos, target, src, length, ablated, mode):
     """All per-head metrics for one step: each [L, H]; probabilities [V] at ``pos``."""
-    cap = nnx.merge(graphdef, params)(tokens, capture=True)
+    from interp_app.causal import ablation, effects
+
+    model = nnx.merge(graphdef, params)
+    clean = model(tokens, capture=True)
+    cap = model(tokens, capture=True, intervention=ablation(clean, ablated, mode, length))
     wte = params["wte"][...]
     gamma = params["ln_f"]["scale"][...]
     beta = params["ln_f"]["bias"][...]
@@ -50,12 +54,16 @@ def _metrics_one(graphdef, params, tokens, pos, target, src, length):
         "prev_token": prev,
         "probs": jax.nn.softmax(cap.logits[0, pos]),
         "logit_ln_bias": beta @ u,
+        "ablation": effects(graphdef, params, tokens, ablated, mode, length, pos, target),
     }
 
 
-@partial(jax.jit, static_argnums=0)
-def _metrics_chunk(graphdef, stacked, tokens, pos, target, src, length):
-    return jax.vmap(lambda p: _metrics_one(graphdef, p, tokens, pos, target, src, length))(stacked)
+@partial(jax.jit, static_argnums=(0, 8))
+def _metrics_chunk(graphdef, stacked, tokens, pos, target, src, length, ablated, mode):
+    def one(p):
+        return _metrics_one(graphdef, p, tokens, pos, target, src, length, ablated, mode)
+
+    return jax.vmap(one)(stacked)
 
 
 @dataclass(frozen=True)
@@ -66,9 +74,22 @@ class Timeline:
 
 
 def compute_timeline(
-    graphdef, stacked_chunks, n_steps: int, tokens, pos: int, target: int, src: int, length: int
+    graphdef,
+    stacked_chunks,
+    n_steps: int,
+    tokens,
+    pos: int,
+    target: int,
+    src: int,
+    length: int,
+    ablated: np.ndarray,
+    mode: str = "zero",
 ) -> dict[str, np.ndarray]:
-    """Run the vmapped pass over pre-stacked chunks; returns arrays with a leading S axis."""
+    """Run the vmapped pass over pre-stacked chunks; returns arrays with a leading S axis.
+
+    Metrics are of the model with ``ablated`` ([L, H], 1 = ablated) heads ablated; the
+    ablation-effect metric ablates each head on top of those.
+    """
     parts = []
     for chunk in stacked_chunks:
         out = _metrics_chunk(
@@ -79,10 +100,11 @@ def compute_timeline(
             jnp.int32(target),
             jnp.int32(src),
             jnp.int32(length),
+            jnp.asarray(ablated, jnp.float32),
+            mode,
         )
         parts.append(jax.device_get(out))
-    merged = {k: np.concatenate([p[k] for p in parts])[:n_steps] for k in parts[0]}
-    return merged
+    return {k: np.concatenate([p[k] for p in parts])[:n_steps] for k in parts[0]}
 
 
 def stack_chunks(flats: list[dict[str, np.ndarray]], chunk: int = CHUNK) -> list[dict]:

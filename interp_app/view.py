@@ -9,13 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
-from interp_app import analysis
+from interp_app import analysis, causal
 from interp_app.runs import Prompt, RunStore, encode_prompt
 from interp_app.selection import (
+    DEFAULT_CORRUPT,
     DEFAULT_PROMPT,
     Selection,
+    pick_ablation,
     pick_head,
     pick_pos,
     pick_run,
@@ -69,6 +72,11 @@ def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, lis
     (layer, head), note = pick_head(info.model.n_layers, info.model.n_heads, raw.get("head"))
     if note:
         notes.append(note)
+    ablate, mode, more = pick_ablation(
+        info.model.n_layers, info.model.n_heads, raw.get("ablate"), raw.get("ablate_mode")
+    )
+    notes.extend(more)
+    corrupt = str(raw.get("corrupt") or DEFAULT_CORRUPT)
     target = raw.get("target")
     if target not in info.tokenizer.vocab:
         try:
@@ -79,7 +87,8 @@ def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, lis
         if target:
             notes.append(f"target {target!r} is not in the vocabulary; showing {top!r}")
         target = top
-    return Selection(run, step, str(text), pos, target, layer, head), notes
+    sel = Selection(run, step, str(text), pos, target, layer, head, ablate, mode, corrupt)
+    return sel, notes
 
 
 @dataclass(frozen=True)
@@ -101,16 +110,30 @@ class View:
     logit: float  # the actual target logit
     lens_top: np.ndarray  # [L+1, T]
     lens_prob: np.ndarray  # [L+1, T]
+    target_prob: float = 0.0  # P(target) of the shown (possibly ablated) model
+    clean_probs: np.ndarray | None = None  # [V] before ablation (None: nothing ablated)
 
 
 def compute_view(store: RunStore, sel: Selection, src: int = 0, k: int = 8) -> View:
     info = store.info(sel.run)
     prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
-    cap = store.capture(sel.run, sel.step, prompt)
+    cap = store.capture(sel.run, sel.step, prompt, sel.ablate, sel.mode)
     params = store.params(sel.run, sel.step)
     n = prompt.length
     target = info.tokenizer.vocab.index(sel.target)
     pred_ids, pred_probs = analysis.top_k(cap.logits[0, sel.pos], k)
+    clean_probs = None
+    if sel.ablate:
+        clean = store.capture(sel.run, sel.step, prompt)
+        clean_probs = analysis.softmax(np.asarray(clean.logits[0, sel.pos], np.float64))
+    metrics = analysis.head_metrics(cap, params, sel.pos, target, n, src)
+    graphdef, state = store.state(sel.run, sel.step)
+    mask = causal.head_mask(sel.ablate, info.model.n_layers, info.model.n_heads)
+    metrics["ablation"] = np.asarray(
+        causal.ablation_effects(
+            graphdef, state, jnp.asarray([prompt.padded]), mask, sel.mode, n, sel.pos, target
+        )
+    )
     comps, attr, ln_bias = analysis.direct_logit_attribution(cap, params, 0, sel.pos, target)
     lens_top, lens_prob = analysis.logit_lens(cap, params, info.model.ln_eps)
     words = [
@@ -124,11 +147,14 @@ def compute_view(store: RunStore, sel: Selection, src: int = 0, k: int = 8) -> V
         vocab=info.tokenizer.vocab,
         pred_ids=pred_ids,
         pred_probs=pred_probs,
-        metrics=analysis.head_metrics(cap, params, sel.pos, target, n, src),
+        metrics=metrics,
+        clean_probs=clean_probs,
+        target_prob=float(analysis.softmax(np.asarray(cap.logits[0, sel.pos], np.float64))[target]),
         patterns=np.asarray(cap.patterns[0, :, :, :n, :n]),
-        source_attr=analysis.source_attributions(
-            cap, params, 0, sel.layer, sel.head, sel.pos, target
-        )[:n],
+        # an ablated head's output is a constant, not a mix of sources: nothing to split
+        source_attr=np.zeros(n)
+        if sel.head_name in sel.ablate
+        else analysis.source_attributions(cap, params, 0, sel.layer, sel.head, sel.pos, target)[:n],
         comp_names=(*comps.names, "final LN bias"),
         comp_kinds=(*comps.kinds, "ln"),
         comp_attr=np.append(attr, ln_bias),
@@ -136,6 +162,35 @@ def compute_view(store: RunStore, sel: Selection, src: int = 0, k: int = 8) -> V
         lens_top=lens_top[:, :n],
         lens_prob=lens_prob[:, :n],
     )
+
+
+def compute_patching(store: RunStore, sel: Selection) -> tuple[np.ndarray, np.ndarray, str] | str:
+    """(heads [L, H], residual [L+1, T], answer) for patching the prompt into the corrupted
+    one, or the reason it cannot be done (a corrupted prompt of another length)."""
+    info = store.info(sel.run)
+    clean = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
+    corrupt = encode_prompt(info.tokenizer, info.model.context, sel.corrupt)
+    if corrupt.length != clean.length:
+        return (
+            f"The corrupted prompt has {corrupt.length} tokens and the prompt {clean.length}: "
+            "patching needs the same number of tokens."
+        )
+    vocab = info.tokenizer.vocab
+    graphdef, state = store.state(sel.run, sel.step)
+    target = vocab.index(sel.target)
+    corrupt_logits = np.asarray(store.capture(sel.run, sel.step, corrupt).logits[0, sel.pos])
+    answer = next(int(i) for i in np.argsort(-corrupt_logits) if int(i) != target)
+    result = causal.patching(
+        graphdef,
+        state,
+        jnp.asarray([clean.padded]),
+        jnp.asarray([corrupt.padded]),
+        sel.pos,
+        target,
+        answer,
+    )
+    resid = np.asarray(result["resid"])[:, : clean.length]
+    return np.asarray(result["heads"]), resid, vocab[answer]
 
 
 def warm_up(store: RunStore) -> None:
@@ -146,6 +201,7 @@ def warm_up(store: RunStore) -> None:
         if sel is None:
             return
         compute_view(store, sel)
+        compute_patching(store, sel)
         info = store.info(sel.run)
         prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
         store.timeline(sel.run, prompt, sel.pos, info.tokenizer.vocab.index(sel.target))

@@ -35,6 +35,9 @@ def test_page_opens_on_the_default_view(client, start):
         "target": "chili",
         "layer": 1,
         "head": 0,
+        "ablate": [],
+        "mode": "zero",
+        "corrupt": "i like sweet so i like",
     }
     assert client.select(None, search="")["url"]["search"] == DEFAULT_QUERY
 
@@ -91,7 +94,7 @@ def test_new_prompt_resets_position_and_target(client, start):
 def test_deep_link_restores_the_view(client):
     q = "?run=fruits&step=500&prompt=lemon+tastes+sour&pos=1&target=sour&head=L0H1"
     sel = client.select(None, search=q)["selection"]["data"]
-    assert sel == {
+    assert {k: sel[k] for k in ("run", "step", "prompt", "pos", "target", "layer", "head")} == {
         "run": "fruits",
         "step": 500,
         "prompt": "lemon tastes sour",
@@ -174,3 +177,42 @@ def test_empty_root_says_how_to_train(tmp_path):
 def test_healthz_counts_runs_and_steps(client):
     data = client.client.get("/healthz").get_json()
     assert data["runs"] == 1 and data["steps"] >= 101
+
+
+def test_ablation_from_the_url_and_the_toggle(client, start):
+    r = client.select(None, search=DEFAULT_QUERY + "&ablate=L0H1,L0H0,L9H9&ablate_mode=mean")
+    sel = r["selection"]["data"]
+    assert sel["ablate"] == ["L0H0", "L0H1"] and sel["mode"] == "mean"
+    assert "cannot ablate 'L9H9'" in _notices(r)
+    view = client.render(sel)
+    pred = view["prediction"]["figure"]
+    assert [t["name"] for t in pred["data"]] == ["before ablation", "ablated"]
+    assert "mean-ablated" in pred["layout"]["title"]["text"]
+    toggled = client.select("ablate-button.n_clicks", 1, start)
+    assert toggled["selection"]["data"]["ablate"] == ["L1H0"]
+    assert "ablate=L1H0" in toggled["url"]["search"]
+    again = client.select("ablate-button.n_clicks", 2, toggled["selection"]["data"])
+    assert again["selection"]["data"]["ablate"] == []
+
+
+def test_ablating_nothing_changes_no_panel(client, start):
+    a = client.render(start)
+    b = client.render({**start, "mode": "mean"})
+    for panel in ("residual-contributions", "attention-pattern"):
+        assert a[panel]["figure"]["layout"]["title"] == b[panel]["figure"]["layout"]["title"]
+
+
+def test_patching_panel_and_clicks(client, start):
+    r = client.render(start)
+    fig = r["patching"]["figure"]
+    assert "'chili' − 'apple'" in fig["layout"]["title"]["text"]
+    head = client.select(
+        "patching.clickData", {"points": [{"curveNumber": 0, "x": "H1", "y": "L0"}]}, start
+    )
+    assert (head["selection"]["data"]["layer"], head["selection"]["data"]["head"]) == (0, 1)
+    pos = client.select(
+        "patching.clickData", {"points": [{"curveNumber": 1, "x": 2, "y": "after L0"}]}, start
+    )
+    assert pos["selection"]["data"]["pos"] == 2
+    other = client.render({**start, "corrupt": "i like sweet"})
+    assert "same number of tokens" in str(other["patching"]["figure"]["layout"]["annotations"])
