@@ -163,7 +163,7 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                             ],
                                             className="g-1 mb-1",
                                         ),
-                                        graph("head-grid", 260),
+                                        graph("head-grid", 300),
                                         html.Div(
                                             [
                                                 dbc.Button(

@@ -63,7 +63,9 @@ def open_page(page, url: str) -> None:
 
 
 def click_cell(page, panel: str, col_frac: float, row_frac: float) -> None:
-    box = page.locator(f"#{panel} .nsewdrag").first.bounding_box()
+    area = page.locator(f"#{panel} .nsewdrag").first
+    area.scroll_into_view_if_needed()
+    box = area.bounding_box()
     page.mouse.click(box["x"] + col_frac * box["width"], box["y"] + row_frac * box["height"])
 
 
@@ -184,3 +186,17 @@ def test_new_checkpoints_appear_without_reload(browser, small_root, tmp_path):
         )
         assert pg.evaluate("window.__marker") == "same page"  # no reload happened
         context.close()
+
+
+def test_ablate_from_the_ui_and_click_patching(page, app_url):
+    open_page(page, app_url + "/?head=L0H1")
+    page.locator("#ablate-button").click()
+    page.wait_for_function("location.search.includes('ablate=L0H1')", timeout=20_000)
+    wait_title(page, "prediction", "zero-ablated")
+    names = page.locator("#prediction .legendtext").all_text_contents()
+    assert names == ["before ablation", "ablated"]
+    wait_title(page, "patching", "Activation patching")
+    click_cell(page, "patching", 0.1, 0.75)  # heads heatmap: layer 1 (bottom row), head 0
+    page.wait_for_function("location.search.includes('head=L1H0')", timeout=20_000)
+    wait_title(page, "attention-pattern", "L1H0")
+    page.screenshot(path=str(ARTIFACTS / "ablation-and-patching.png"), full_page=True)

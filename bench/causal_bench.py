@@ -1,0 +1,80 @@
+"""Server time of the causal experiments on the default run.
+
+uv run python bench/causal_bench.py [--root checkpoints]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import training  # noqa: E402,F401  (configures XLA before JAX starts)
+from interp_app.runs import RunStore, encode_prompt  # noqa: E402
+from interp_app.view import compute_patching, compute_view, resolve  # noqa: E402
+from training import checkpoint as ckpt  # noqa: E402
+from training.config import ModelConfig, TrainConfig  # noqa: E402
+from training.corpus import builtin_corpus  # noqa: E402
+from training.train import train  # noqa: E402
+
+
+def ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", default=None)
+    args = ap.parse_args()
+    tmp = tempfile.TemporaryDirectory()
+    root = Path(args.root or tmp.name)
+    if "fruits" not in ckpt.list_runs(root):
+        train(root, "fruits", ModelConfig(), TrainConfig(), builtin_corpus(), progress=False)
+    store = RunStore(root)
+    sel, _ = resolve(store, {})
+    compute_view(store, sel)
+    compute_patching(store, sel)  # compile once
+    times = []
+    for corrupt in [
+        "i like sweet so i like",
+        "i like sour so i like",
+        "i like juicy so i like",
+    ] * 10:
+        t0 = time.perf_counter()
+        compute_patching(store, sel.with_(corrupt=corrupt))
+        times.append(ms(t0))
+    print(f"head + residual patching heatmaps: median {statistics.median(times):.1f} ms")
+
+    times = []
+    for ablate in [("L0H1",), ("L0H0", "L0H1"), ("L1H1",), ()] * 5:
+        t0 = time.perf_counter()
+        compute_view(store, sel.with_(ablate=ablate))
+        times.append(ms(t0))
+    print(f"ablated view with all-head ablation effects: median {statistics.median(times):.1f} ms")
+
+    info = store.info("fruits")
+    chili = info.tokenizer.vocab.index("chili")
+    for s in store.steps("fruits"):
+        store.params("fruits", s)
+    store.timeline("fruits", encode_prompt(info.tokenizer, 12, "lemon tastes sour"), 2, chili)
+    cold = []
+    for text in ["i like sweet so i like", "apple is so sweet", "chili is so spicy"]:
+        p = encode_prompt(info.tokenizer, 12, text)
+        t0 = time.perf_counter()
+        store.timeline("fruits", p, p.length - 1, chili)
+        cold.append(ms(t0))
+    n = len(store.steps("fruits"))
+    print(
+        f"ablation effect of every head at all {n} checkpoints (with all timeline metrics), "
+        f"cold: median {statistics.median(cold):.0f} ms"
+    )
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
