@@ -32,6 +32,8 @@ bench: $(UV)
 	$(UV) sync --locked --inexact --extra test --quiet
 	$(UV) run --no-sync python bench/train_bench.py
 	$(UV) run --no-sync python bench/app_bench.py
+	$(UV) run --no-sync python bench/timeline_bench.py
+	$(UV) run --no-sync python bench/causal_bench.py
 
 clean:
 	rm -rf .venv $(TOOLS) .pytest_cache .ruff_cache test-artifacts
