@@ -55,7 +55,7 @@ def main() -> None:
     def head_click(i=[0]):  # noqa: B006  (a counter across calls)
         name = heads[i[0] % 4]
         i[0] += 1
-        r = client.select("head-grid.clickData", {"points": [{"customdata": name}]}, sel)
+        r = client.select("grid-click.data", {"head": name, "shift": False}, sel)
         new = r["selection"]["data"] if r else sel
         client.render(new, rendered=rendered)
 

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import ALL, Dash, Input, Output, Patch, State, ctx, html, no_update
+from dash import ALL, ClientsideFunction, Dash, Input, Output, Patch, State, ctx, html, no_update
 
 from interp_app import figures
 from interp_app.analysis import parse_head
@@ -60,6 +60,14 @@ def event_to_raw(trigger: Any, value: Any, current: dict | None, store: RunStore
         names = set(filter(None, raw.get("ablate", "").split(",")))
         names ^= {raw["head"]}  # toggle the selected head
         return {**raw, "ablate": ",".join(sorted(names)), "ablate_mode": raw.get("ablate_mode")}
+    if trigger == "grid-click":  # the head grid, through the shift-aware clientside hop
+        name = (value or {}).get("head")
+        if not isinstance(name, str) or not raw:
+            return None
+        if value.get("shift"):
+            names = set(filter(None, raw.get("ablate", "").split(","))) ^ {name}
+            return {**raw, "ablate": ",".join(sorted(names)), "ablate_mode": raw.get("ablate_mode")}
+        return {**raw, "head": name}
     if trigger == "ablate-mode":
         return {**raw, "ablate_mode": value}
     if trigger == "corrupt-input":
@@ -151,6 +159,13 @@ def chips(words: list[str], pos: int) -> list:
 def register(app: Dash, store: RunStore) -> None:
     bad_steps: dict[str, set[int]] = {}
 
+    app.clientside_callback(
+        ClientsideFunction(namespace="interp", function_name="gridClick"),
+        Output("grid-click", "data"),
+        Input("head-grid", "clickData"),
+        prevent_initial_call=True,
+    )
+
     @app.callback(
         Output("selection", "data"),
         Output("url", "search"),
@@ -161,7 +176,7 @@ def register(app: Dash, store: RunStore) -> None:
         Input("prompt-input", "value"),
         Input({"type": "chip", "index": ALL}, "n_clicks"),
         Input("prediction", "clickData"),
-        Input("head-grid", "clickData"),
+        Input("grid-click", "data"),
         Input("head-multiples", "clickData"),
         Input("residual-contributions", "clickData"),
         Input("loss-curve", "clickData"),

@@ -109,6 +109,7 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
             dcc.Location(id="url", refresh=False),
             dcc.Store(id="selection"),
             dcc.Store(id="rendered"),
+            dcc.Store(id="grid-click"),
             dcc.Interval(id="play-interval", interval=700, disabled=True),
             dcc.Interval(id="live-poll", interval=live_ms, disabled=live_ms <= 0),
             dbc.Navbar(

@@ -199,4 +199,9 @@ def test_ablate_from_the_ui_and_click_patching(page, app_url):
     click_cell(page, "patching", 0.1, 0.75)  # heads heatmap: layer 1 (bottom row), head 0
     page.wait_for_function("location.search.includes('head=L1H0')", timeout=20_000)
     wait_title(page, "attention-pattern", "L1H0")
+    page.keyboard.down("Shift")
+    click_cell(page, "head-grid", 0.25, 0.25)  # shift-click L0H0: ablate it, keep L1H0 selected
+    page.keyboard.up("Shift")
+    page.wait_for_function("location.search.includes('ablate=L0H0%2CL0H1')", timeout=20_000)
+    assert "head=L1H0" in page.url
     page.screenshot(path=str(ARTIFACTS / "ablation-and-patching.png"), full_page=True)

@@ -45,7 +45,7 @@ def test_page_opens_on_the_default_view(client, start):
 @pytest.mark.parametrize(
     "source, value, field, expected",
     [
-        ("head-grid.clickData", {"points": [{"customdata": "L0H1"}]}, "head", 1),
+        ("grid-click.data", {"head": "L0H1", "shift": False}, "head", 1),
         ("head-multiples.clickData", {"points": [{"customdata": "L0H0"}]}, "layer", 0),
         ("residual-contributions.clickData", {"points": [{"customdata": "L1H1"}]}, "head", 1),
         ("prediction.clickData", {"points": [{"customdata": "orange"}]}, "target", "orange"),
@@ -193,6 +193,9 @@ def test_ablation_from_the_url_and_the_toggle(client, start):
     assert "ablate=L1H0" in toggled["url"]["search"]
     again = client.select("ablate-button.n_clicks", 2, toggled["selection"]["data"])
     assert again["selection"]["data"]["ablate"] == []
+    shifted = client.select("grid-click.data", {"head": "L0H0", "shift": True}, start)
+    assert shifted["selection"]["data"]["ablate"] == ["L0H0"]
+    assert shifted["selection"]["data"]["head"] == start["head"]  # shift-click only ablates
 
 
 def test_ablating_nothing_changes_no_panel(client, start):

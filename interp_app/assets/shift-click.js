@@ -1,0 +1,16 @@
+// Remember whether Shift was held at the last mouse press, so a shift-click in the head
+// grid can toggle a head's ablation instead of selecting it (Dash's clickData carries no
+// modifier keys).
+window.interpShift = false;
+document.addEventListener("mousedown", (e) => { window.interpShift = e.shiftKey; }, true);
+
+window.dash_clientside = Object.assign({}, window.dash_clientside, {
+  interp: {
+    gridClick: function (click) {
+      if (!click || !click.points || !click.points.length) {
+        return window.dash_clientside.no_update;
+      }
+      return { head: click.points[0].customdata, shift: window.interpShift, t: Date.now() };
+    },
+  },
+});
