@@ -7,11 +7,9 @@ Trains the default run into a temporary root when --root has no 'fruits' run.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -19,14 +17,13 @@ from pathlib import Path
 import training  # noqa: F401  (configures XLA before JAX starts)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import default_root  # noqa: E402
 
 from interp_app.app import create_app  # noqa: E402
 from tests.browser import app_command, free_port  # noqa: E402
 from tests.dash_client import DashClient  # noqa: E402
-from training import checkpoint as ckpt  # noqa: E402
-from training.config import ModelConfig, TrainConfig  # noqa: E402
-from training.corpus import builtin_corpus  # noqa: E402
-from training.train import train  # noqa: E402
 
 
 def timed(fn, n: int) -> list[float]:
@@ -39,13 +36,7 @@ def timed(fn, n: int) -> list[float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--root", default=None)
-    args = ap.parse_args()
-    tmp = tempfile.TemporaryDirectory()
-    root = Path(args.root or tmp.name)
-    if "fruits" not in ckpt.list_runs(root):
-        train(root, "fruits", ModelConfig(), TrainConfig(), builtin_corpus(), progress=False)
+    root, tmp = default_root(__doc__)
 
     client = DashClient(create_app(root))
     sel = client.select(None, search="")["selection"]["data"]

@@ -5,22 +5,19 @@ uv run python bench/causal_bench.py [--root checkpoints]
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import default_root  # noqa: E402
 
 import training  # noqa: E402,F401  (configures XLA before JAX starts)
 from interp_app.runs import RunStore, encode_prompt  # noqa: E402
 from interp_app.view import compute_patching, compute_view, resolve  # noqa: E402
-from training import checkpoint as ckpt  # noqa: E402
-from training.config import ModelConfig, TrainConfig  # noqa: E402
-from training.corpus import builtin_corpus  # noqa: E402
-from training.train import train  # noqa: E402
 
 
 def ms(t0: float) -> float:
@@ -28,13 +25,7 @@ def ms(t0: float) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--root", default=None)
-    args = ap.parse_args()
-    tmp = tempfile.TemporaryDirectory()
-    root = Path(args.root or tmp.name)
-    if "fruits" not in ckpt.list_runs(root):
-        train(root, "fruits", ModelConfig(), TrainConfig(), builtin_corpus(), progress=False)
+    root, tmp = default_root(__doc__)
     store = RunStore(root)
     sel, _ = resolve(store, {})
     compute_view(store, sel)

@@ -5,16 +5,17 @@ uv run python bench/timeline_bench.py [--root checkpoints]
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import default_root  # noqa: E402
 
 import training  # noqa: E402,F401  (configures XLA before JAX starts)
 from interp_app import analysis  # noqa: E402
@@ -22,9 +23,6 @@ from interp_app.app import create_app  # noqa: E402
 from interp_app.runs import RunStore, encode_prompt  # noqa: E402
 from tests.dash_client import DashClient  # noqa: E402
 from training import checkpoint as ckpt  # noqa: E402
-from training.config import ModelConfig, TrainConfig  # noqa: E402
-from training.corpus import builtin_corpus  # noqa: E402
-from training.train import train  # noqa: E402
 
 
 def ms(t0: float) -> float:
@@ -46,13 +44,7 @@ def synthetic_run(root: Path, source: Path, n: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--root", default=None)
-    args = ap.parse_args()
-    tmp = tempfile.TemporaryDirectory()
-    root = Path(args.root or tmp.name)
-    if "fruits" not in ckpt.list_runs(root):
-        train(root, "fruits", ModelConfig(), TrainConfig(), builtin_corpus(), progress=False)
+    root, tmp = default_root(__doc__)
 
     store = RunStore(root)
     info = store.info("fruits")
