@@ -24,7 +24,11 @@ def _run(graphdef, params, tokens, iv: Intervention | None) -> Capture:
 
 
 def ablation(clean: Capture, ablated: jax.Array, mode: str, length: jax.Array) -> Intervention:
-    """Heads with ``ablated[l, h] == 1`` replaced by zero, or by their mean over the prompt."""
+    """Heads with ``ablated[l, h] == 1`` replaced by zero, or by their mean over the prompt.
+
+    The means come from the clean (unablated) run, also when several heads are ablated
+    together, as TransformerLens' mean ablation does.
+    """
     head_out = clean.head_out  # [B, L, H, T, D]
     t = head_out.shape[3]
     n_layers = head_out.shape[1]
