@@ -316,7 +316,14 @@ def register(app: Dash, store: RunStore) -> None:
         if "pred" in changed:
             out[("ablate-mode", "value")] = sel.mode
             out[("corrupt-input", "value")] = sel.corrupt
-        out[("patching", "figure")] = patching_panel(store, sel, view)
+        if "patch" in changed or not rendered.get("patch_answer"):
+            out[("patching", "figure")], keys["patch_answer"] = patching_panel(store, sel, view)
+        else:  # same experiment, another head: move the frames, keep the heatmaps
+            keys["patch_answer"] = rendered["patch_answer"]
+            if "head" in changed:
+                n_layers = store.info(sel.run).model.n_layers
+                title, shapes = figures.patching_overlay(sel, n_layers, keys["patch_answer"])
+                out[("patching", "figure")] = patch(title, shapes)
         if "words" in changed:
             out[("prompt-input", "value")] = sel.prompt
             out[("token-chips", "children")] = chips(view.words, sel.pos)
@@ -407,12 +414,13 @@ def register(app: Dash, store: RunStore) -> None:
         )
 
 
-def patching_panel(store: RunStore, sel: Selection, view) -> dict:
+def patching_panel(store: RunStore, sel: Selection, view) -> tuple[dict, str | None]:
+    """The patching figure and the answer it compares against (None: nothing to patch)."""
     result = compute_patching(store, sel)
     if isinstance(result, str):
-        return figures.message_figure(result, 300)
+        return figures.message_figure(result, 300), None
     heads, resid, answer = result
-    return figures.patching_figure(heads, resid, view.words, sel, answer)
+    return figures.patching_figure(heads, resid, view.words, sel, answer), answer
 
 
 def patch(title: str, shapes: list[dict]) -> Patch:

@@ -611,6 +611,17 @@ def sparkline_figure(steps: list[int], values: np.ndarray, name: str, metric: st
     )
 
 
+def patching_overlay(sel: Selection, n_layers: int, answer: str) -> tuple[str, list[dict]]:
+    """Title and frames (selected head, selected position): all a head change alters."""
+    frame_head = _frame(sel.head - 0.5, sel.head + 0.5, sel.layer - 0.5, sel.layer + 0.5)
+    frame_pos = _frame(sel.pos - 0.5, sel.pos + 0.5, -0.5, n_layers + 0.5, "x2", "y2")
+    title = (
+        f"Activation patching clean → corrupted: ({sel.target!r} − {answer!r}) logit "
+        f"difference, clean = 1, corrupted = 0 — selected {sel.head_name}"
+    )
+    return title, [frame_head, frame_pos]
+
+
 def patching_figure(
     heads: np.ndarray,
     resid: np.ndarray,
@@ -657,14 +668,12 @@ def patching_figure(
             **common,
         },
     ]
-    frame_head = _frame(sel.head - 0.5, sel.head + 0.5, sel.layer - 0.5, sel.layer + 0.5)
-    frame_pos = _frame(sel.pos - 0.5, sel.pos + 0.5, -0.5, n_layers + 0.5, "x2", "y2")
+    title, shapes = patching_overlay(sel, n_layers, answer)
     return _figure(
         data,
-        f"Activation patching clean → corrupted: ({sel.target!r} − {answer!r}) logit "
-        f"difference, clean = 1, corrupted = 0 — selected {sel.head_name}",
+        title,
         300,
-        shapes=[frame_head, frame_pos],
+        shapes=shapes,
         xaxis={"domain": [0, 0.28], "title": {"text": "head"}},
         yaxis={"autorange": "reversed"},
         xaxis2={

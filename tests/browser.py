@@ -81,3 +81,18 @@ def app_command(root: Path, port: int) -> list[str]:
         "--port",
         str(port),
     ]
+
+
+def train_command(root: Path, run: str, *args: str) -> list[str]:
+    """``interp-train`` as a subprocess (quiet), for tests that kill or race it."""
+    return [
+        sys.executable,
+        "-m",
+        "training.cli",
+        "--root",
+        str(root),
+        "--run",
+        run,
+        "--quiet",
+        *args,
+    ]

@@ -11,6 +11,7 @@ from tests.browser import (
     chromium_path,
     free_port,
     serve,
+    train_command,
 )
 
 pytestmark = pytest.mark.browser
@@ -150,7 +151,6 @@ def test_play_advances_the_step(page, app_url):
 def test_new_checkpoints_appear_without_reload(browser, small_root, tmp_path):
     import shutil
     import subprocess
-    import sys
 
     shutil.copytree(small_root[0] / "small", tmp_path / "small")
     port = free_port()
@@ -161,21 +161,7 @@ def test_new_checkpoints_appear_without_reload(browser, small_root, tmp_path):
         pg.evaluate("window.__marker = 'same page'")
         assert "450" not in (pg.locator("#step-slider").text_content() or "")
         trainer = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "training.cli",
-                "--root",
-                str(tmp_path),
-                "--run",
-                "small",
-                "--resume",
-                "--steps",
-                "450",
-                "--save-every",
-                "50",
-                "--quiet",
-            ],
+            train_command(tmp_path, "small", "--resume", "--steps", "450", "--save-every", "50"),
             capture_output=True,
             text=True,
             timeout=300,

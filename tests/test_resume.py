@@ -3,11 +3,11 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 
+from tests.browser import train_command
 from training import checkpoint as ckpt
 from training.config import ModelConfig, TrainConfig
 from training.corpus import builtin_corpus
@@ -44,20 +44,7 @@ def test_resume_matches_uninterrupted(tmp_path):
 
 def test_kill_during_training_never_lists_a_partial_step(tmp_path):
     """SIGKILL the trainer at several moments; every listed step must load, then resume."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "training.cli",
-        "--root",
-        str(tmp_path),
-        "--run",
-        "k",
-        "--steps",
-        "3000",
-        "--save-every",
-        "5",
-        "--quiet",
-    ]
+    cmd = train_command(tmp_path, "k", "--steps", "3000", "--save-every", "5")
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     run = tmp_path / "k"
     for attempt, delay in enumerate((0.013, 0.21, 0.37)):
@@ -78,7 +65,7 @@ def test_kill_during_training_never_lists_a_partial_step(tmp_path):
         assert ckpt.load_optimizer(run, steps[-1]) is not None or len(steps) > 1
     before = ckpt.list_steps(tmp_path / "k")[-1]
     done = subprocess.run(
-        [*cmd[:-5], "--steps", str(before + 10), "--save-every", "5", "--quiet", "--resume"],
+        train_command(tmp_path, "k", "--steps", str(before + 10), "--save-every", "5", "--resume"),
         env=env,
         capture_output=True,
         text=True,
