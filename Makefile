@@ -6,7 +6,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 ARGS ?=
 
-.PHONY: run test lint train bench clean
+.PHONY: run test lint train bench passwd clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -24,6 +24,8 @@ lint: $(UV)
 	$(UV) sync --locked --inexact --extra test --quiet
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
+	$(UV) run --no-sync check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(UV) run --no-sync hadolint --failure-threshold error Dockerfile
 
 test: lint
 	$(UV) run --no-sync pytest $(ARGS)
@@ -34,6 +36,11 @@ bench: $(UV)
 	$(UV) run --no-sync python bench/app_bench.py
 	$(UV) run --no-sync python bench/timeline_bench.py
 	$(UV) run --no-sync python bench/causal_bench.py
+
+# make passwd USER=alice: add or change a user in auth/users (the compose app reads /auth/users)
+passwd: $(UV)
+	$(UV) sync --locked --inexact --quiet
+	$(UV) run --no-sync interp-passwd auth/users $(USER)
 
 clean:
 	rm -rf .venv $(TOOLS) .pytest_cache .ruff_cache test-artifacts

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dash_bootstrap_components as dbc  # noqa: F401  (registers its components)
 from dash import Dash
+from flask import current_app, request
 
+from interp_app.auth import is_authorized, protect, read_users
 from interp_app.callbacks import register
 from interp_app.layout import build_layout
 from interp_app.runs import RunStore
+from interp_app.settings import Settings, from_env
 from interp_app.view import warm_up
 
 ASSETS = Path(__file__).parent / "assets"
+
+
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+CALLBACK_FIELDS = {"output": str, "outputs": (list, dict), "inputs": list}
+
+
+def refuse_malformed_callbacks():
+    """A callback request that is not a Dash request body gets a 400, not a 500 traceback."""
+    if request.method != "POST" or request.path != "/_dash-update-component":
+        return None
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return {"error": "the request body is not a JSON object"}, 400
+    for name, kind in CALLBACK_FIELDS.items():
+        if not isinstance(body.get(name), kind):
+            return {"error": f"the request body has no valid {name!r}"}, 400
+    if body["output"] not in current_app.config["CALLBACK_KEYS"]:
+        return {"error": "no such callback"}, 400
+    return None
 
 
 def create_app(
@@ -21,11 +42,13 @@ def create_app(
     live_ms: int = 3000,
     param_cache: int = 512,
     warm: bool = False,
+    users: dict[str, str] | None = None,
 ) -> Dash:
     """Everything is served by the app itself (Plotly JS, Bootstrap CSS): works offline.
 
     ``live_ms``: how often the page polls the run folder for new steps (0: never).
     ``warm``: compile and load the default view before serving (the CLI and gunicorn do).
+    ``users``: user -> password hash; when given, every route but ``/healthz`` asks for them.
     """
     store = RunStore(root, param_cache=param_cache)
     app = Dash(
@@ -36,20 +59,39 @@ def create_app(
         suppress_callback_exceptions=True,
         update_title=None,
     )
+    if users:  # first: strangers learn nothing, not even which requests are malformed
+        app.server.config["AUTH_VERIFIER"] = protect(app.server, users)
     app.layout = build_layout(str(root), live_ms)
     register(app, store)
+    app.server.config["CALLBACK_KEYS"] = frozenset(app.callback_map)
+    app.server.config["RUN_STORE"] = store
+    app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES  # larger bodies get a 413
+    app.server.before_request(refuse_malformed_callbacks)
     if warm:
         warm_up(store)
-    app.server.config["RUN_STORE"] = store
 
     @app.server.route("/healthz")
     def healthz():
+        """Open to health checks; the counts only to authorised users."""
+        if not is_authorized(app.server):
+            return {"status": "ok"}
         runs = store.runs()
         return {"status": "ok", "runs": len(runs), "steps": sum(len(store.steps(r)) for r in runs)}
 
     return app
 
 
+def app_from_settings(settings: Settings) -> Dash:
+    users = read_users(settings.users_file) if settings.auth else None
+    return create_app(
+        settings.root,
+        live_ms=settings.live_ms,
+        param_cache=settings.cache_steps,
+        warm=True,
+        users=users,
+    )
+
+
 def server():
-    """WSGI entry for gunicorn: ``gunicorn 'interp_app.app:server()'``."""
-    return create_app(os.environ.get("INTERP_ROOT", "checkpoints"), warm=True).server
+    """WSGI entry for a bare gunicorn (``gunicorn 'interp_app.app:server()'``): reads INTERP_*."""
+    return app_from_settings(from_env()).server

@@ -42,6 +42,23 @@ def _raw(sel: dict[str, Any] | None) -> dict[str, Any]:
     return {**parse_query(s.to_query()), "step": s.step, "pos": s.pos}
 
 
+def recheck(store: RunStore, data: Any) -> tuple[Selection | None, list[str]]:
+    """The selection store is client data: resolve it again, as a URL would be, and report
+    what had to be replaced (nothing, for a selection this server wrote)."""
+    try:
+        raw = _raw(data) if isinstance(data, dict) else {}
+    except (TypeError, ValueError):
+        raw = {}
+    try:
+        sel, notes = resolve(store, raw)
+    except CheckpointError as err:
+        return None, [str(err)]
+    if sel is None:
+        return None, notes or [f"No runs in {store.root}"]
+    same = json.loads(json.dumps(sel.to_dict())) == data  # as the browser stores it
+    return sel, ([] if same else notes or ["the selection was replaced"])
+
+
 def event_to_raw(trigger: Any, value: Any, current: dict | None, store: RunStore) -> dict | None:
     """The raw selection an event asks for, or None when the event changes nothing."""
     raw = _raw(current)
@@ -254,7 +271,11 @@ def register(app: Dash, store: RunStore) -> None:
             out.update({(p, "figure"): empty for p in PANELS})
             out[("rendered", "data")] = {}
             return result()
-        sel = Selection.from_dict(data)
+        sel, notes = recheck(store, data)
+        if sel is None:
+            out.update({(p, "figure"): figures.message_figure("Nothing to show") for p in PANELS})
+            return result(notices_children(notes))
+        forged = notices_children(notes) if notes else no_update  # not written by this server
         metric = metric or "dla"
         src = src if isinstance(src, int) else 0
         runs, steps = store.runs(), store.steps(sel.run)
@@ -375,7 +396,7 @@ def register(app: Dash, store: RunStore) -> None:
                     figures.prediction_timeline_title(sel), figures.step_marker(t_steps, sel.step)
                 )
         out[("rendered", "data")] = keys
-        return result()
+        return result(forged)
 
     @app.callback(
         Output("play-interval", "disabled"),

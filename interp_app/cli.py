@@ -1,71 +1,94 @@
-"""``interp-app``: serve the explorer on a checkpoint root, training the default run if none."""
+"""``interp-app``: serve the explorer with gunicorn, training the default run first if none.
+
+The master process never imports JAX: training runs in a child process and each gunicorn
+worker builds its own app after the fork (JAX's thread pools do not survive a fork).
+"""
 
 from __future__ import annotations
 
-import argparse
+import subprocess
 import sys
 
+from gunicorn.app.base import BaseApplication
+
+from interp_app.auth import UsersFileError, read_users
+from interp_app.settings import Settings, parse_args
 from training import checkpoint as ckpt
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="interp-app",
-        description="Explore a transformer's checkpoints in linked views.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--root", default="checkpoints", help="checkpoint root (one folder per run)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind")
-    p.add_argument("--port", type=int, default=8050, help="port to listen on")
-    p.add_argument(
-        "--no-train",
-        action="store_true",
-        help="never train: with an empty root the page says how to train a run",
-    )
-    p.add_argument(
-        "--live-ms",
-        type=int,
-        default=3000,
-        help="poll the run folder for new checkpoints every N ms (0: off)",
-    )
-    p.add_argument(
-        "--cache-steps",
-        type=int,
-        default=512,
-        help="parameter cache size in checkpoints (about 43 KB each for the default model)",
-    )
-    p.add_argument("--debug", action="store_true", help="Dash debug mode (development only)")
-    return p
+def gunicorn_options(settings: Settings) -> dict[str, object]:
+    return {
+        "bind": f"[{settings.host}]:{settings.port}"
+        if ":" in settings.host
+        else f"{settings.host}:{settings.port}",
+        "workers": settings.workers,
+        "worker_class": "gthread",
+        "threads": settings.threads,
+        "accesslog": "-",
+        "errorlog": "-",
+        "control_socket_disable": True,  # --no-control-socket
+        "preload_app": False,
+        "timeout": 120,  # a worker compiles and warms the default view before serving
+        "graceful_timeout": 10,
+        "proc_name": "interp-app",
+    }
 
 
-def ensure_default_run(root: str) -> None:
-    """Train the built-in default run when the root has no runs, so the app has something."""
+class Served(BaseApplication):
+    """gunicorn with our settings; ``load`` runs in each worker after the fork."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in gunicorn_options(self.settings).items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from interp_app.app import app_from_settings
+
+        return app_from_settings(self.settings).server
+
+
+def ensure_default_run(root: str) -> int:
+    """Train the built-in default run in a child process when the root has no runs."""
     if ckpt.list_runs(root):
-        return
-    from training.config import ModelConfig, TrainConfig
-    from training.corpus import builtin_corpus
-    from training.train import train
-
+        return 0
     print(f"interp-app: no runs in {root}; training the default run first (about a minute)")
-    summary = train(root, "fruits", ModelConfig(), TrainConfig(), builtin_corpus())
-    print(f"interp-app: trained {summary.run_path} ({len(summary.steps)} checkpoints)")
+    command = [sys.executable, "-m", "training.cli", "--root", root, "--run", "fruits"]
+    return subprocess.call(command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not args.no_train:
+    settings = parse_args(argv)
+    users: dict[str, str] = {}
+    if settings.auth:
         try:
-            ensure_default_run(args.root)
-        except (OSError, ValueError) as err:
-            print(f"interp-app: error: cannot train the default run: {err}", file=sys.stderr)
+            users = read_users(settings.users_file)
+        except UsersFileError as err:
+            print(f"interp-app: error: {err}", file=sys.stderr)
             return 2
-    from interp_app.app import create_app
+    if settings.train and ensure_default_run(settings.root) != 0:
+        print("interp-app: error: could not train the default run (see above)", file=sys.stderr)
+        return 2
+    url = f"http://{settings.host}:{settings.port}/"
+    if settings.auth:
+        print(f"interp-app: serving {settings.root} at {url} for {len(users)} user(s)", flush=True)
+    else:
+        print(
+            f"interp-app: serving {settings.root} at {url} WITHOUT authentication "
+            "(anyone who can reach it may use it; set --users-file to require a login)",
+            flush=True,
+        )
+        if settings.open_to_network:
+            print(f"interp-app: warning: bound to {settings.host}, open to the network", flush=True)
+    if settings.debug:
+        from interp_app.app import app_from_settings
 
-    app = create_app(args.root, live_ms=args.live_ms, param_cache=args.cache_steps, warm=True)
-    print(f"interp-app: serving {args.root} at http://{args.host}:{args.port}/", flush=True)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print("interp-app: warning: open to the network without authentication", flush=True)
-    app.run(host=args.host, port=args.port, debug=args.debug)
+        app_from_settings(settings).run(host=settings.host, port=settings.port, debug=True)
+        return 0
+    Served(settings).run()
     return 0
 
 

@@ -64,6 +64,12 @@ class Selection:
         return replace(self, **changes)
 
 
+def shown(value: object, limit: int = 40) -> str:
+    """A user's value quoted for a notice, cut short (a notice must not echo a megabyte)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def parse_query(search: str | None) -> dict[str, str]:
     """``?a=1&b=2`` -> {'a': '1', 'b': '2'} (last value wins; nothing is trusted yet)."""
     if not search:
@@ -80,7 +86,7 @@ def pick_run(runs: list[str], wanted: str | None) -> tuple[str | None, str | Non
         return fallback, None
     if wanted in runs:
         return wanted, None
-    return fallback, f"run {wanted!r} does not exist; showing {fallback!r}"
+    return fallback, f"run {shown(wanted)} does not exist; showing {fallback!r}"
 
 
 def pick_step(steps: list[int], wanted: str | int | None) -> tuple[int, str | None]:
@@ -90,7 +96,7 @@ def pick_step(steps: list[int], wanted: str | int | None) -> tuple[int, str | No
     try:
         value = int(wanted)
     except (TypeError, ValueError):
-        return last, f"step {wanted!r} is not a number; showing step {last}"
+        return last, f"step {shown(wanted)} is not a number; showing step {last}"
     if value in steps:
         return value, None
     return last, f"step {value} does not exist in this run; showing step {last}"
@@ -104,7 +110,7 @@ def pick_head(
         return default, None
     parsed = parse_head(wanted, n_layers, n_heads)
     if parsed is None:
-        return default, f"head {wanted!r} does not exist; showing {head_name(*default)}"
+        return default, f"head {shown(wanted)} does not exist; showing {head_name(*default)}"
     return parsed, None
 
 
@@ -115,7 +121,7 @@ def pick_pos(length: int, wanted: str | int | None) -> tuple[int, str | None]:
     try:
         value = int(wanted)
     except (TypeError, ValueError):
-        return last, f"position {wanted!r} is not a number; showing the last position"
+        return last, f"position {shown(wanted)} is not a number; showing the last position"
     if 0 <= value < length:
         return value, None
     return last, f"position {value} is outside the prompt; showing the last position"
@@ -133,14 +139,14 @@ def pick_ablation(
             continue
         parsed = parse_head(part, n_layers, n_heads)
         if parsed is None:
-            notes.append(f"cannot ablate {part!r}: no such head")
+            notes.append(f"cannot ablate {shown(part)}: no such head")
         else:
             names.add(head_name(*parsed))
     if mode in (None, ""):
         mode = "zero"
     elif mode not in ABLATION_MODES:
         notes.append(
-            f"ablation mode {mode!r} is not one of {', '.join(ABLATION_MODES)}; using zero"
+            f"ablation mode {shown(mode)} is not one of {', '.join(ABLATION_MODES)}; using zero"
         )
         mode = "zero"
     return tuple(sorted(names)), mode, notes

@@ -23,8 +23,11 @@ from interp_app.selection import (
     pick_pos,
     pick_run,
     pick_step,
+    shown,
 )
 from training.checkpoint import CheckpointError
+
+MAX_PROMPT_CHARS = 2000  # far beyond any context; keeps URLs and responses small
 
 
 def prompt_notices(prompt: Prompt, context: int) -> list[str]:
@@ -56,13 +59,18 @@ def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, lis
     if note:
         notes.append(note)
     text = raw.get("prompt")
+    if text is not None and len(str(text)) > MAX_PROMPT_CHARS:
+        notes.append(
+            f"the prompt has {len(str(text)):,} characters; keeping its last {MAX_PROMPT_CHARS:,}"
+        )
+        text = str(text)[-MAX_PROMPT_CHARS:]
     if text is None or not str(text).strip():
         if text is not None:
             notes.append("the prompt was empty; showing the default prompt")
         text = DEFAULT_PROMPT
     prompt = encode_prompt(info.tokenizer, info.model.context, str(text))
     if prompt.length == 0:
-        notes.append(f"the prompt {text!r} has no words; showing the default prompt")
+        notes.append(f"the prompt {shown(text)} has no words; showing the default prompt")
         text = DEFAULT_PROMPT
         prompt = encode_prompt(info.tokenizer, info.model.context, text)
     notes.extend(prompt_notices(prompt, info.model.context))
@@ -85,7 +93,7 @@ def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, lis
         except CheckpointError:
             top = info.tokenizer.vocab[0]
         if target:
-            notes.append(f"target {target!r} is not in the vocabulary; showing {top!r}")
+            notes.append(f"target {shown(target)} is not in the vocabulary; showing {top!r}")
         target = top
     sel = Selection(run, step, str(text), pos, target, layer, head, ablate, mode, corrupt)
     return sel, notes

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -45,29 +46,45 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(argv: list[str], port: int, timeout: float = 60.0):
-    """Run a server command until it answers /healthz; always stop it afterwards."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def serve(
+    argv: list[str],
+    port: int,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+):
+    """Run a server command until it answers /healthz; always stop it afterwards.
+
+    Its output goes to a file (``log``), never a pipe: a busy access log would fill a pipe
+    and stall the server.
+    """
+    if log is None:
+        handle, name = tempfile.mkstemp(prefix="server-", suffix=".log")
+        os.close(handle)
+        log = Path(name)
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stdout.read()}")
+                raise RuntimeError(f"server exited: {log.read_text()}")
             try:
                 urllib.request.urlopen(url + "/healthz", timeout=1).read()
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise
+                    raise RuntimeError(f"server did not answer: {log.read_text()}") from None
                 time.sleep(0.2)
         yield url
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
 
 def app_command(root: Path, port: int) -> list[str]:
@@ -80,6 +97,8 @@ def app_command(root: Path, port: int) -> list[str]:
         str(root),
         "--port",
         str(port),
+        "--workers",
+        "1",
     ]
 
 

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import numpy as np
+import requests
 
 
 def _outputs(key: str) -> list[dict[str, str]]:
@@ -19,12 +20,24 @@ def _outputs(key: str) -> list[dict[str, str]]:
 
 
 class DashClient:
-    """Posts callback requests to ``/_dash-update-component`` with a Flask test client."""
+    """Posts callback requests to ``/_dash-update-component``: in process with Flask's test
+    client, or over HTTP to a served copy of the same app when ``base_url`` is given."""
 
-    def __init__(self, app):
+    def __init__(self, app, base_url: str | None = None, auth: tuple[str, str] | None = None):
         self.app = app
+        self.base_url = base_url
         self.client = app.server.test_client()
+        self.session = requests.Session()
+        self.session.auth = auth
         self.last_bytes = 0
+        self.last_status = 0
+
+    def post(self, body: dict) -> tuple[int, bytes]:
+        if self.base_url is None:
+            resp = self.client.post("/_dash-update-component", json=body)
+            return resp.status_code, resp.data
+        resp = self.session.post(self.base_url + "/_dash-update-component", json=body, timeout=60)
+        return resp.status_code, resp.content
 
     def key_for(self, first_output: str) -> str:
         for key in self.app.callback_map:
@@ -64,12 +77,12 @@ class DashClient:
             "changedPropIds": changed,
             "state": state,
         }
-        resp = self.client.post("/_dash-update-component", json=body)
-        self.last_bytes = len(resp.data)
-        if resp.status_code == 204:
+        status, data = self.post(body)
+        self.last_bytes, self.last_status = len(data), status
+        if status == 204:
             return {}
-        assert resp.status_code == 200, resp.data[:500]
-        return json.loads(resp.data)["response"]
+        assert status == 200, data[:500]
+        return json.loads(data)["response"]
 
     def select(
         self,

@@ -1,6 +1,7 @@
 """Resume ends where an uninterrupted run ends; a kill at any moment never lists a partial step."""
 
 import os
+import random
 import signal
 import subprocess
 import time
@@ -43,18 +44,23 @@ def test_resume_matches_uninterrupted(tmp_path):
 
 
 def test_kill_during_training_never_lists_a_partial_step(tmp_path):
-    """SIGKILL the trainer at several moments; every listed step must load, then resume."""
+    """SIGKILL the trainer at 10 random moments (some while it starts, most among saves);
+    after each, every listed step loads; then ``--resume`` finishes the run."""
     cmd = train_command(tmp_path, "k", "--steps", "3000", "--save-every", "5")
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     run = tmp_path / "k"
-    for attempt, delay in enumerate((0.013, 0.21, 0.37)):
+    rng = random.Random(7)
+    for attempt in range(10):
         args = cmd + (["--resume"] if attempt else [])
         seen = len(ckpt.list_steps(run))
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 120
-        while len(ckpt.list_steps(run)) <= seen + 2 and time.monotonic() < deadline:
-            time.sleep(0.005)  # saves are running: kill at an arbitrary moment among them
-        time.sleep(delay)
+        if attempt % 3 == 2:  # while it imports, compiles or restores
+            time.sleep(rng.uniform(0.0, 3.0))
+        else:  # while saves are running
+            deadline = time.monotonic() + 120
+            while len(ckpt.list_steps(run)) <= seen + 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.4))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         steps = ckpt.list_steps(run)

@@ -1,0 +1,126 @@
+"""Every setting of the served app, read in one place.
+
+Each setting is a CLI flag of ``interp-app`` and an environment variable of the same name
+(``--cache-steps`` is ``INTERP_CACHE_STEPS``): containers configure through the environment,
+people through flags; a flag wins over the environment, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+PREFIX = "INTERP_"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: str = "checkpoints"
+    host: str = "127.0.0.1"
+    port: int = 8050
+    workers: int = 2
+    threads: int = 4
+    cache_steps: int = 512
+    users_file: str = ""
+    live_ms: int = 3000
+    train: bool = True
+    debug: bool = False
+
+    @property
+    def auth(self) -> bool:
+        return bool(self.users_file)
+
+    @property
+    def open_to_network(self) -> bool:
+        return self.host not in LOOPBACK
+
+
+HELP = {
+    "root": "checkpoint root (one folder per run)",
+    "host": "address to bind (127.0.0.1: this machine only)",
+    "port": "port to listen on",
+    "workers": "gunicorn worker processes (each holds its own caches)",
+    "threads": "threads per worker",
+    "cache_steps": "parameter cache per worker, in checkpoints (about 43 KB each, default model)",
+    "users_file": "file of 'user:password-hash' lines (make with interp-passwd); "
+    "when set, every route asks for them",
+    "live_ms": "poll the run folder for new checkpoints every N ms (0: off)",
+    "train": "train the built-in default run at start when the root has no runs",
+    "debug": "Dash's development server with debug tools (never for a shared server)",
+}
+
+
+def env_name(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a yes/no value: {text!r}")
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``INTERP_*`` variables alone (the WSGI entry point has no flags)."""
+    return parse_args([], environ)
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """One flag per setting; its default comes from the environment when set there."""
+    environ = os.environ if environ is None else environ
+    p = argparse.ArgumentParser(
+        prog="interp-app",
+        description="Explore a transformer's checkpoints in linked views, served by gunicorn.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Every flag can also be set as an environment variable: --cache-steps is "
+        "INTERP_CACHE_STEPS, --no-train is INTERP_TRAIN=0.",
+    )
+    base = Settings()
+    for f in fields(Settings):
+        default = getattr(base, f.name)
+        name = env_name(f.name)
+        raw = environ.get(name)
+        try:
+            if raw is not None:
+                kind = type(default)
+                default = _parse_bool(raw) if kind is bool else kind(raw)
+        except ValueError as err:
+            p.error(f"{name}: {err}")
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            p.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=HELP[f.name]
+            )
+        else:
+            p.add_argument(flag, type=type(default), default=default, help=HELP[f.name])
+    return p
+
+
+def parse_args(argv: list[str] | None, environ: Mapping[str, str] | None = None) -> Settings:
+    args = build_parser(environ).parse_args(argv)
+    settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})
+    problems = [
+        f"--{name} must be at least {low}"
+        for name, low in (("workers", 1), ("threads", 1), ("cache_steps", 1), ("live_ms", 0))
+        if getattr(settings, name.replace("-", "_")) < low
+    ]
+    if not 0 < settings.port < 65536:
+        problems.append("--port must be between 1 and 65535")
+    if problems:
+        build_parser(environ).error("; ".join(problems))
+    return settings
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The environment that carries these settings to gunicorn's workers."""
+    out = {}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        out[env_name(f.name)] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    return out

@@ -1,0 +1,129 @@
+"""Team deployment: the compose file's own command under gunicorn, and one settings reader."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from interp_app.app import create_app
+from interp_app.settings import Settings, env_name, parse_args
+from tests.browser import free_port, serve
+from tests.dash_client import DashClient
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${NAME:-default}``, for running its commands outside a container."""
+    return VARIABLE.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), str(value))
+
+
+def service_environment(name: str, overrides: dict[str, str]) -> dict[str, str]:
+    env = {k: interpolate(v, {}) for k, v in COMPOSE["services"][name]["environment"].items()}
+    return {**env, **overrides}
+
+
+def test_compose_app_command_serves_page_and_callback_under_gunicorn(small_root, tmp_path):
+    """The exact command and environment of the compose ``app`` service, on loopback."""
+    root, summary = small_root
+    port = free_port()
+    service = COMPOSE["services"]["app"]
+    env = service_environment(
+        "app", {"INTERP_ROOT": str(root), "INTERP_HOST": "127.0.0.1", "INTERP_PORT": str(port)}
+    )
+    bin_dir = str(Path(sys.executable).parent)
+    environ = {**os.environ, **env, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+    command = service["command"]
+    assert command[0] == "interp-app"
+    log = tmp_path / "app.log"
+    with serve(command, port, timeout=120, env=environ, log=log) as url:
+        page = requests.get(url + "/", timeout=30)
+        assert page.status_code == 200 and "_dash-renderer" in page.text
+        health = requests.get(url + "/healthz", timeout=30).json()
+        assert health == {"status": "ok", "runs": 1, "steps": len(summary.steps)}
+        client = DashClient(create_app(root), base_url=url)
+        sel = client.select(None, search="?run=small&step=100&head=L0H1")["selection"]["data"]
+        assert (sel["step"], sel["layer"], sel["head"]) == (100, 0, 1)
+        panels = client.render(sel)
+        assert "L0H1" in panels["attention-pattern"]["figure"]["layout"]["title"]["text"]
+    log = log.read_text()
+    assert "gunicorn" in log and "gthread" in log
+    assert "WITHOUT authentication" in log
+    assert re.search(r'"POST /_dash-update-component HTTP/1.1" 200', log)  # access log
+
+
+def test_compose_and_env_example_agree():
+    """Every variable the compose file reads is documented in .env.example, and the app
+    service passes every setting."""
+    text = (REPO / "docker-compose.yml").read_text()
+    used = {m.group(1) for m in VARIABLE.finditer(text)}
+    documented = set(re.findall(r"^(\w+)=", (REPO / ".env.example").read_text(), re.M))
+    assert used <= documented, used - documented
+    env = COMPOSE["services"]["app"]["environment"]
+    missing = {env_name(f.name) for f in fields(Settings)} - set(env) - {"INTERP_DEBUG"}
+    assert not missing
+    assert COMPOSE["services"]["app"]["volumes"][0].endswith(":ro")
+    assert COMPOSE["services"]["train"]["profiles"] == ["train"]
+
+
+def test_dockerfile_runs_gunicorn_as_a_user_with_a_health_check():
+    stages = (REPO / "Dockerfile").read_text().split("\nFROM ")
+    final = stages[-1]
+    assert len(stages) >= 2 and "slim" in final.splitlines()[0]
+    assert re.search(r"^USER (?!root|0\b)\S+", final, re.M)
+    assert "HEALTHCHECK" in final and "/healthz" in final
+    assert 'CMD ["interp-app"]' in final
+    assert not re.search(r"^RUN .*(pip|uv|apt-get) install", final, re.M)  # nothing built here
+
+
+def test_settings_flag_beats_environment_beats_default():
+    env = {"INTERP_PORT": "9000", "INTERP_TRAIN": "0", "INTERP_CACHE_STEPS": "64"}
+    s = parse_args([], env)
+    assert (s.port, s.train, s.cache_steps, s.host) == (9000, False, 64, "127.0.0.1")
+    s = parse_args(["--port", "9100", "--train"], env)
+    assert (s.port, s.train) == (9100, True)
+    assert parse_args([], {}) == Settings()
+
+
+@pytest.mark.parametrize(
+    "argv, env, message",
+    [
+        ([], {"INTERP_PORT": "eighty"}, "INTERP_PORT"),
+        ([], {"INTERP_TRAIN": "maybe"}, "INTERP_TRAIN"),
+        (["--workers", "0"], {}, "--workers"),
+        (["--port", "70000"], {}, "--port"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(argv, env, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "interp_app.cli", *argv],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_plain_text_users_file_stops_the_app(tmp_path):
+    users = tmp_path / "users"
+    users.write_text("alice:secret-in-plain-text\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "interp_app.cli", "--no-train", "--users-file", str(users)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "hashed" in result.stderr and "Traceback" not in result.stderr
