@@ -36,11 +36,12 @@ bench: $(UV)
 	$(UV) run --no-sync python bench/app_bench.py
 	$(UV) run --no-sync python bench/timeline_bench.py
 	$(UV) run --no-sync python bench/causal_bench.py
+	$(UV) run --no-sync python bench/load_bench.py
 
-# make passwd USER=alice: add or change a user in auth/users (the compose app reads /auth/users)
+# make passwd NAME=alice: add or change a user in auth/users (the compose app reads /auth/users)
 passwd: $(UV)
 	$(UV) sync --locked --inexact --quiet
-	$(UV) run --no-sync interp-passwd auth/users $(USER)
+	$(UV) run --no-sync interp-passwd auth/users $(NAME)
 
 clean:
 	rm -rf .venv $(TOOLS) .pytest_cache .ruff_cache test-artifacts

@@ -1,6 +1,7 @@
 """End to end in a real headless Chromium: click, deep link, back button, bad prompt."""
 
 import re
+from urllib.parse import urlparse
 
 import pytest
 
@@ -191,3 +192,30 @@ def test_ablate_from_the_ui_and_click_patching(page, app_url):
     page.wait_for_function("location.search.includes('ablate=L0H0%2CL0H1')", timeout=20_000)
     assert "head=L1H0" in page.url
     page.screenshot(path=str(ARTIFACTS / "ablation-and-patching.png"), full_page=True)
+
+
+def test_page_works_offline_and_styled(browser, app_url):
+    """Every request that leaves this machine is blocked: the page still renders, styled."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1700})
+    leaving: list[str] = []
+
+    def only_local(route):
+        host = urlparse(route.request.url).hostname
+        if host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            leaving.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_local)
+    pg = context.new_page()
+    open_page(pg, app_url)
+    # Bootstrap's CSS (served from assets/) styles the buttons and the body font
+    primary = pg.evaluate(
+        "getComputedStyle(document.querySelector('.btn-primary, .btn-outline-primary')).borderColor"
+    )
+    assert primary == "rgb(13, 110, 253)", primary
+    assert "system-ui" in pg.evaluate("getComputedStyle(document.body).fontFamily")
+    assert pg.locator(".js-plotly-plot").count() >= 10  # Plotly's JS is served locally too
+    assert leaving == []
+    context.close()
