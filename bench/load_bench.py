@@ -3,10 +3,12 @@
     uv run python bench/load_bench.py [--root checkpoints]
 
 Starts ``interp-app`` as deployed (gunicorn, default workers and threads, no training) on the
-default run, then runs 20 simulated sessions for 30 s (bounded well under 60 s). Each session
-does what a person does in the page: pick a head, move the step, type a prompt; every action
-is the browser's two requests (select, then render). Prints requests/s, latency percentiles
-and errors.
+default run, then runs 20 simulated sessions in two phases of 25 s (bounded under 60 s in
+all). Each session does what a person does in the page: pick a head, move the step, type a
+prompt; every action is the browser's two requests (select, then render). Phase "paced"
+waits 0.3-1.0 s between a session's actions, as a person looking at the result would;
+phase "flat out" waits for nothing (the server's saturation point). Prints requests/s,
+latency percentiles and errors for each.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from tests.browser import free_port, serve  # noqa: E402
 from tests.dash_client import DashClient  # noqa: E402
 
 SESSIONS = 20
-DURATION_S = 30.0
+DURATION_S = 25.0
+PHASES = (("paced", (0.3, 1.0)), ("flat out", (0.0, 0.0)))
 HEADS = ["L0H0", "L0H1", "L1H0", "L1H1"]
 PROMPTS = [
     "i like spicy so i like",
@@ -42,7 +45,9 @@ PROMPTS = [
 ]
 
 
-def session(app, url: str, seed: int, stop: float, latencies: list, errors: list) -> None:
+def session(
+    app, url: str, seed: int, stop: float, think: tuple, latencies: list, errors: list
+) -> None:
     rng = random.Random(seed)
     client = DashClient(app, base_url=url)
 
@@ -61,6 +66,7 @@ def session(app, url: str, seed: int, stop: float, latencies: list, errors: list
     rendered = None
     steps = None
     while time.monotonic() < stop and sel:
+        time.sleep(rng.uniform(*think))
         action = rng.choice(("head", "step", "prompt"))
         if action == "head":
             r = timed(client.select, "grid-click.data", {"head": rng.choice(HEADS)}, sel)
@@ -86,27 +92,32 @@ def main() -> None:
         warm = DashClient(app, base_url=url)
         for _ in range(4):  # each worker compiles on its first prompt shapes
             warm.render(warm.select(None, search="?run=fruits")["selection"]["data"])
-        latencies: list[float] = []
-        errors: list[str] = []
-        stop = time.monotonic() + DURATION_S
-        t0 = time.monotonic()
-        threads = [
-            threading.Thread(target=session, args=(app, url, i, stop, latencies, errors))
-            for i in range(SESSIONS)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=DURATION_S + 25)
-        wall = time.monotonic() - t0
+        for name, think in PHASES:
+            latencies: list[float] = []
+            errors: list[str] = []
+            stop = time.monotonic() + DURATION_S
+            t0 = time.monotonic()
+            threads = [
+                threading.Thread(target=session, args=(app, url, i, stop, think, latencies, errors))
+                for i in range(SESSIONS)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=DURATION_S + 25)
+            wall = time.monotonic() - t0
+            report(name, think, wall, latencies, errors)
+    tmp.cleanup()
+
+
+def report(name: str, think: tuple, wall: float, latencies: list, errors: list) -> None:
     q = statistics.quantiles(latencies, n=100)
-    print(f"load: {SESSIONS} sessions for {wall:.1f} s against gunicorn (default workers)")
+    print(f"load, {name}: {SESSIONS} sessions, think {think[0]}-{think[1]} s, {wall:.1f} s")
     print(f"  requests: {len(latencies)} ok, {len(errors)} errors, {len(latencies) / wall:.1f}/s")
     p50, p95, p99, worst = q[49], q[94], q[98], max(latencies)
     print(f"  latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  max {worst:.1f}")
     for err in errors[:5]:
         print("  error:", err)
-    tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -187,3 +187,23 @@ def logit_lens(
     probs = softmax(final @ np.asarray(params["wte"], np.float64).T)  # [L+1, T, V]
     top = probs.argmax(-1)
     return top, np.take_along_axis(probs, top[..., None], -1)[..., 0]
+
+
+def cosine_ranking(vectors: np.ndarray, wte: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each of [R, D] vectors, the k tokens whose embeddings point the same way: ids and
+    cosines, [R, k] each, best first."""
+    v = np.asarray(vectors, np.float64)
+    e = np.asarray(wte, np.float64)
+    cos = (v @ e.T) / (
+        np.linalg.norm(v, axis=-1, keepdims=True) * np.linalg.norm(e, axis=-1)[None] + 1e-12
+    )
+    ids = np.argsort(-cos, axis=-1, kind="stable")[:, :k]
+    return ids, np.take_along_axis(cos, ids, -1)
+
+
+def dot_ranking(vector: np.ndarray, wte: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k tokens with the largest dot product with ``vector``: with tied embeddings and the
+    final LayerNorm's output, these are the logits, i.e. the prediction."""
+    dots = np.asarray(wte, np.float64) @ np.asarray(vector, np.float64)
+    ids = np.argsort(-dots, kind="stable")[:k]
+    return ids, dots[ids]

@@ -10,6 +10,7 @@ from flask import current_app, request
 
 from interp_app.auth import is_authorized, protect, read_users
 from interp_app.callbacks import register
+from interp_app.callbacks3d import register_3d
 from interp_app.layout import build_layout
 from interp_app.runs import RunStore
 from interp_app.settings import Settings, from_env
@@ -63,6 +64,7 @@ def create_app(
         app.server.config["AUTH_VERIFIER"] = protect(app.server, users)
     app.layout = build_layout(str(root), live_ms)
     register(app, store)
+    register_3d(app, store)
     app.server.config["CALLBACK_KEYS"] = frozenset(app.callback_map)
     app.server.config["RUN_STORE"] = store
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES  # larger bodies get a 413

@@ -106,6 +106,11 @@ def event_to_raw(trigger: Any, value: Any, current: dict | None, store: RunStore
         if not isinstance(name, str) or not name.startswith("L") or " " in name:
             return None
         return {**raw, "head": name}
+    if trigger == "forward-3d":  # an attention line: [head name, query position]
+        data = point.get("customdata")
+        if not (isinstance(data, list) and len(data) == 2 and isinstance(data[0], str)):
+            return None
+        return {**raw, "head": data[0], "pos": data[1]}
     if trigger == "patching":
         if point.get("curveNumber") == 0 and isinstance(point.get("y"), str):
             return {**raw, "head": f"{point['y']}{point.get('x')}"}  # "L0" + "H1"
@@ -204,6 +209,7 @@ def register(app: Dash, store: RunStore) -> None:
         Input("ablate-mode", "value"),
         Input("corrupt-input", "value"),
         Input("patching", "clickData"),
+        Input("forward-3d", "clickData"),
         State("selection", "data"),
     )
     def select(search, *args):

@@ -6,6 +6,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from interp_app.analysis import METRICS
+from interp_app.layout3d import views_3d
 
 GRAPH_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
@@ -285,6 +286,7 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                             dbc.Col(panel("Logit lens", graph("logit-lens", 260)), md=5),
                         ]
                     ),
+                    *views_3d(graph, panel),
                     html.Footer(
                         "Click a head in the grid, the multiples or the residual bars; a token "
                         "chip picks the position; a prediction bar picks the target. "

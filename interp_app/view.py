@@ -122,6 +122,14 @@ class View:
     clean_probs: np.ndarray | None = None  # [V] before ablation (None: nothing ablated)
 
 
+def display_words(prompt: Prompt, vocab: tuple[str, ...]) -> list[str]:
+    """Token labels as typed, with words outside the vocabulary shown as UNKNOWN."""
+    return [
+        vocab[i] if vocab[i] == "UNKNOWN" else w
+        for w, i in zip(prompt.words, prompt.ids, strict=True)
+    ]
+
+
 def compute_view(store: RunStore, sel: Selection, src: int = 0, k: int = 8) -> View:
     info = store.info(sel.run)
     prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
@@ -144,10 +152,7 @@ def compute_view(store: RunStore, sel: Selection, src: int = 0, k: int = 8) -> V
     )
     comps, attr, ln_bias = analysis.direct_logit_attribution(cap, params, 0, sel.pos, target)
     lens_top, lens_prob = analysis.logit_lens(cap, params, info.model.ln_eps)
-    words = [
-        info.tokenizer.vocab[i] if info.tokenizer.vocab[i] == "UNKNOWN" else w
-        for w, i in zip(prompt.words, prompt.ids, strict=True)
-    ]
+    words = display_words(prompt, info.tokenizer.vocab)
     return View(
         words=words,
         length=n,
@@ -215,3 +220,47 @@ def warm_up(store: RunStore) -> None:
         store.timeline(sel.run, prompt, sel.pos, info.tokenizer.vocab.index(sel.target))
     except (CheckpointError, ValueError):
         pass
+
+
+@dataclass(frozen=True)
+class Forward:
+    """What the 3D forward view draws: the residual stream of every real position at every
+    layer boundary, the attention between them, and what the selected position resembles."""
+
+    words: list[str]
+    rows: np.ndarray  # [L+1, T, D]: token + position embedding, then after each layer
+    patterns: np.ndarray  # [L, H, T, T]
+    final: np.ndarray  # [T, D] after the final LayerNorm
+    wte: np.ndarray  # [V, D] token embeddings (tied: also the unembedding)
+    vocab: tuple[str, ...]
+    near_ids: np.ndarray  # [L+2, k] tokens by cosine: each boundary, then the final LN output
+    near_cos: np.ndarray  # [L+2, k]
+    pred_ids: np.ndarray  # [k] tokens by dot product with the final LN output (the logits)
+    pred_dots: np.ndarray  # [k]
+
+
+def compute_forward(store: RunStore, sel: Selection, k: int = 5) -> Forward:
+    info = store.info(sel.run)
+    prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
+    cap = store.capture(sel.run, sel.step, prompt, sel.ablate, sel.mode)
+    wte = store.params(sel.run, sel.step)["wte"]
+    n = prompt.length
+    rows = np.asarray(cap.resid[0, :, :n], np.float64)
+    final = np.asarray(cap.final[0, :n], np.float64)
+    near_ids, near_cos = analysis.cosine_ranking(
+        np.concatenate([rows[:, sel.pos], final[sel.pos][None]]), wte, k
+    )
+    pred_ids, pred_dots = analysis.dot_ranking(final[sel.pos], wte, k)
+    vocab = info.tokenizer.vocab
+    return Forward(
+        words=display_words(prompt, vocab),
+        rows=rows,
+        patterns=np.asarray(cap.patterns[0, :, :, :n, :n], np.float64),
+        final=final,
+        wte=np.asarray(wte, np.float64),
+        vocab=vocab,
+        near_ids=near_ids,
+        near_cos=near_cos,
+        pred_ids=pred_ids,
+        pred_dots=pred_dots,
+    )

@@ -10,13 +10,14 @@ import numpy as np
 import requests
 
 
-def _outputs(key: str) -> list[dict[str, str]]:
+def _outputs(key: str) -> list[dict[str, str]] | dict[str, str]:
+    """A list for a multi-output callback (key ``..a.b...c.d..``), one dict for a single one."""
     parts = key.strip(".").split("...")
     out = []
     for part in parts:
         cid, prop = part.rsplit(".", 1)
         out.append({"id": cid, "property": prop})
-    return out
+    return out if key.startswith("..") else out[0]
 
 
 class DashClient:

@@ -196,7 +196,7 @@ def test_ablate_from_the_ui_and_click_patching(page, app_url):
 
 def test_page_works_offline_and_styled(browser, app_url):
     """Every request that leaves this machine is blocked: the page still renders, styled."""
-    context = browser.new_context(viewport={"width": 1500, "height": 1700})
+    context = browser.new_context(viewport={"width": 1500, "height": 1700}, accept_downloads=True)
     leaving: list[str] = []
 
     def only_local(route):
@@ -217,5 +217,51 @@ def test_page_works_offline_and_styled(browser, app_url):
     assert primary == "rgb(13, 110, 253)", primary
     assert "system-ui" in pg.evaluate("getComputedStyle(document.body).fontFamily")
     assert pg.locator(".js-plotly-plot").count() >= 10  # Plotly's JS is served locally too
+    # a 2D panel's PNG export from Plotly's mode bar works offline too
+    pg.locator("#attention-pattern").hover()
+    with pg.expect_download() as download:
+        pg.locator("#attention-pattern .modebar-btn[data-title='Download plot as a png']").click()
+    path = download.value.path()
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert leaving == []
     context.close()
+
+
+def forward_traces(page, meta: str) -> list:
+    return page.evaluate(
+        "(meta) => (document.querySelector('#forward-3d .js-plotly-plot').data || [])"
+        ".filter(t => t.meta === meta).map(t => t.customdata ? t.customdata[0] : null)",
+        meta,
+    )
+
+
+def test_forward_view_in_3d_follows_threshold_and_head(page, app_url):
+    open_page(page, app_url)
+    page.locator("#forward-3d").scroll_into_view_if_needed()
+    wait_title(page, "forward-3d", "attention of L1H0 strong")
+    # WebGL draws in headless Chromium (software): the scene has its canvas
+    assert page.locator("#forward-3d .gl-container canvas").count() >= 1
+    assert len(forward_traces(page, "stack")) == 6 * 3  # prompt length x (layers + 1)
+    strong = forward_traces(page, "attn-strong")
+    assert strong and {h for h, _ in strong} == {"L1H0"}
+    before = len(forward_traces(page, "attn")) + len(strong)
+
+    rail = page.locator("#attention-threshold").bounding_box()
+    page.mouse.click(rail["x"] + 0.9 * rail["width"], rail["y"] + rail["height"] / 2)
+    wait_title(page, "forward-3d", "weights > 0.8")
+    after = len(forward_traces(page, "attn")) + len(forward_traces(page, "attn-strong"))
+    assert 0 < after < before
+
+    click_cell(page, "head-grid", 0.75, 0.25)  # L0H1 in the head grid
+    wait_title(page, "forward-3d", "attention of L0H1 strong")
+    strong = forward_traces(page, "attn-strong")
+    assert strong and {h for h, _ in strong} == {"L0H1"}
+    assert "L0H1" not in {h for h, _ in forward_traces(page, "attn")}
+    page.mouse.click(rail["x"] + 0.25 * rail["width"], rail["y"] + rail["height"] / 2)
+    wait_title(page, "forward-3d", "weights > 0.2")
+    page.wait_for_timeout(1500)  # let WebGL finish drawing before the picture
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#forward-3d").locator(
+        "xpath=ancestor::div[contains(@class,'card')]"
+    ).first.screenshot(path=str(ARTIFACTS / "forward-3d.png"))

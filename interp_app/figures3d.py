@@ -1,0 +1,210 @@
+"""The seed article's 3D pictures as Plotly specs: embedding stacks, the forward pass with
+attention lines, and what the selected position's vector resembles.
+
+Pure functions of numbers (a ``Forward``, embedding vectors) and the selection. Layout of the
+forward view: x is the token's column, y the row (embeddings, then after each layer), z is up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from interp_app.analysis import head_name
+from interp_app.boxes import Scale, scale_for, stack_height, stack_trace
+from interp_app.figures import checked
+from interp_app.selection import Selection
+from interp_app.view import Forward
+
+COLUMN = 1.6  # distance between token columns
+ROW = 3.0  # distance between rows (layers)
+HEAD_COLOURS = ("#1c7ed6", "#e8590c", "#2f9e44", "#ae3ec9", "#f08c00", "#0c8599")
+FADED = 0.12
+FRUITS = ("apple", "chili", "lemon", "orange")
+TASTES = ("juicy", "sour", "spicy", "sweet")
+EMBEDDING_SETS = {"fruits": FRUITS, "tastes": TASTES}
+
+
+def row_name(row: int) -> str:
+    return "embedding" if row == 0 else f"after layer {row - 1}"
+
+
+def _label(x: float, y: float, z: float, text: str, meta: str = "label", size: int = 11) -> dict:
+    return {
+        "type": "scatter3d",
+        "mode": "text",
+        "x": [x],
+        "y": [y],
+        "z": [z],
+        "text": [text],
+        "textfont": {"size": size},
+        "hoverinfo": "skip",
+        "showlegend": False,
+        "meta": meta,
+    }
+
+
+def _scene(title: str, height: int, eye: dict, extra: dict | None = None) -> dict:
+    axis = {"visible": False, "showspikes": False}
+    return {
+        "title": {"text": title, "font": {"size": 14}},
+        "height": height,
+        "margin": {"l": 0, "r": 0, "t": 40, "b": 0},
+        "showlegend": False,
+        "uirevision": "keep-camera",  # the camera stays where the user turned it
+        "scene": {
+            "xaxis": axis,
+            "yaxis": axis,
+            "zaxis": axis,
+            "aspectmode": "data",
+            "camera": {"eye": eye},
+            **(extra or {}),
+        },
+    }
+
+
+def embedding_figure(names: list[str], vectors: np.ndarray, step: int) -> dict:
+    """The chosen tokens' embeddings side by side, scaled together."""
+    scale = scale_for(vectors)
+    data = []
+    for i, (name, vec) in enumerate(zip(names, vectors, strict=True)):
+        data.append(stack_trace(vec, scale, i * COLUMN, 0.0, f"'{name}' embedding"))
+        data.append(_label(i * COLUMN, 0.0, -0.5, name))
+    title = f"Token embeddings at step {step}: {', '.join(names)}"
+    return checked({"data": data, "layout": _scene(title, 360, {"x": 0.2, "y": -2.0, "z": 0.9})})
+
+
+def attention_lines(fwd: Forward, sel: Selection, threshold: float, scale: Scale) -> list[dict]:
+    """One ``scatter3d`` line per (layer, head, query, key) with weight above ``threshold``,
+    from the query's stack after layer l down to the key's stack in the row below."""
+    n_layers, n_heads, n, _ = fwd.patterns.shape
+    tops = np.array(
+        [[stack_height(fwd.rows[r, t], scale) for t in range(n)] for r in range(n_layers + 1)]
+    )
+    lines = []
+    for layer in range(n_layers):
+        for h in range(n_heads):
+            chosen = (layer, h) == (sel.layer, sel.head)
+            offset = (h - (n_heads - 1) / 2) * 0.25
+            colour = HEAD_COLOURS[h % len(HEAD_COLOURS)]
+            name = head_name(layer, h)
+            for q in range(n):
+                for key in range(q + 1):
+                    w = float(fwd.patterns[layer, h, q, key])
+                    if w <= threshold:
+                        continue
+                    marked = chosen and q == sel.pos
+                    lines.append(
+                        {
+                            "type": "scatter3d",
+                            "mode": "lines",
+                            "x": [q * COLUMN + offset, key * COLUMN + offset],
+                            "y": [(layer + 1) * ROW, layer * ROW],
+                            "z": [tops[layer + 1, q] + 0.15, tops[layer, key] + 0.15],
+                            "line": {
+                                "color": colour,
+                                "width": (2 + 8 * w) * (1.6 if marked else 1.0),
+                            },
+                            "opacity": 1.0 if chosen else FADED,
+                            "customdata": [[name, q], [name, q]],
+                            "hovertemplate": f"{name}: '{fwd.words[q]}'@{q} → "
+                            f"'{fwd.words[key]}'@{key}<br>weight {w:.3f}<extra></extra>",
+                            "showlegend": False,
+                            "meta": "attn-strong" if chosen else "attn",
+                        }
+                    )
+    return lines
+
+
+def forward_figure(fwd: Forward, sel: Selection, threshold: float) -> dict:
+    """The forward pass as a grid of stacks with attention lines; beside the selected
+    position's final vector, the embedding of the token it most resembles."""
+    n_rows, n, _ = fwd.rows.shape
+    top = int(fwd.near_ids[-1, 0])
+    scale = scale_for([*fwd.rows.reshape(-1, fwd.rows.shape[-1]), fwd.wte[top]])
+    data = []
+    for r in range(n_rows):
+        for t in range(n):
+            label = f"'{fwd.words[t]}'@{t}, {row_name(r)}"
+            data.append(stack_trace(fwd.rows[r, t], scale, t * COLUMN, r * ROW, label))
+        data.append(_label(-1.2 * COLUMN, r * ROW, 0.0, row_name(r), size=10))
+    for t, word in enumerate(fwd.words):
+        bold = f"<b>{word}</b>" if t == sel.pos else word
+        data.append(_label(t * COLUMN, -1.2, 0.0, bold))
+    data.append(  # the query column: a bar along the rows under the selected position
+        {
+            "type": "scatter3d",
+            "mode": "lines",
+            "x": [sel.pos * COLUMN] * 2,
+            "y": [-0.6, (n_rows - 1) * ROW + 0.6],
+            "z": [-0.1, -0.1],
+            "line": {"color": "#fab005", "width": 14},
+            "hoverinfo": "skip",
+            "showlegend": False,
+            "meta": "query",
+        }
+    )
+    x_near, y_near = (n + 0.6) * COLUMN, (n_rows - 1) * ROW
+    cos = float(fwd.near_cos[-2, 0])
+    data.append(
+        stack_trace(
+            fwd.wte[top],
+            scale,
+            x_near,
+            y_near,
+            f"'{fwd.vocab[top]}' embedding (nearest)",
+            meta="nearest",
+        )
+    )
+    data.append(_label(x_near, y_near - 1.2, 0.0, f"≈ '{fwd.vocab[top]}'<br>cos {cos:.2f}"))
+    data.extend(attention_lines(fwd, sel, threshold, scale))
+    title = (
+        f"Forward pass at step {sel.step}: attention of {sel.head_name} strong, others faded"
+        f" (weights > {threshold:.2f})"
+    )
+    return checked({"data": data, "layout": _scene(title, 560, {"x": -0.9, "y": -1.7, "z": 1.1})})
+
+
+def nearest_figure(fwd: Forward, sel: Selection) -> dict:
+    """A table: for the selected position, the tokens each layer's vector most resembles
+    (cosine), and the prediction (dot product with the final LayerNorm's output)."""
+    n_rows = fwd.rows.shape[0]
+    labels = [row_name(r) for r in range(n_rows)] + ["final LayerNorm (cosine)"]
+    labels.append("final LayerNorm · embedding (= logit)")
+
+    def cell(ids, vals, fmt):
+        return "<br>".join(
+            f"{fwd.vocab[int(i)]} {fmt.format(v)}" for i, v in zip(ids, vals, strict=True)
+        )
+
+    ranked = [cell(fwd.near_ids[r], fwd.near_cos[r], "{:.2f}") for r in range(n_rows + 1)]
+    ranked.append(cell(fwd.pred_ids, fwd.pred_dots, "{:+.2f}"))
+    firsts = [fwd.vocab[int(fwd.near_ids[r, 0])] for r in range(n_rows + 1)]
+    firsts.append(fwd.vocab[int(fwd.pred_ids[0])])
+    return checked(
+        {
+            "data": [
+                {
+                    "type": "table",
+                    "columnwidth": [1.3, 0.7, 1.3],
+                    "header": {
+                        "values": ["vector", "nearest", "ranking"],
+                        "fill": {"color": "#e9ecef"},
+                        "align": "left",
+                    },
+                    "cells": {
+                        "values": [labels, firsts, ranked],
+                        "align": "left",
+                        "height": 24,
+                    },
+                }
+            ],
+            "layout": {
+                "title": {
+                    "text": f"What '{fwd.words[sel.pos]}'@{sel.pos} resembles, layer by layer",
+                    "font": {"size": 14},
+                },
+                "height": 560,
+                "margin": {"l": 5, "r": 5, "t": 40, "b": 5},
+            },
+        }
+    )
