@@ -161,7 +161,7 @@ def forward_figure(fwd: Forward, sel: Selection, threshold: float) -> dict:
         f"Forward pass at step {sel.step}: attention of {sel.head_name} strong, others faded"
         f" (weights > {threshold:.2f})"
     )
-    return checked({"data": data, "layout": _scene(title, 560, {"x": -0.9, "y": -1.7, "z": 1.1})})
+    return checked({"data": data, "layout": _scene(title, 560, {"x": -0.65, "y": -1.2, "z": 0.8})})
 
 
 def nearest_figure(fwd: Forward, sel: Selection) -> dict:

@@ -220,7 +220,7 @@ def test_page_works_offline_and_styled(browser, app_url):
     # a 2D panel's PNG export from Plotly's mode bar works offline too
     pg.locator("#attention-pattern").hover()
     with pg.expect_download() as download:
-        pg.locator("#attention-pattern .modebar-btn[data-title='Download plot as a png']").click()
+        pg.locator("#attention-pattern .modebar-btn[data-title='Download plot as a PNG']").click()
     path = download.value.path()
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -247,7 +247,9 @@ def test_forward_view_in_3d_follows_threshold_and_head(page, app_url):
     assert strong and {h for h, _ in strong} == {"L1H0"}
     before = len(forward_traces(page, "attn")) + len(strong)
 
-    rail = page.locator("#attention-threshold").bounding_box()
+    slider = page.locator("#attention-threshold .dash-slider-root")
+    slider.scroll_into_view_if_needed()
+    rail = slider.bounding_box()
     page.mouse.click(rail["x"] + 0.9 * rail["width"], rail["y"] + rail["height"] / 2)
     wait_title(page, "forward-3d", "weights > 0.8")
     after = len(forward_traces(page, "attn")) + len(forward_traces(page, "attn-strong"))
@@ -258,7 +260,9 @@ def test_forward_view_in_3d_follows_threshold_and_head(page, app_url):
     strong = forward_traces(page, "attn-strong")
     assert strong and {h for h, _ in strong} == {"L0H1"}
     assert "L0H1" not in {h for h, _ in forward_traces(page, "attn")}
-    page.mouse.click(rail["x"] + 0.25 * rail["width"], rail["y"] + rail["height"] / 2)
+    slider.scroll_into_view_if_needed()
+    rail = slider.bounding_box()
+    page.mouse.click(rail["x"] + 0.2 * rail["width"], rail["y"] + rail["height"] / 2)
     wait_title(page, "forward-3d", "weights > 0.2")
     page.wait_for_timeout(1500)  # let WebGL finish drawing before the picture
     ARTIFACTS.mkdir(exist_ok=True)
