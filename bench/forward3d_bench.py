@@ -48,12 +48,19 @@ def main() -> None:
     sel = client.select("prompt-input.value", TWELVE, current=start)["selection"]["data"]
     assert len(sel["prompt"].split()) == 12
 
+    shown = {}
+
     def forward(s, threshold=0.3):
-        return client.call(
+        """As the browser calls it: with what it shows now (a head change is a Patch)."""
+        out = client.call(
             "forward-3d.figure",
             {"selection.data": s, "attention-threshold.value": threshold},
             ["selection.data"],
+            {"forward-key.data": shown.get("key")},
         )
+        if "forward-key" in out:
+            shown["key"] = out["forward-key"]["data"]
+        return out
 
     prompts = [f"{TWELVE} {w}".split(" ", 1)[1] for w in ("apple", "lemon", "chili", "orange")]
     new = [

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from plotly.colors import sample_colorscale
 
+from interp_app.plotly_arrays import typed
+
 PER_BOX = 4
 PAD = 0.0
 MIN_SIZE = 0.2  # the smallest number still draws a box one can see and hover
@@ -91,37 +93,31 @@ def stack_trace(
     v = np.asarray(vector, np.float64).ravel()
     boxes = padded(v)
     sizes, colour = box_sizes(v, scale)
-    xs, ys, zs, faces, intensity, text = [], [], [], [], [], []
-    bottom = z
-    for b, ((h, w, d), c) in enumerate(zip(sizes, colour, strict=True)):
-        corners = _CORNERS * (w, d, h) + (x - w / 2, y - d / 2, bottom)
-        faces.append(_FACES + 8 * b)
-        xs.extend(corners[:, 0])
-        ys.extend(corners[:, 1])
-        zs.extend(corners[:, 2])
-        intensity.extend([float(c)] * 8)
-        first = PER_BOX * b
-        last = min(first + PER_BOX, len(v)) - 1
-        dims = f"dims {first}–{last}" + (" (padded)" if last < first + PER_BOX - 1 else "")
-        h_, w_, d_, c_ = boxes[b]
-        text.extend(
-            [
-                f"{label}, box {b} ({dims})<br>height {h_:+.3f} · width {w_:+.3f}"
-                f" · depth {d_:+.3f} · colour {c_:+.3f}"
-            ]
-            * 8
+    n = len(boxes)
+    h, w, d = sizes[:, 0], sizes[:, 1], sizes[:, 2]
+    bottoms = z + np.concatenate([[0.0], np.cumsum(h + GAP)[:-1]])
+    origin = np.stack([x - w / 2, y - d / 2, bottoms], -1)  # [n, 3] lower corner of each box
+    corners = (_CORNERS[None] * np.stack([w, d, h], -1)[:, None] + origin[:, None]).reshape(-1, 3)
+    tri = (_FACES[None] + 8 * np.arange(n)[:, None, None]).reshape(-1, 3)
+    text = []
+    for b in range(n):
+        first, last = PER_BOX * b, min(PER_BOX * (b + 1), len(v)) - 1
+        pad = " padded" if last < first + PER_BOX - 1 else ""
+        hb, wb, db, cb = boxes[b]
+        line = (
+            f"box {b}, dims {first}–{last}{pad}<br>h {hb:+.3f} w {wb:+.3f} d {db:+.3f} c {cb:+.3f}"
         )
-        bottom += h + GAP
-    tri = np.concatenate(faces)
+        text.extend([line] * 8)
+    # numpy arrays travel as compact typed arrays (base64), not as JSON number lists
     return {
         "type": "mesh3d",
-        "x": np.round(xs, 4).tolist(),
-        "y": np.round(ys, 4).tolist(),
-        "z": np.round(zs, 4).tolist(),
-        "i": tri[:, 0].tolist(),
-        "j": tri[:, 1].tolist(),
-        "k": tri[:, 2].tolist(),
-        "intensity": np.round(intensity, 4).tolist(),
+        "x": typed(corners[:, 0]),
+        "y": typed(corners[:, 1]),
+        "z": typed(corners[:, 2]),
+        "i": typed(tri[:, 0], "uint16"),
+        "j": typed(tri[:, 1], "uint16"),
+        "k": typed(tri[:, 2], "uint16"),
+        "intensity": typed(np.repeat(colour, 8)),
         "colorscale": COLORSCALE,
         "cmin": 0.0,
         "cmax": 1.0,
@@ -129,7 +125,7 @@ def stack_trace(
         "flatshading": True,
         "opacity": opacity,
         "hovertext": text,
-        "hoverinfo": "text",
+        "hovertemplate": f"%{{hovertext}}<extra>{label}</extra>",
         "name": label,
         "meta": meta,
     }

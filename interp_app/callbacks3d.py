@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
-from dash import Dash, Input, Output, State, no_update
+from dash import Dash, Input, Output, Patch, State, no_update
 
 from interp_app import figures, figures3d
 from interp_app.callbacks import recheck
@@ -25,20 +25,38 @@ def threshold_of(value) -> float:
     return float(value) if isinstance(value, int | float) and 0 <= value <= 1 else DEFAULT_THRESHOLD
 
 
-def forward_panels(store: RunStore, data, threshold) -> tuple[dict, dict]:
+def forward_panels(store: RunStore, data, threshold, shown: dict | None = None):
+    """(forward view, nearest tokens, what is shown). When only the head changed since
+    ``shown``, the forward view is a ``Patch`` of its lines' styles and the title: the stacks
+    and the table stay as they are in the browser."""
     sel, _ = recheck(store, data)
     if sel is None:
         empty = figures.message_figure("Nothing to show", 560)
-        return empty, empty
+        return empty, empty, None
+    threshold = threshold_of(threshold)
     try:
         fwd = compute_forward(store, sel)
     except CheckpointError as err:
         msg = figures.message_figure(f"Step {sel.step} cannot be read: {err}", 560)
-        return msg, msg
-    return (
-        figures3d.forward_figure(fwd, sel, threshold_of(threshold)),
-        figures3d.nearest_figure(fwd, sel),
-    )
+        return msg, msg, None
+    key = [sel.run, sel.step, sel.prompt, sel.pos, list(sel.ablate), sel.mode, threshold]
+    head = [sel.layer, sel.head]
+    styles = figures3d.line_styles(fwd, sel, threshold)
+    now = {"key": key, "head": head, "lines": len(styles)}
+    if shown and shown.get("key") == key and shown.get("lines") == len(styles):
+        if shown.get("head") == head:
+            return no_update, no_update, no_update
+        patch = Patch()
+        patch["layout"]["title"]["text"] = figures3d.forward_title(sel, threshold)
+        for i, style in enumerate(styles):  # the lines are the figure's last traces
+            line = patch["data"][shown["base"] + i]
+            line["opacity"] = style["opacity"]
+            line["line"]["width"] = style["width"]
+            line["meta"] = style["meta"]
+        return patch, no_update, {**now, "base": shown["base"]}
+    forward = figures3d.forward_figure(fwd, sel, threshold)
+    now["base"] = len(forward["data"]) - len(styles)
+    return forward, figures3d.nearest_figure(fwd, sel), now
 
 
 def embedding_panel(store: RunStore, data, which: str) -> tuple[dict | None, list | None]:
@@ -67,11 +85,13 @@ def register_3d(app: Dash, store: RunStore) -> None:
     @app.callback(
         Output("forward-3d", "figure"),
         Output("nearest-tokens", "figure"),
+        Output("forward-key", "data"),
         Input("selection", "data"),
         Input("attention-threshold", "value"),
+        State("forward-key", "data"),
     )
-    def forward(data, threshold):
-        return forward_panels(store, data, threshold)
+    def forward(data, threshold, shown):
+        return forward_panels(store, data, threshold, shown)
 
     @app.callback(
         Output("embedding-stacks", "figure"),
@@ -98,7 +118,7 @@ def register_3d(app: Dash, store: RunStore) -> None:
         if not n_clicks:
             return no_update
         sel, _ = recheck(store, data)
-        figure, _ = forward_panels(store, data, threshold)
+        figure, _, _ = forward_panels(store, data, threshold)
         # the page's look (plotly.js defaults, no plotly.py template), Plotly's JS inside
         page = pio.to_html(go.Figure(figure).update_layout(template="none"), include_plotlyjs=True)
         name = f"forward-{sel.run}-step{sel.step}-{sel.head_name}.html" if sel else "forward.html"

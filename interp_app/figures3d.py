@@ -7,6 +7,8 @@ forward view: x is the token's column, y the row (embeddings, then after each la
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from interp_app.analysis import head_name
@@ -73,6 +75,35 @@ def embedding_figure(names: list[str], vectors: np.ndarray, step: int) -> dict:
     return checked({"data": data, "layout": _scene(title, 360, {"x": 0.2, "y": -2.0, "z": 0.9})})
 
 
+def attention_edges(fwd: Forward, threshold: float) -> Iterator[tuple[int, int, int, int, float]]:
+    """(layer, head, query, key, weight) above ``threshold``, in drawing order."""
+    n_layers, n_heads, n, _ = fwd.patterns.shape
+    for layer in range(n_layers):
+        for h in range(n_heads):
+            for q in range(n):
+                for key in range(q + 1):
+                    w = float(fwd.patterns[layer, h, q, key])
+                    if w > threshold:
+                        yield layer, h, q, key, w
+
+
+def line_style(sel: Selection, layer: int, h: int, q: int, w: float) -> dict:
+    """What a head change alters on a line: strong for the selected head, faded otherwise."""
+    chosen = (layer, h) == (sel.layer, sel.head)
+    marked = chosen and q == sel.pos
+    return {
+        "opacity": 1.0 if chosen else FADED,
+        "width": (2 + 8 * w) * (1.6 if marked else 1.0),
+        "meta": "attn-strong" if chosen else "attn",
+    }
+
+
+def line_styles(fwd: Forward, sel: Selection, threshold: float) -> list[dict]:
+    return [
+        line_style(sel, layer, h, q, w) for layer, h, q, _, w in attention_edges(fwd, threshold)
+    ]
+
+
 def attention_lines(fwd: Forward, sel: Selection, threshold: float, scale: Scale) -> list[dict]:
     """One ``scatter3d`` line per (layer, head, query, key) with weight above ``threshold``,
     from the query's stack after layer l down to the key's stack in the row below."""
@@ -81,38 +112,34 @@ def attention_lines(fwd: Forward, sel: Selection, threshold: float, scale: Scale
         [[stack_height(fwd.rows[r, t], scale) for t in range(n)] for r in range(n_layers + 1)]
     )
     lines = []
-    for layer in range(n_layers):
-        for h in range(n_heads):
-            chosen = (layer, h) == (sel.layer, sel.head)
-            offset = (h - (n_heads - 1) / 2) * 0.25
-            colour = HEAD_COLOURS[h % len(HEAD_COLOURS)]
-            name = head_name(layer, h)
-            for q in range(n):
-                for key in range(q + 1):
-                    w = float(fwd.patterns[layer, h, q, key])
-                    if w <= threshold:
-                        continue
-                    marked = chosen and q == sel.pos
-                    lines.append(
-                        {
-                            "type": "scatter3d",
-                            "mode": "lines",
-                            "x": [q * COLUMN + offset, key * COLUMN + offset],
-                            "y": [(layer + 1) * ROW, layer * ROW],
-                            "z": [tops[layer + 1, q] + 0.15, tops[layer, key] + 0.15],
-                            "line": {
-                                "color": colour,
-                                "width": (2 + 8 * w) * (1.6 if marked else 1.0),
-                            },
-                            "opacity": 1.0 if chosen else FADED,
-                            "customdata": [[name, q], [name, q]],
-                            "hovertemplate": f"{name}: '{fwd.words[q]}'@{q} → "
-                            f"'{fwd.words[key]}'@{key}<br>weight {w:.3f}<extra></extra>",
-                            "showlegend": False,
-                            "meta": "attn-strong" if chosen else "attn",
-                        }
-                    )
+    for layer, h, q, key, w in attention_edges(fwd, threshold):
+        offset = (h - (n_heads - 1) / 2) * 0.25
+        name = head_name(layer, h)
+        style = line_style(sel, layer, h, q, w)
+        lines.append(
+            {
+                "type": "scatter3d",
+                "mode": "lines",
+                "x": [q * COLUMN + offset, key * COLUMN + offset],
+                "y": [(layer + 1) * ROW, layer * ROW],
+                "z": [tops[layer + 1, q] + 0.15, tops[layer, key] + 0.15],
+                "line": {"color": HEAD_COLOURS[h % len(HEAD_COLOURS)], "width": style["width"]},
+                "opacity": style["opacity"],
+                "customdata": [[name, q], [name, q]],
+                "hovertemplate": f"{name}: '{fwd.words[q]}'@{q} → "
+                f"'{fwd.words[key]}'@{key}<br>weight {w:.3f}<extra></extra>",
+                "showlegend": False,
+                "meta": style["meta"],
+            }
+        )
     return lines
+
+
+def forward_title(sel: Selection, threshold: float) -> str:
+    return (
+        f"Forward pass at step {sel.step}: attention of {sel.head_name} strong, others faded"
+        f" (weights > {threshold:.2f})"
+    )
 
 
 def forward_figure(fwd: Forward, sel: Selection, threshold: float) -> dict:
@@ -157,11 +184,8 @@ def forward_figure(fwd: Forward, sel: Selection, threshold: float) -> dict:
     )
     data.append(_label(x_near, y_near - 1.2, 0.0, f"≈ '{fwd.vocab[top]}'<br>cos {cos:.2f}"))
     data.extend(attention_lines(fwd, sel, threshold, scale))
-    title = (
-        f"Forward pass at step {sel.step}: attention of {sel.head_name} strong, others faded"
-        f" (weights > {threshold:.2f})"
-    )
-    return checked({"data": data, "layout": _scene(title, 560, {"x": -0.65, "y": -1.2, "z": 0.8})})
+    layout = _scene(forward_title(sel, threshold), 560, {"x": -0.8, "y": -1.45, "z": 0.95})
+    return checked({"data": data, "layout": layout})
 
 
 def nearest_figure(fwd: Forward, sel: Selection) -> dict:

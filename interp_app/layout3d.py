@@ -40,6 +40,7 @@ def views_3d(graph, panel) -> list:
                 width="auto",
             ),
             dcc.Download(id="export-3d-file"),
+            dcc.Store(id="forward-key"),
         ],
         className="g-2 align-items-center mb-1",
     )

@@ -16,6 +16,7 @@ from interp_app.boxes import (
     stack_height,
     stack_trace,
 )
+from tests.dash_client import decode_array
 
 
 def test_four_numbers_a_box_and_padding():
@@ -55,21 +56,22 @@ def test_stack_mesh_geometry_and_hover():
     v = np.array([1.0, 1.0, 1.0, 0.25, 0.0, 0.0, 0.0, 1.0, 0.5])  # 3 boxes, 3 PADs
     trace = stack_trace(v, scale, x=2.0, y=3.0, label="'chili'")
     assert trace["type"] == "mesh3d"
-    assert len(trace["x"]) == 3 * 8 and len(trace["i"]) == 3 * 12
-    assert max(trace["i"] + trace["j"] + trace["k"]) == 3 * 8 - 1
-    xs, ys, zs = (np.array(trace[a]) for a in "xyz")
+    xs, ys, zs, i, j, k = (decode_array(trace[a]) for a in "xyzijk")
+    assert len(xs) == 3 * 8 and len(i) == 3 * 12
+    assert max(i.max(), j.max(), k.max()) == 3 * 8 - 1
     # box 0: unit box centred on (2, 3) from z = 0 to 1; box 1 starts above it after a gap
     np.testing.assert_allclose([xs[:8].min(), xs[:8].max()], [1.5, 2.5])
     np.testing.assert_allclose([ys[:8].min(), ys[:8].max()], [2.5, 3.5])
     np.testing.assert_allclose([zs[:8].min(), zs[:8].max()], [0.0, 1.0])
     np.testing.assert_allclose(zs[8:16].min(), 1.0 + GAP)
-    np.testing.assert_allclose(zs.max(), stack_height(v, scale), atol=1e-4)
-    np.testing.assert_allclose(trace["intensity"][:8], 0.25)
-    assert "height +1.000" in trace["hovertext"][0] and "colour +0.250" in trace["hovertext"][0]
-    assert "dims 8–8 (padded)" in trace["hovertext"][-1]
+    np.testing.assert_allclose(zs.max(), stack_height(v, scale), atol=1e-5)
+    np.testing.assert_allclose(decode_array(trace["intensity"])[:8], 0.25)
+    assert "h +1.000" in trace["hovertext"][0] and "c +0.250" in trace["hovertext"][0]
+    assert "'chili'" in trace["hovertemplate"]
+    assert "dims 8–8 padded" in trace["hovertext"][-1]
 
 
 @pytest.mark.parametrize("d", [1, 3, 4, 5, 20, 21])
 def test_any_width_makes_ceil_d_over_4_boxes(d):
     trace = stack_trace(np.linspace(-1, 1, d), scale_for([np.linspace(-1, 1, d)]), 0, 0, "v")
-    assert len(trace["x"]) == 8 * -(-d // 4)
+    assert len(decode_array(trace["x"])) == 8 * -(-d // 4)

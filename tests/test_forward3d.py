@@ -90,6 +90,26 @@ def test_panels_through_the_endpoint_and_a_line_click(client):
     )
     fig, table = out["forward-3d"]["figure"], out["nearest-tokens"]["figure"]
     assert len(_traces(fig, "stack")) == 6 * 3
+    shown = out["forward-key"]["data"]
+    # another head: only the lines' styles and the title travel, as a Patch
+    other = client.call(
+        "forward-3d.figure",
+        {"selection.data": {**sel, "layer": 0, "head": 1}, "attention-threshold.value": 0.3},
+        ["selection.data"],
+        {"forward-key.data": shown},
+    )
+    assert "nearest-tokens" not in other  # the table did not change
+    ops = other["forward-3d"]["figure"]["operations"]
+    metas = {
+        tuple(op["location"]): op["params"]["value"] for op in ops if op["location"][-1] == "meta"
+    }
+    lines = [i for i, t in enumerate(fig["data"]) if str(t.get("meta")).startswith("attn")]
+    assert sorted(loc[1] for loc in metas) == lines
+    strong = [
+        fig["data"][loc[1]]["customdata"][0][0] for loc, m in metas.items() if m == "attn-strong"
+    ]
+    assert strong and set(strong) == {"L0H1"}
+    assert client.last_bytes < len(str(fig)) / 10
     cells = table["data"][0]["cells"]["values"]
     assert cells[1][-1] == "chili"  # the prediction row names chili first
     line = _traces(fig, "attn")[0]
