@@ -5,7 +5,8 @@
 Starts ``interp-app`` as deployed (gunicorn, default workers and threads, no training) on the
 default run, then runs 20 simulated sessions in two phases of 25 s (bounded under 60 s in
 all). Each session does what a person does in the page: pick a head, move the step, type a
-prompt; every action is the browser's two requests (select, then render). Phase "paced"
+prompt; every action is the browser's requests (select, then the 2D panels, the 3D view and
+the embedding stacks). Phase "paced"
 waits 0.3-1.0 s between a session's actions, as a person looking at the result would;
 phase "flat out" waits for nothing (the server's saturation point). Prints requests/s,
 latency percentiles and errors for each.
@@ -63,7 +64,7 @@ def session(
 
     first = timed(client.select, None, search="?run=fruits")
     sel = first and first["selection"]["data"]
-    rendered = None
+    rendered = forward_key = embedding_key = None
     steps = None
     while time.monotonic() < stop and sel:
         time.sleep(rng.uniform(*think))
@@ -77,9 +78,28 @@ def session(
             r = timed(client.select, "prompt-input.value", rng.choice(PROMPTS), sel)
         if r and "selection" in r:
             sel = r["selection"]["data"]
+        # what the page then asks for: the 2D panels, the 3D view, the embedding stacks
         out = timed(client.render, sel, rendered=rendered)
         if out and "rendered" in out:
             rendered = out["rendered"]["data"]
+        out = timed(
+            client.call,
+            "forward-3d.figure",
+            {"selection.data": sel, "attention-threshold.value": 0.3},
+            ["selection.data"],
+            {"forward-key.data": forward_key},
+        )
+        if out and "forward-key" in out:
+            forward_key = out["forward-key"]["data"]
+        out = timed(
+            client.call,
+            "embedding-stacks.figure",
+            {"selection.data": sel, "embedding-set.value": "fruits"},
+            ["selection.data"],
+            {"embedding-key.data": embedding_key},
+        )
+        if out and "embedding-key" in out:
+            embedding_key = out["embedding-key"]["data"]
 
 
 def main() -> None:
