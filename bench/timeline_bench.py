@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def main() -> None:
         t0 = time.perf_counter()
         store.timeline("fruits", p, pos, chili)
         cached.append(ms(t0))
-        store._captures.clear()
+        store.forget_results()
         t0 = time.perf_counter()
         for s in steps:  # the one-call-per-checkpoint loop
             cap = store.capture("fruits", s, p)
@@ -106,7 +107,8 @@ def main() -> None:
         f"response {client.last_bytes / 1024:.0f} KB"
     )
 
-    syn = root / "synthetic-root"
+    scratch = tempfile.TemporaryDirectory()
+    syn = Path(scratch.name)
     synthetic_run(syn, root / "fruits", 1000)
     s2 = RunStore(syn)
     t0 = time.perf_counter()
@@ -116,6 +118,7 @@ def main() -> None:
     t0 = time.perf_counter()
     s2.timeline("synthetic", p, 5, chili)
     print(f"  head timeline cold (load 1,000 checkpoints + vectorised pass): {ms(t0):.0f} ms")
+    scratch.cleanup()
     tmp.cleanup()
 
 

@@ -7,6 +7,7 @@ user (URL, picker) goes through ``training.checkpoint.run_dir``, which refuses p
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -38,12 +39,15 @@ class LRU:
                 self._data.move_to_end(key)
                 return self._data[key]
         value = make()
+        self.put(key, value)
+        return value
+
+    def put(self, key: Hashable, value: Any) -> None:
         with self._lock:
             self._data[key] = value
             self._data.move_to_end(key)
             while len(self._data) > self.capacity:
                 self._data.popitem(last=False)
-        return value
 
     def clear(self) -> None:
         with self._lock:
@@ -93,16 +97,39 @@ class RunStore:
         self.root = Path(root)
         self._params = LRU(param_cache)
         self._captures = LRU(capture_cache)
+        self._states = LRU(param_cache)
         self._timelines = LRU(64)
+        self._merged = LRU(64)
         self._runs = LRU(64)
+        self._listings = LRU(64)
+        self._derived = LRU(256)
+        self._dirs: dict[str, Path] = {}
         self._graphdefs: dict[Any, Any] = {}
+
+    def forget_results(self) -> None:
+        """Drop captures and everything computed from them (benchmarks measure cold paths)."""
+        for cache in (self._captures, self._derived, self._timelines, self._merged):
+            cache.clear()
+
+    def run_dir(self, run: str) -> Path:
+        """The run's folder inside the root (checked once per name: resolving costs stats)."""
+        path = self._dirs.get(run)
+        if path is None:
+            path = ckpt.run_dir(self.root, run)
+            if len(self._dirs) < 4096:
+                self._dirs[run] = path
+        return path
+
+    def memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """Results derived from cached captures (views, patching), kept per selection."""
+        return self._derived.get_or_make(key, make)
 
     def runs(self) -> list[str]:
         return ckpt.list_runs(self.root)
 
     def info(self, run: str) -> ckpt.RunInfo:
         """Run metadata, re-read when run.json changes (a resumed run may grow its steps)."""
-        path = ckpt.run_dir(self.root, run) / ckpt.RUN_FILE
+        path = self.run_dir(run) / ckpt.RUN_FILE
         try:
             mtime = path.stat().st_mtime_ns
         except OSError:
@@ -110,10 +137,21 @@ class RunStore:
         return self._runs.get_or_make((run, mtime), lambda: ckpt.read_run(self.root, run))
 
     def steps(self, run: str) -> list[int]:
-        return ckpt.list_steps(ckpt.run_dir(self.root, run))
+        """Complete steps. The listing is reused while the steps folder is unchanged, once its
+        last change is a second old: a change within one timestamp tick is never missed."""
+        folder = self.run_dir(run) / ckpt.STEPS_DIR
+        try:
+            mtime = folder.stat().st_mtime_ns
+        except OSError:
+            return []
+        if time.time_ns() - mtime < 1_000_000_000:
+            return ckpt.list_steps(folder.parent)
+        return list(
+            self._listings.get_or_make((run, mtime), lambda: ckpt.list_steps(folder.parent))
+        )
 
     def loss_history(self, run: str):
-        return ckpt.loss_history(ckpt.run_dir(self.root, run))
+        return ckpt.loss_history(self.run_dir(run))
 
     def _graphdef(self, info: ckpt.RunInfo):
         if info.model not in self._graphdefs:
@@ -137,7 +175,11 @@ class RunStore:
     def state(self, run: str, step: int):
         """(graph definition, parameter state) of one step, for the jitted passes."""
         info = self.info(run)
-        return self._graphdef(info), unflatten_params(info.model, self.params(run, step))[1]
+        state = self._states.get_or_make(
+            (run, step, info.path),
+            lambda: unflatten_params(info.model, self.params(run, step))[1],
+        )
+        return self._graphdef(info), state
 
     def capture(
         self, run: str, step: int, prompt: Prompt, ablate: tuple[str, ...] = (), mode: str = "zero"
@@ -210,7 +252,12 @@ class RunStore:
             for i, step in enumerate(missing):
                 known[step] = {k: v[i] for k, v in out.items()}
         steps = sorted(known)
-        merged = (
-            {k: np.stack([known[s][k] for s in steps]) for k in known[steps[0]]} if steps else {}
-        )
+        done, merged = self._merged.get_or_make(key, lambda: ((), {}))
+        if done != tuple(steps):  # stacking 100+ steps costs more than the lookup
+            merged = (
+                {k: np.stack([known[s][k] for s in steps]) for k in known[steps[0]]}
+                if steps
+                else {}
+            )
+            self._merged.put(key, (tuple(steps), merged))
         return steps, merged, bad

@@ -131,6 +131,12 @@ def display_words(prompt: Prompt, vocab: tuple[str, ...]) -> list[str]:
 
 
 def compute_view(store: RunStore, sel: Selection, src: int = 0, k: int = 8) -> View:
+    """Kept per (selection, source): scrubbing back and forth or many sessions on one server
+    ask for the same views again."""
+    return store.memo(("view", sel, src, k), lambda: _compute_view(store, sel, src, k))
+
+
+def _compute_view(store: RunStore, sel: Selection, src: int, k: int) -> View:
     info = store.info(sel.run)
     prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
     cap = store.capture(sel.run, sel.step, prompt, sel.ablate, sel.mode)
@@ -180,6 +186,11 @@ def compute_view(store: RunStore, sel: Selection, src: int = 0, k: int = 8) -> V
 def compute_patching(store: RunStore, sel: Selection) -> tuple[np.ndarray, np.ndarray, str] | str:
     """(heads [L, H], residual [L+1, T], answer) for patching the prompt into the corrupted
     one, or the reason it cannot be done (a corrupted prompt of another length)."""
+    key = ("patch", sel.run, sel.step, sel.prompt, sel.pos, sel.target, sel.corrupt)
+    return store.memo(key, lambda: _compute_patching(store, sel))
+
+
+def _compute_patching(store: RunStore, sel: Selection) -> tuple[np.ndarray, np.ndarray, str] | str:
     info = store.info(sel.run)
     clean = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
     corrupt = encode_prompt(info.tokenizer, info.model.context, sel.corrupt)
