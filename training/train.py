@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from training import checkpoint as ckpt
@@ -67,32 +66,24 @@ def build_chunk_fn(
     data = jnp.asarray(data)
     valid = jnp.asarray(valid)
     split_batch = _batch_sharding(batch_size)
+    grad_fn = jax.value_and_grad(lambda p, b, k: sequence_loss(graphdef, p, b, k))
 
     @jax.jit
     def run_chunk(params, opt_state, base_key, start, n):
-        # Inside the loop the parameters (and Adam's moments) are one flat vector: the
-        # optimizer is then a handful of fused operations instead of a few per tensor, and
-        # the two devices all-reduce one gradient instead of one per tensor.
-        flat, unravel = ravel_pytree(params)
-        flat_state = _map_moments(opt_state, params, lambda t: ravel_pytree(t)[0])
-        flat_grad = jax.value_and_grad(lambda f, b, k: sequence_loss(graphdef, unravel(f), b, k))
-
         def body(i, carry):
-            flat, flat_state, losses = carry
+            params, opt_state, losses = carry
             key = jax.random.fold_in(base_key, start + i + 1)  # keyed by step: resumable
             k_batch, k_drop = jax.random.split(key)
             batch = data[jax.random.randint(k_batch, (batch_size,), 0, data.shape[0])]
             if split_batch is not None:
                 batch = jax.lax.with_sharding_constraint(batch, split_batch)
-            loss, grads = flat_grad(flat, batch, k_drop)
-            updates, flat_state = optimizer.update(grads, flat_state, flat)
-            flat = optax.apply_updates(flat, updates)
-            return flat, flat_state, losses.at[i].set(loss)
+            loss, grads = grad_fn(params, batch, k_drop)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return params, opt_state, losses.at[i].set(loss)
 
         losses = jnp.zeros((max_chunk,), jnp.float32)
-        flat, flat_state, losses = jax.lax.fori_loop(0, n, body, (flat, flat_state, losses))
-        params = unravel(flat)
-        opt_state = _unmap_moments(flat_state, flat.shape, unravel)
+        params, opt_state, losses = jax.lax.fori_loop(0, n, body, (params, opt_state, losses))
         # Evaluation in the same compiled call: no extra compilations at step 0 or the end.
         valid_logits = nnx.merge(graphdef, params)(valid[:, :-1])
         evals = {
@@ -105,25 +96,6 @@ def build_chunk_fn(
         return params, opt_state, losses, evals
 
     return run_chunk
-
-
-def _map_moments(opt_state, params, fn):
-    """Apply ``fn`` to every part of the optimizer state shaped like the parameters."""
-    shape = jax.tree.structure(params)
-
-    def like_params(node) -> bool:
-        return not isinstance(node, jax.Array) and jax.tree.structure(node) == shape
-
-    return jax.tree.map(lambda t: fn(t) if like_params(t) else t, opt_state, is_leaf=like_params)
-
-
-def _unmap_moments(flat_state, flat_shape, unravel):
-    """The inverse of ``_map_moments`` with ravel: flat moment vectors back to trees."""
-
-    def is_flat(node) -> bool:
-        return isinstance(node, jax.Array) and node.shape == flat_shape
-
-    return jax.tree.map(lambda t: unravel(t) if is_flat(t) else t, flat_state, is_leaf=is_flat)
 
 
 def _mesh(batch_size: int) -> Mesh | None:
