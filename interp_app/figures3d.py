@@ -146,7 +146,7 @@ def forward_figure(fwd: Forward, sel: Selection, threshold: float) -> dict:
     """The forward pass as a grid of stacks with attention lines; beside the selected
     position's final vector, the embedding of the token it most resembles."""
     n_rows, n, _ = fwd.rows.shape
-    top = int(fwd.near_ids[-1, 0])
+    top = int(fwd.near_ids[-2, 0])  # nearest to the selected position's last-layer vector
     scale = scale_for([*fwd.rows.reshape(-1, fwd.rows.shape[-1]), fwd.wte[top]])
     data = []
     for r in range(n_rows):
