@@ -106,9 +106,11 @@ class RunStore:
         self._dirs: dict[str, Path] = {}
         self._graphdefs: dict[Any, Any] = {}
 
-    def forget_results(self) -> None:
-        """Drop captures and everything computed from them (benchmarks measure cold paths)."""
-        for cache in (self._captures, self._derived, self._timelines, self._merged):
+    def forget_results(self, captures: bool = True) -> None:
+        """Drop what was computed from the parameters (benchmarks measure cold paths);
+        ``captures=False`` keeps the forward passes and drops only what is derived from them."""
+        caches = [self._derived, self._timelines, self._merged]
+        for cache in [self._captures, *caches] if captures else caches:
             cache.clear()
 
     def run_dir(self, run: str) -> Path:
