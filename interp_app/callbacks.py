@@ -14,7 +14,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, ClientsideFunction, Dash, Input, Output, Patch, State, ctx, html, no_update
 
 from interp_app import figures
-from interp_app.analysis import parse_head
+from interp_app.analysis import METRICS, parse_head
 from interp_app.runs import RunStore, encode_prompt
 from interp_app.selection import Selection, parse_query
 from interp_app.view import compute_patching, compute_view, resolve
@@ -40,6 +40,13 @@ def _raw(sel: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     s = Selection.from_dict(sel)
     return {**parse_query(s.to_query()), "step": s.step, "pos": s.pos}
+
+
+def control_values(metric: Any, src: Any) -> tuple[str, int]:
+    """The metric and source position pickers' values, or their defaults if forged."""
+    metric = metric if isinstance(metric, str) and metric in METRICS else "dla"
+    src = src if isinstance(src, int) and not isinstance(src, bool) and src >= 0 else 0
+    return metric, src
 
 
 def recheck(store: RunStore, data: Any) -> tuple[Selection | None, list[str]]:
@@ -282,8 +289,7 @@ def register(app: Dash, store: RunStore) -> None:
             out.update({(p, "figure"): figures.message_figure("Nothing to show") for p in PANELS})
             return result(notices_children(notes))
         forged = notices_children(notes) if notes else no_update  # not written by this server
-        metric = metric or "dla"
-        src = src if isinstance(src, int) else 0
+        metric, src = control_values(metric, src)
         runs, steps = store.runs(), store.steps(sel.run)
         bad = bad_steps.setdefault(sel.run, set())
         keys = {
@@ -424,18 +430,19 @@ def register(app: Dash, store: RunStore) -> None:
         State("source-picker", "value"),
     )
     def sparkline(hover, data, metric, src):
-        if not data:
+        sel, _ = recheck(store, data) if data else (None, [])
+        if sel is None:
             return figures.message_figure("", 150)
-        sel = Selection.from_dict(data)
+        metric, src = control_values(metric, src)
         name = sel.head_name
-        points = (hover or {}).get("points") or []
-        if points and isinstance(points[0].get("customdata"), str):
+        points = (hover or {}).get("points") if isinstance(hover, dict) else None
+        if points and isinstance(points[0], dict) and isinstance(points[0].get("customdata"), str):
             name = points[0]["customdata"]
-        parsed = parse_head(name, 99, 99)
-        steps, values, _ = timeline(store, sel, src if isinstance(src, int) else 0)
+        model = store.info(sel.run).model
+        parsed = parse_head(name, model.n_layers, model.n_heads)
+        steps, values, _ = timeline(store, sel, src)
         if not steps or parsed is None:
             return figures.message_figure("", 150)
-        metric = metric or "dla"
         return figures.sparkline_figure(
             steps, values[metric][:, parsed[0], parsed[1]], name, metric
         )

@@ -43,6 +43,7 @@ def forward_panels(store: RunStore, data, threshold, shown: dict | None = None):
     head = [sel.layer, sel.head]
     styles = figures3d.line_styles(fwd, sel, threshold)
     now = {"key": key, "head": head, "lines": len(styles)}
+    shown = shown if isinstance(shown, dict) and isinstance(shown.get("base"), int) else None
     if shown and shown.get("key") == key and shown.get("lines") == len(styles):
         if shown.get("head") == head:
             return no_update, no_update, no_update
@@ -64,7 +65,7 @@ def embedding_panel(store: RunStore, data, which: str) -> tuple[dict | None, lis
     sel, _ = recheck(store, data)
     if sel is None:
         return figures.message_figure("Nothing to show", 360), None
-    names = figures3d.EMBEDDING_SETS.get(which, figures3d.FRUITS)
+    names = figures3d.EMBEDDING_SETS.get(which if isinstance(which, str) else "", figures3d.FRUITS)
     vocab = store.info(sel.run).tokenizer.vocab
     present = [n for n in names if n in vocab]
     if not present:

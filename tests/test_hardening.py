@@ -284,3 +284,54 @@ def test_step_deleted_while_shown_and_half_written_run(small_root, tmp_path):
     assert "half" in _notes(r), _notes(r)
     assert client.select(None, search="?run=small&step=300")["selection"]["data"]["step"] == 300
     assert client.client.get("/healthz").status_code == 200
+
+
+def test_forged_control_values_never_break_a_callback(guarded):
+    """Every other input of every server callback, forged: a 200 with a usable answer."""
+    sel = guarded.select(None, search="?run=small")["selection"]["data"]
+    for metric, src in (("bogus", 0), (None, "x"), ("dla", -5), (["dla"], {"a": 1})):
+        r = guarded.call(
+            "run-picker.options",
+            {
+                "selection.data": sel,
+                "metric-picker.value": metric,
+                "source-picker.value": src,
+                "compare-step.value": "abc",
+                "multiples-mode.value": 7,
+            },
+            ["metric-picker.value"],
+            {"rendered.data": None},
+        )
+        assert r["attention-pattern"]["figure"]["data"]
+    for threshold, shown in (("high", []), (-3, {"key": 1}), (None, "x"), (7, {"base": "y"})):
+        r = guarded.call(
+            "forward-3d.figure",
+            {"selection.data": sel, "attention-threshold.value": threshold},
+            ["attention-threshold.value"],
+            {"forward-key.data": shown},
+        )
+        assert "forward-3d" in r
+    for which in (["fruits"], None, "vegetables", 3):
+        r = guarded.call(
+            "embedding-stacks.figure",
+            {"selection.data": sel, "embedding-set.value": which},
+            ["embedding-set.value"],
+            {"embedding-key.data": {"bogus": 1}},
+        )
+        assert "embedding-stacks" in r
+    for n_clicks, threshold in ((1, "x"), ("many", 0.5)):
+        r = guarded.call(
+            "export-3d-file.data",
+            {"export-3d.n_clicks": n_clicks},
+            ["export-3d.n_clicks"],
+            {"selection.data": sel, "attention-threshold.value": threshold},
+        )
+        assert r == {} or r["export-3d-file"]["data"]["content"].startswith("<!doctype html>")
+    for hover, data in (({"points": [{"customdata": "L9H9"}]}, sel), ("x", {"run": "../x"})):
+        r = guarded.call(
+            "head-sparkline.figure",
+            {"head-multiples.hoverData": hover, "selection.data": data, "metric-picker.value": 1},
+            ["head-multiples.hoverData"],
+            {"source-picker.value": "x"},
+        )
+        assert "head-sparkline" in r
