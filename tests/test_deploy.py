@@ -59,6 +59,7 @@ def test_compose_app_command_serves_page_and_callback_under_gunicorn(small_root,
     log = log.read_text()
     assert "gunicorn" in log and "gthread" in log
     assert "WITHOUT authentication" in log
+    assert "Control socket listening" not in log  # --no-control-socket
     assert re.search(r'"POST /_dash-update-component HTTP/1.1" 200', log)  # access log
 
 
