@@ -36,6 +36,7 @@ bench: $(UV)
 	$(UV) run --no-sync python bench/app_bench.py
 	$(UV) run --no-sync python bench/timeline_bench.py
 	$(UV) run --no-sync python bench/causal_bench.py
+	$(UV) run --no-sync python bench/forward3d_bench.py
 	$(UV) run --no-sync python bench/load_bench.py
 
 # make passwd NAME=alice: add or change a user in auth/users (the compose app reads /auth/users)
