@@ -128,3 +128,33 @@ def test_plain_text_users_file_stops_the_app(tmp_path):
     )
     assert result.returncode == 2
     assert "hashed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_served_app_asks_for_the_users_file_logins(small_root, tmp_path):
+    """Under gunicorn, configured through the environment as the container is."""
+    from interp_app.auth import hash_line
+
+    root, _ = small_root
+    users = tmp_path / "users"
+    users.write_text(hash_line("alice", "correct horse battery") + "\n")
+    port = free_port()
+    env = {
+        **os.environ,
+        "INTERP_ROOT": str(root),
+        "INTERP_PORT": str(port),
+        "INTERP_TRAIN": "0",
+        "INTERP_WORKERS": "1",
+        "INTERP_USERS_FILE": str(users),
+    }
+    log = tmp_path / "app.log"
+    command = [sys.executable, "-m", "interp_app.cli"]
+    with serve(command, port, timeout=120, env=env, log=log) as url:
+        assert requests.get(url + "/", timeout=30).status_code == 401
+        assert requests.get(url + "/healthz", timeout=30).json() == {"status": "ok"}
+        good = ("alice", "correct horse battery")
+        assert requests.get(url + "/", auth=good, timeout=30).status_code == 200
+        assert requests.get(url + "/", auth=("alice", "wrong"), timeout=30).status_code == 401
+        assert requests.get(url + "/healthz", auth=good, timeout=30).json()["runs"] == 1
+        client = DashClient(create_app(root), base_url=url, auth=good)
+        assert client.select(None, search="?run=small")["selection"]["data"]["run"] == "small"
+    assert "for 1 user(s)" in log.read_text()
