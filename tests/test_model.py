@@ -114,3 +114,33 @@ def test_dropout_only_with_a_key(seed):
     np.testing.assert_array_equal(a, b)
     c = model(tokens, dropout_key=jax.random.key(seed))
     assert not np.allclose(a, c)
+
+
+def test_dropout_masks_keep_the_rate_and_are_independent():
+    """The hashed masks: each site keeps 1 - rate of its elements; sites, steps and
+    neighbouring elements agree only as often as independent Bernoulli draws would."""
+    cfg = ModelConfig()
+    model = GPT(cfg, nnx.Rngs(params=0))
+
+    def z_agree(x: np.ndarray, y: np.ndarray) -> float:
+        """How far the agreement of two masks is from independence, in standard errors."""
+        expected = x.mean() * y.mean() + (1 - x.mean()) * (1 - y.mean())
+        return ((x == y).mean() - expected) / np.sqrt(expected * (1 - expected) / len(x))
+
+    a = model._masks(jax.random.key(1), 64, cfg.context)
+    b = model._masks(jax.random.key(2), 64, cfg.context)
+    sites = [np.asarray(m).ravel() for layer in a for m in layer]
+    others = [np.asarray(m).ravel() for layer in b for m in layer]
+    for mask in sites + others:
+        se = np.sqrt(0.8 * 0.2 / len(mask))
+        assert abs(mask.mean() - (1.0 - cfg.dropout)) < 5 * se, mask.mean()
+        assert abs(z_agree(mask[1:], mask[:-1])) < 5  # neighbours
+    for x, y in zip(sites, others, strict=True):  # another step: another mask
+        assert abs(z_agree(x, y)) < 5
+    n = len(sites[1])
+    assert abs(z_agree(sites[1], sites[4][:n])) < 5  # another site or layer
+    # the same key gives the same masks (training is repeatable and resumable)
+    again = [
+        np.asarray(m) for layer in model._masks(jax.random.key(1), 64, cfg.context) for m in layer
+    ]
+    assert all(np.array_equal(x.ravel(), y) for x, y in zip(again, sites, strict=True))
