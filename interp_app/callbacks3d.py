@@ -65,21 +65,20 @@ def embedding_panel(store: RunStore, data, which: str) -> tuple[dict | None, lis
     sel, _ = recheck(store, data)
     if sel is None:
         return figures.message_figure("Nothing to show", 360), None
-    names = figures3d.EMBEDDING_SETS.get(which if isinstance(which, str) else "", figures3d.FRUITS)
+    which = which if isinstance(which, str) and which in figures3d.EMBEDDING_SETS else "fruits"
+    names = figures3d.EMBEDDING_SETS[which]
+    key = [sel.run, sel.step, which]
     vocab = store.info(sel.run).tokenizer.vocab
     present = [n for n in names if n in vocab]
     if not present:
-        return figures.message_figure(f"None of {', '.join(names)} is in this run's vocabulary"), [
-            sel.run,
-            sel.step,
-            which,
-        ]
+        note = f"None of {', '.join(names)} is in this run's vocabulary"
+        return figures.message_figure(note, 360), key
     try:
         wte = store.params(sel.run, sel.step)["wte"]
     except CheckpointError as err:
         return figures.message_figure(f"Step {sel.step} cannot be read: {err}", 360), None
     vectors = np.stack([wte[vocab.index(n)] for n in present])
-    return figures3d.embedding_figure(present, vectors, sel.step), [sel.run, sel.step, which]
+    return figures3d.embedding_figure(present, vectors, sel.step), key
 
 
 def register_3d(app: Dash, store: RunStore) -> None:
