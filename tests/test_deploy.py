@@ -56,6 +56,16 @@ def test_compose_app_command_serves_page_and_callback_under_gunicorn(small_root,
         assert (sel["step"], sel["layer"], sel["head"]) == (100, 0, 1)
         panels = client.render(sel)
         assert "L0H1" in panels["attention-pattern"]["figure"]["layout"]["title"]["text"]
+        bad = requests.post(
+            url + "/_dash-update-component",
+            data="{not json",
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert bad.status_code == 400
+        forged = client.select(None, search="?run=../../etc&step=-1")
+        assert forged["selection"]["data"]["run"] == "small"  # the worker keeps serving
+
     log = log.read_text()
     assert "gunicorn" in log and "gthread" in log
     assert "WITHOUT authentication" in log
