@@ -69,12 +69,18 @@ def recheck(store: RunStore, data: Any) -> tuple[Selection | None, list[str]]:
 def event_to_raw(trigger: Any, value: Any, current: dict | None, store: RunStore) -> dict | None:
     """The raw selection an event asks for, or None when the event changes nothing."""
     raw = _raw(current)
+    # The run picker and the prompt box are also written by ``render``; that echo must not
+    # count as a user's choice (it would reset the step, position and target of a deep link).
     if trigger == "run-picker":
+        if raw and value == raw.get("run"):
+            return None
         return {**raw, "run": value, "step": None, "pos": None, "target": None}
     if trigger == "step-slider":
         steps = store.steps(raw["run"]) if raw else []
         return {**raw, "step": steps[value]} if steps and 0 <= value < len(steps) else None
     if trigger == "prompt-input":
+        if raw and value == raw.get("prompt"):
+            return None
         return {**raw, "prompt": value or "", "pos": None, "target": None}
     if isinstance(trigger, dict) and trigger.get("type") == "chip":
         return {**raw, "pos": trigger["index"]}

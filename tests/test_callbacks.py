@@ -219,3 +219,14 @@ def test_patching_panel_and_clicks(client, start):
     assert pos["selection"]["data"]["pos"] == 2
     other = client.render({**start, "corrupt": "i like sweet"})
     assert "same number of tokens" in str(other["patching"]["figure"]["layout"]["annotations"])
+
+
+def test_render_echoes_of_run_and_prompt_change_nothing(client):
+    """``render`` writes the run picker and the prompt box; those writes come back to
+    ``select`` as events and must not reset a deep link's step, position or target."""
+    q = "?run=fruits&step=500&prompt=apple+is+so+sweet&pos=2&target=so&head=L0H0"
+    sel = client.select(None, search=q)["selection"]["data"]
+    assert client.select("run-picker.value", "fruits", sel, q) == {}
+    assert client.select("prompt-input.value", "apple is so sweet", sel, q) == {}
+    changed = client.select("prompt-input.value", "apple is so sour", sel, q)
+    assert changed["selection"]["data"]["pos"] == 3  # a typed prompt does reset them
