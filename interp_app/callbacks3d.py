@@ -18,11 +18,13 @@ from interp_app.runs import RunStore
 from interp_app.view import compute_forward
 from training.checkpoint import CheckpointError
 
-DEFAULT_THRESHOLD = 0.3
-
 
 def threshold_of(value) -> float:
-    return float(value) if isinstance(value, int | float) and 0 <= value <= 1 else DEFAULT_THRESHOLD
+    return (
+        float(value)
+        if isinstance(value, int | float) and 0 <= value <= 1
+        else figures3d.DEFAULT_THRESHOLD
+    )
 
 
 def forward_panels(store: RunStore, data, threshold, shown: dict | None = None):
@@ -41,22 +43,21 @@ def forward_panels(store: RunStore, data, threshold, shown: dict | None = None):
         return msg, msg, None
     key = [sel.run, sel.step, sel.prompt, sel.pos, list(sel.ablate), sel.mode, threshold]
     head = [sel.layer, sel.head]
-    styles = figures3d.line_styles(fwd, sel, threshold)
-    now = {"key": key, "head": head, "lines": len(styles)}
     shown = shown if isinstance(shown, dict) and isinstance(shown.get("base"), int) else None
-    if shown and shown.get("key") == key and shown.get("lines") == len(styles):
+    if shown and shown.get("key") == key:  # same lines (the key fixes them): restyle them
         if shown.get("head") == head:
             return no_update, no_update, no_update
         patch = Patch()
         patch["layout"]["title"]["text"] = figures3d.forward_title(sel, threshold)
-        for i, style in enumerate(styles):  # the lines are the figure's last traces
-            line = patch["data"][shown["base"] + i]
+        for i, style in enumerate(figures3d.line_styles(fwd, sel, threshold)):
+            line = patch["data"][shown["base"] + i]  # the lines are the figure's last traces
             line["opacity"] = style["opacity"]
             line["line"]["width"] = style["width"]
             line["meta"] = style["meta"]
-        return patch, no_update, {**now, "base": shown["base"]}
+        return patch, no_update, {"key": key, "head": head, "base": shown["base"]}
     forward = figures3d.forward_figure(fwd, sel, threshold)
-    now["base"] = len(forward["data"]) - len(styles)
+    lines = sum(str(t.get("meta", "")).startswith("attn") for t in forward["data"])
+    now = {"key": key, "head": head, "base": len(forward["data"]) - lines}
     return forward, figures3d.nearest_figure(fwd, sel), now
 
 

@@ -21,6 +21,7 @@ COLUMN = 1.6  # distance between token columns
 ROW = 3.0  # distance between rows (layers)
 HEAD_COLOURS = ("#1c7ed6", "#e8590c", "#2f9e44", "#ae3ec9", "#f08c00", "#0c8599")
 FADED = 0.12
+DEFAULT_THRESHOLD = 0.3  # attention lines above this weight, until the slider moves
 FRUITS = ("apple", "chili", "lemon", "orange")
 TASTES = ("juicy", "sour", "spicy", "sweet")
 EMBEDDING_SETS = {"fruits": FRUITS, "tastes": TASTES}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc
 
-from interp_app.figures3d import EMBEDDING_SETS
+from interp_app.figures3d import DEFAULT_THRESHOLD, EMBEDDING_SETS
 
 
 def views_3d(graph, panel) -> list:
@@ -22,7 +22,7 @@ def views_3d(graph, panel) -> list:
                     min=0.05,
                     max=0.95,
                     step=0.05,
-                    value=0.3,
+                    value=DEFAULT_THRESHOLD,
                     marks={v / 10: f"{v / 10:.1f}" for v in range(1, 10, 2)},
                     updatemode="mouseup",
                 ),

@@ -178,7 +178,7 @@ class RunStore:
         """(graph definition, parameter state) of one step, for the jitted passes."""
         info = self.info(run)
         state = self._states.get_or_make(
-            (run, step, info.path),
+            (run, step),
             lambda: unflatten_params(info.model, self.params(run, step))[1],
         )
         return self._graphdef(info), state

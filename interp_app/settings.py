@@ -115,12 +115,3 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str] | None = None)
     if problems:
         build_parser(environ).error("; ".join(problems))
     return settings
-
-
-def to_env(settings: Settings) -> dict[str, str]:
-    """The environment that carries these settings to gunicorn's workers."""
-    out = {}
-    for f in fields(Settings):
-        value = getattr(settings, f.name)
-        out[env_name(f.name)] = ("1" if value else "0") if isinstance(value, bool) else str(value)
-    return out
