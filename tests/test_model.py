@@ -1,5 +1,7 @@
 """Parameter count and the exact decompositions of DESIGN.md, on random and trained weights."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +15,7 @@ from training.corpus import builtin_corpus
 from training.model import GPT, capture, count_params
 from training.params import flat_params, unflatten_params
 from training.tokenizer import Tokenizer
+from training.train import data_mesh, data_parallel, sequence_loss
 
 
 def test_default_config_has_10660_parameters():
@@ -144,3 +147,39 @@ def test_dropout_masks_keep_the_rate_and_are_independent():
         np.asarray(m) for layer in model._masks(jax.random.key(1), 64, cfg.context) for m in layer
     ]
     assert all(np.array_equal(x.ravel(), y) for x, y in zip(again, sites, strict=True))
+
+
+def test_a_shard_draws_its_rows_of_the_whole_batch_masks():
+    cfg = ModelConfig()
+    model = GPT(cfg, nnx.Rngs(params=0))
+    key = jax.random.key(3)
+    whole = model._masks(key, 64, cfg.context)
+    upper = model._masks(key, 32, cfg.context, first_row=32)
+    for w_layer, u_layer in zip(whole, upper, strict=True):
+        for w, u in zip(w_layer, u_layer, strict=True):
+            np.testing.assert_array_equal(np.asarray(w)[32:], np.asarray(u))
+
+
+def test_data_parallel_gradient_is_the_whole_batch_gradient():
+    """Two host devices, each with half the batch and one all-reduce, give the loss and
+    gradient of the whole batch, dropout masks included (only the summation order differs)."""
+    mesh = data_mesh(64)
+    if mesh is None:
+        pytest.skip("needs two host devices (training.runtime configures them)")
+    cfg, graphdef, params = _random_model(5)
+    batch = jax.random.randint(jax.random.key(1), (64, cfg.context + 1), 0, cfg.vocab_size)
+    grad_fn = jax.value_and_grad(functools.partial(sequence_loss, graphdef))
+    key = jax.random.key(7)
+    loss, grads = jax.jit(grad_fn)(params, batch, key)
+    dp_loss, dp_grads = jax.jit(data_parallel(grad_fn, mesh))(params, batch, key)
+    np.testing.assert_allclose(dp_loss, loss, rtol=1e-6)
+    scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads))
+    for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(dp_grads), strict=True):
+        np.testing.assert_allclose(d, g, atol=1e-5 * scale)
+    # other masks would move the gradient far more than that
+    _, other = jax.jit(grad_fn)(params, batch, jax.random.key(8))
+    moved = max(
+        float(jnp.abs(a - b).max())
+        for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(other), strict=True)
+    )
+    assert moved > 1e-3 * scale

@@ -147,12 +147,25 @@ def _mix32(x: jax.Array) -> jax.Array:
     return x ^ (x >> 16)
 
 
-def _hash_bits(seed: jax.Array, site: int, shape: tuple[int, ...]) -> jax.Array:
+def _hash_bits(
+    seed: jax.Array, site: int, shape: tuple[int, ...], first_row: jax.Array | int = 0
+) -> jax.Array:
     """32 pseudo-random bits per element, from (seed, site, index); hashing the index before
-    mixing in the seed keeps two seeds' streams from being shifted copies of each other."""
-    index = jnp.arange(int(np.prod(shape)), dtype=jnp.uint32).reshape(shape)
+    mixing in the seed keeps two seeds' streams from being shifted copies of each other.
+
+    ``first_row`` is where these rows start in the whole batch, so a device holding a shard
+    of the batch draws exactly the bits the whole batch would have.
+    """
+    row = int(np.prod(shape[1:]))
+    start = jnp.asarray(first_row, jnp.uint32) * jnp.uint32(row)
+    index = (jnp.arange(int(np.prod(shape)), dtype=jnp.uint32) + start).reshape(shape)
     salted = seed ^ jnp.uint32((site * 0x9E3779B9) & 0xFFFFFFFF)
     return _mix32(_mix32(index) ^ salted)
+
+
+def dropout_seed(key: jax.Array) -> jax.Array:
+    """The 32-bit seed a step's dropout masks are hashed from."""
+    return jax.random.bits(key, (), jnp.uint32)
 
 
 def _dropout(x: jax.Array, keep: jax.Array | None, rate: float) -> jax.Array:
@@ -169,8 +182,11 @@ class GPT(nnx.Module):
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
         self.ln_f = LayerNorm(cfg.d_model, cfg.ln_eps)
 
-    def _masks(self, key: jax.Array | None, b: int, t: int) -> list[tuple] | None:
-        """All dropout masks of a step, three sites per layer, from one 32-bit seed.
+    def _masks(
+        self, key: jax.Array | None, b: int, t: int, first_row: jax.Array | int = 0
+    ) -> list[tuple] | None:
+        """All dropout masks of a step, three sites per layer, from one 32-bit seed (given,
+        or drawn from a PRNG key with :func:`dropout_seed`).
 
         Each element's keep bit is a hash of (seed, site, element index), computed where the
         mask is applied: XLA fuses it into the consumer, so no random tensor is drawn or
@@ -180,12 +196,13 @@ class GPT(nnx.Module):
         cfg = self.cfg
         if key is None or cfg.dropout == 0.0:
             return None
-        seed = jax.random.bits(key, (), jnp.uint32)
+        is_key = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        seed = dropout_seed(key) if is_key else key.astype(jnp.uint32)
         shapes = [(b, cfg.n_heads, t, t), (b, t, cfg.d_model), (b, t, cfg.d_model)]
         threshold = jnp.uint32(min(round(cfg.dropout * 2**32), 2**32 - 1))
         return [
             tuple(
-                _hash_bits(seed, layer * len(shapes) + site, shape) >= threshold
+                _hash_bits(seed, layer * len(shapes) + site, shape, first_row) >= threshold
                 for site, shape in enumerate(shapes)
             )
             for layer in range(cfg.n_layers)
@@ -196,18 +213,20 @@ class GPT(nnx.Module):
         tokens: jax.Array,
         *,
         dropout_key: jax.Array | None = None,
+        first_row: jax.Array | int = 0,
         capture: bool = False,
         intervention: Intervention | None = None,
     ) -> jax.Array | Capture:
         """tokens [B, T] -> logits [B, T, V]; with ``capture`` the full :class:`Capture`.
 
-        Dropout is on only when a key is given, so evaluation and capture are deterministic.
+        Dropout is on only when a key is given, so evaluation and capture are deterministic;
+        ``first_row`` places a shard of the batch, so its masks are the whole batch's.
         With an ``intervention`` the attention output is summed from the (replaced) heads.
         """
         iv = intervention
         cfg = self.cfg
         b, t = tokens.shape
-        masks = self._masks(dropout_key, b, t)
+        masks = self._masks(dropout_key, b, t, first_row)
         # one-hot matmul, not a gather: its gradient is a matmul, not a slow CPU scatter-add
         tok_emb = jax.nn.one_hot(tokens, cfg.vocab_size, dtype=jnp.float32) @ self.wte[...]
         pos_emb = self.wpe[...][:t]  # [T, D]

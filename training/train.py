@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.metadata
 import platform
 import shutil
@@ -20,12 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from training import checkpoint as ckpt
 from training.config import ModelConfig, TrainConfig
 from training.corpus import Corpus, check_fits
-from training.model import init_params
+from training.model import dropout_seed, init_params
 from training.params import flat_params, flatten_tree, unflatten_params, unflatten_tree
 from training.schedule import checkpoint_steps
 from training.tokenizer import Tokenizer
@@ -48,9 +50,15 @@ def make_optimizer(tc: TrainConfig) -> optax.GradientTransformation:
     return optax.adamw(tc.lr, weight_decay=tc.weight_decay)
 
 
-def sequence_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: jax.Array, key=None):
+def sequence_loss(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    batch: jax.Array,
+    key: jax.Array | None = None,
+    first_row: jax.Array | int = 0,
+) -> jax.Array:
     """Mean next-token cross-entropy over every position, padding included (as the article)."""
-    logits = nnx.merge(graphdef, params)(batch[:, :-1], dropout_key=key)
+    logits = nnx.merge(graphdef, params)(batch[:, :-1], dropout_key=key, first_row=first_row)
     return optax.softmax_cross_entropy_with_integer_labels(logits, batch[:, 1:]).mean()
 
 
@@ -65,19 +73,18 @@ def build_chunk_fn(
     """One jitted call runs ``n`` steps (n dynamic: one compilation serves every gap)."""
     data = jnp.asarray(data)
     valid = jnp.asarray(valid)
-    split_batch = _batch_sharding(batch_size)
-    grad_fn = jax.value_and_grad(lambda p, b, k: sequence_loss(graphdef, p, b, k))
+    mesh = data_mesh(batch_size)
+    grad_fn = jax.value_and_grad(functools.partial(sequence_loss, graphdef))
+    if mesh is not None:
+        grad_fn = data_parallel(grad_fn, mesh)
 
     @jax.jit
     def run_chunk(params, opt_state, base_key, start, n):
+        rows, seeds = step_randomness(base_key, start, max_chunk, batch_size, data.shape[0])
+
         def body(i, carry):
             params, opt_state, losses = carry
-            key = jax.random.fold_in(base_key, start + i + 1)  # keyed by step: resumable
-            k_batch, k_drop = jax.random.split(key)
-            batch = data[jax.random.randint(k_batch, (batch_size,), 0, data.shape[0])]
-            if split_batch is not None:
-                batch = jax.lax.with_sharding_constraint(batch, split_batch)
-            loss, grads = grad_fn(params, batch, k_drop)
+            loss, grads = grad_fn(params, data[rows[i]], seeds[i])
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             return params, opt_state, losses.at[i].set(loss)
@@ -98,7 +105,25 @@ def build_chunk_fn(
     return run_chunk
 
 
-def _mesh(batch_size: int) -> Mesh | None:
+def step_randomness(
+    base_key: jax.Array, start: jax.Array, n: int, batch_size: int, n_rows: int
+) -> tuple[jax.Array, jax.Array]:
+    """Batch rows [n, batch] and dropout seeds [n] of steps ``start + 1 .. start + n``.
+
+    Each step's numbers come from a key folded with its step number, so a resumed run draws
+    what an uninterrupted one would. Drawn for a whole chunk at once: the same numbers as
+    step by step (threefry is elementwise in the key), but XLA's CPU backend runs threefry
+    as a rolled loop, and two of them in every step cost 0.1 ms of it.
+    """
+
+    def draw(step: jax.Array) -> tuple[jax.Array, jax.Array]:
+        k_batch, k_drop = jax.random.split(jax.random.fold_in(base_key, step))
+        return jax.random.randint(k_batch, (batch_size,), 0, n_rows), dropout_seed(k_drop)
+
+    return jax.vmap(draw)(start + 1 + jnp.arange(n))
+
+
+def data_mesh(batch_size: int) -> Mesh | None:
     """Data parallel over the host devices (see ``training.runtime``) when the batch splits."""
     devices = jax.devices()
     if len(devices) < 2 or batch_size % len(devices):
@@ -106,14 +131,31 @@ def _mesh(batch_size: int) -> Mesh | None:
     return Mesh(np.array(devices), ("data",))
 
 
-def _batch_sharding(batch_size: int) -> NamedSharding | None:
-    mesh = _mesh(batch_size)
-    return None if mesh is None else NamedSharding(mesh, PartitionSpec("data"))
+def data_parallel(grad_fn: Callable, mesh: Mesh) -> Callable:
+    """Each device takes its rows of the batch; one all-reduce then averages loss and gradient.
+
+    Everything is reduced as one flat vector: left to the partitioner, the 28 leaves went
+    into a tuple all-reduce that met the other device once per leaf, 0.44 ms of a 2.5 ms
+    step; one vector of 10,661 floats meets once (about 30 us).
+    """
+    n = mesh.devices.size
+
+    def shard(params, batch, key):
+        first_row = jax.lax.axis_index("data") * batch.shape[0]
+        # Varying copies: differentiating the replicated params would all-reduce per leaf.
+        params = jax.lax.pcast(params, "data", to="varying")
+        flat, unravel = ravel_pytree(grad_fn(params, batch, key, first_row))
+        return unravel(jax.lax.psum(flat, "data") / n)
+
+    replicated, split = PartitionSpec(), PartitionSpec("data")
+    return jax.shard_map(
+        shard, mesh=mesh, in_specs=(replicated, split, replicated), out_specs=replicated
+    )
 
 
 def replicate(tree, batch_size: int):
     """Place state on every device up front, so the second chunk call does not recompile."""
-    mesh = _mesh(batch_size)
+    mesh = data_mesh(batch_size)
     return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
