@@ -1,0 +1,63 @@
+"""Matrix products with gradients that XLA's CPU backend runs fast.
+
+Left to autodiff, the gradient of ``a @ b`` with respect to ``b`` is a dot that contracts
+``a``'s second-to-last axis (``a.T @ g``). The CPU backend cannot hand such a dot to its
+fast library kernels and falls back to a loop nest: 55 us against 16 us for a
+[64, 12, 12] x [64, 12, 10] product. Here that operand is transposed first, behind an
+optimisation barrier so XLA does not fold the transpose back into the dot.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def _transposed(a: jax.Array) -> jax.Array:
+    return jax.lax.optimization_barrier(jnp.swapaxes(a, -1, -2))
+
+
+@jax.custom_vjp
+def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """[..., I, J] @ [..., J, K] -> [..., I, K]."""
+    return a @ b
+
+
+def _matmul_fwd(a: jax.Array, b: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return a @ b, (a, b)
+
+
+def _matmul_bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    a, b = res
+    return g @ jnp.swapaxes(b, -1, -2), _transposed(a) @ g
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+@jax.custom_vjp
+def matmul_nt(a: jax.Array, b: jax.Array) -> jax.Array:
+    """[..., I, J] @ [..., K, J]^T -> [..., I, K], as attention scores q k^T."""
+    return a @ jnp.swapaxes(b, -1, -2)
+
+
+def _matmul_nt_fwd(a: jax.Array, b: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return matmul_nt(a, b), (a, b)
+
+
+def _matmul_nt_bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    a, b = res
+    return g @ b, _transposed(g) @ a
+
+
+matmul_nt.defvjp(_matmul_nt_fwd, _matmul_nt_bwd)
+
+
+def dense(x: jax.Array, w: jax.Array) -> jax.Array:
+    """[..., D] @ [D, M] -> [..., M], as one 2-D product (its weight gradient a plain sum)."""
+    return matmul(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[-1])
+
+
+def dense_t(x: jax.Array, w: jax.Array) -> jax.Array:
+    """[..., D] @ [M, D]^T -> [..., M], as tied embeddings' logits."""
+    return matmul_nt(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[0])
