@@ -1,10 +1,11 @@
-"""The custom-gradient products give autodiff's own gradients, only computed another way."""
+"""The hand-written gradients are autodiff's own gradients, only computed another way."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from training.norm import layer_norm
 from training.products import dense, dense_t, matmul, matmul_nt
 
 KEYS = jax.random.split(jax.random.key(0), 3)
@@ -42,3 +43,27 @@ def test_gradients_compile_the_same_inside_jit():
     eager = jax.grad(lambda a, b: matmul(a, b).sum(), argnums=1)(a, b)
     jitted = jax.jit(jax.grad(lambda a, b: matmul(a, b).sum(), argnums=1))(a, b)
     np.testing.assert_allclose(eager, jitted, rtol=1e-5)
+
+
+def test_layer_norm_gradient_is_autodiffs():
+    """Both outputs' cotangents, as the capture's 1/std is an output too."""
+    k = jax.random.split(jax.random.key(1), 5)
+    x = 2 * jax.random.normal(k[0], (3, 4, 20)) + 1
+    scale, bias = jax.random.normal(k[1], (20,)), jax.random.normal(k[2], (20,))
+    g, g_inv = jax.random.normal(k[3], (3, 4, 20)), jax.random.normal(k[4], (3, 4))
+
+    def plain(x, scale, bias):
+        c = x - x.mean(-1, keepdims=True)
+        inv = jax.lax.rsqrt((c * c).mean(-1, keepdims=True) + 1e-5)
+        return c * inv * scale + bias, inv[..., 0]
+
+    def loss(fn):
+        return lambda *a: (fn(*a)[0] * g).sum() + (fn(*a)[1] * g_inv).sum()
+
+    ours = lambda x, s, b: layer_norm(x, s, b, 1e-5)  # noqa: E731
+    for o, p in zip(ours(x, scale, bias), plain(x, scale, bias), strict=True):
+        np.testing.assert_allclose(o, p, rtol=1e-5, atol=1e-5)
+    got = jax.grad(loss(ours), argnums=(0, 1, 2))(x, scale, bias)
+    want = jax.grad(loss(plain), argnums=(0, 1, 2))(x, scale, bias)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx, struct
 
 from training.config import ModelConfig
+from training.norm import layer_norm
 from training.products import dense, dense_t, matmul, matmul_nt
 
 
@@ -89,10 +90,7 @@ class LayerNorm(nnx.Module):
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Returns the output and 1/std, which attribution holds fixed."""
-        mean = x.mean(-1, keepdims=True)
-        centred = x - mean
-        inv_std = jax.lax.rsqrt((centred * centred).mean(-1, keepdims=True) + self.eps)
-        return centred * inv_std * self.scale[...] + self.bias[...], inv_std[..., 0]
+        return layer_norm(x, self.scale[...], self.bias[...], self.eps)
 
 
 class Attention(nnx.Module):

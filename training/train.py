@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import importlib.metadata
 import platform
 import shutil
@@ -70,27 +69,37 @@ def build_chunk_fn(
     batch_size: int,
     max_chunk: int,
 ) -> Callable:
-    """One jitted call runs ``n`` steps (n dynamic: one compilation serves every gap)."""
+    """One jitted call runs ``n`` steps (n dynamic: one compilation serves every gap).
+
+    Inside the loop the parameters and the optimizer's moments are single flat vectors, so
+    AdamW is a few fused operations instead of three per parameter array (78 of them,
+    0.15 ms of a step); the model reads its arrays as slices of the vector.
+    """
     data = jnp.asarray(data)
     valid = jnp.asarray(valid)
     mesh = data_mesh(batch_size)
-    grad_fn = jax.value_and_grad(functools.partial(sequence_loss, graphdef))
-    if mesh is not None:
-        grad_fn = data_parallel(grad_fn, mesh)
 
     @jax.jit
     def run_chunk(params, opt_state, base_key, start, n):
         rows, seeds = step_randomness(base_key, start, max_chunk, batch_size, data.shape[0])
+        flat, unravel = ravel_pytree(params)
+        grad_fn = jax.value_and_grad(
+            lambda flat, *args: sequence_loss(graphdef, unravel(flat), *args)
+        )
+        if mesh is not None:
+            grad_fn = data_parallel(grad_fn, mesh)
 
         def body(i, carry):
-            params, opt_state, losses = carry
-            loss, grads = grad_fn(params, data[rows[i]], seeds[i])
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            return params, opt_state, losses.at[i].set(loss)
+            flat, flat_opt, losses = carry
+            loss, grads = grad_fn(flat, data[rows[i]], seeds[i])
+            updates, flat_opt = optimizer.update(grads, flat_opt, flat)
+            return optax.apply_updates(flat, updates), flat_opt, losses.at[i].set(loss)
 
         losses = jnp.zeros((max_chunk,), jnp.float32)
-        params, opt_state, losses = jax.lax.fori_loop(0, n, body, (params, opt_state, losses))
+        carry = (flat, flat_state(opt_state, params), losses)
+        flat, flat_opt, losses = jax.lax.fori_loop(0, n, body, carry)
+        opt_state = tree_state(flat_opt, opt_state, params)
+        params = unravel(flat)
         # Evaluation in the same compiled call: no extra compilations at step 0 or the end.
         valid_logits = nnx.merge(graphdef, params)(valid[:, :-1])
         evals = {
@@ -103,6 +112,28 @@ def build_chunk_fn(
         return params, opt_state, losses, evals
 
     return run_chunk
+
+
+def _is_like(params) -> Callable[[Any], bool]:
+    structure = jax.tree.structure(params)
+    return lambda node: jax.tree.structure(node) == structure
+
+
+def flat_state(opt_state, params):
+    """The optimizer state with every parameter-shaped subtree (Adam's moments) raveled."""
+    like = _is_like(params)
+    return jax.tree.map(lambda x: ravel_pytree(x)[0] if like(x) else x, opt_state, is_leaf=like)
+
+
+def tree_state(flat_opt, opt_state, params):
+    """Inverse of :func:`flat_state`: ``opt_state`` and ``params`` give the shapes back."""
+    like = _is_like(params)
+    unravel = ravel_pytree(params)[1]
+    nodes, treedef = jax.tree.flatten(opt_state, is_leaf=like)
+    leaves = jax.tree.leaves(flat_opt)
+    return treedef.unflatten(
+        [unravel(f) if like(t) else f for f, t in zip(leaves, nodes, strict=True)]
+    )
 
 
 def step_randomness(
@@ -357,7 +388,7 @@ def train(
     for step in todo:
         n = step - prev
         params, opt_state, losses, evals = run_chunk(params, opt_state, base_key, prev, n)
-        losses = np.asarray(losses[:n])
+        losses = np.asarray(losses)[:n]  # sliced on the host: a device slice compiles per n
         v_loss = evals["valid_loss"]
         loss = float(losses[-1])
         ckpt.append_metrics(
@@ -386,7 +417,7 @@ def train(
         steps=ckpt.list_steps(path),
         train_loss=float(evals["train_loss"]),
         valid_loss=float(evals["valid_loss"]),
-        top=top_predictions(np.asarray(evals["valid_logits"][0, prompt_end]), tokenizer),
+        top=top_predictions(np.asarray(evals["valid_logits"])[0, prompt_end], tokenizer),
         prompt=prompt,
         timings=timings,
     )
