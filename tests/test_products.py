@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from training.norm import layer_norm
-from training.products import dense, dense_t, matmul, matmul_nt
+from training.products import dense, dense_t, matmul, matmul_nt, split3
 
 KEYS = jax.random.split(jax.random.key(0), 3)
 
@@ -67,3 +67,15 @@ def test_layer_norm_gradient_is_autodiffs():
     want = jax.grad(loss(plain), argnums=(0, 1, 2))(x, scale, bias)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_split3_gradient_is_autodiffs():
+    x = jax.random.normal(KEYS[0], (4, 5, 3, 6))
+    probes = jax.random.split(KEYS[1], 3)
+    weights = [jax.random.normal(k, (4, 5, 6)) for k in probes]
+
+    def loss(split):
+        return lambda x: sum((part * w).sum() for part, w in zip(split(x), weights, strict=True))
+
+    plain = lambda x: (x[..., 0, :], x[..., 1, :], x[..., 2, :])  # noqa: E731
+    np.testing.assert_array_equal(jax.grad(loss(split3))(x), jax.grad(loss(plain))(x))
