@@ -3,8 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from training.loss import mean_cross_entropy
 from training.norm import layer_norm
 from training.products import dense, dense_t, matmul, matmul_nt, split3
 
@@ -79,3 +81,14 @@ def test_split3_gradient_is_autodiffs():
 
     plain = lambda x: (x[..., 0, :], x[..., 1, :], x[..., 2, :])  # noqa: E731
     np.testing.assert_array_equal(jax.grad(loss(split3))(x), jax.grad(loss(plain))(x))
+
+
+def test_cross_entropy_is_optaxs_with_the_same_gradient():
+    logits = 3 * jax.random.normal(KEYS[0], (4, 12, 19))
+    labels = jax.random.randint(KEYS[1], (4, 12), 0, 19)
+    optaxs = lambda x: optax.softmax_cross_entropy_with_integer_labels(x, labels).mean()  # noqa: E731
+    ours = lambda x: mean_cross_entropy(x, labels)  # noqa: E731
+    np.testing.assert_allclose(ours(logits), optaxs(logits), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(jax.grad(ours))(logits), jax.grad(optaxs)(logits), rtol=1e-5, atol=1e-7
+    )

@@ -26,6 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from training import checkpoint as ckpt
 from training.config import ModelConfig, TrainConfig
 from training.corpus import Corpus, check_fits
+from training.loss import mean_cross_entropy
 from training.model import dropout_seed, init_params
 from training.params import flat_params, flatten_tree, unflatten_params, unflatten_tree
 from training.schedule import checkpoint_steps
@@ -58,7 +59,7 @@ def sequence_loss(
 ) -> jax.Array:
     """Mean next-token cross-entropy over every position, padding included (as the article)."""
     logits = nnx.merge(graphdef, params)(batch[:, :-1], dropout_key=key, first_row=first_row)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, batch[:, 1:]).mean()
+    return mean_cross_entropy(logits, batch[:, 1:])
 
 
 def build_chunk_fn(
