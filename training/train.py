@@ -383,28 +383,37 @@ def train(
 
     todo = [s for s in schedule if s > start]
     bar = _progress(total=tc.steps, initial=start, enabled=progress, out=out)
+
+    def record(first: int, step: int, chunk_out) -> None:
+        """Metrics and checkpoint of one finished chunk (blocks until it has finished)."""
+        params, opt_state, losses, evals = chunk_out
+        losses = np.asarray(losses)[: step - first + 1]  # host slice: a device one compiles per n
+        v_loss = float(evals["valid_loss"])
+        metrics = {
+            "step": step,
+            "first_step": first,
+            "train_loss": [round(float(x), 6) for x in losses],
+            "valid_loss": v_loss,
+        }
+        ckpt.append_metrics(path, metrics)
+        save(step, params, opt_state, v_loss)
+        bar.update(len(losses))
+        bar.set_postfix(loss=f"{float(losses[-1]):.3f}", valid=f"{v_loss:.3f}")
+
+    # JAX dispatches asynchronously: the next chunk starts before the previous one is
+    # written to disk, so saving overlaps training. Steps are still written in order.
+    pending = None
     prev = start
-    loss = float("nan")
     t_steps = time.perf_counter()
     for step in todo:
-        n = step - prev
-        params, opt_state, losses, evals = run_chunk(params, opt_state, base_key, prev, n)
-        losses = np.asarray(losses)[:n]  # sliced on the host: a device slice compiles per n
-        v_loss = evals["valid_loss"]
-        loss = float(losses[-1])
-        ckpt.append_metrics(
-            path,
-            {
-                "step": step,
-                "first_step": prev + 1,
-                "train_loss": [round(float(x), 6) for x in losses],
-                "valid_loss": float(v_loss),
-            },
-        )
-        save(step, params, opt_state, float(v_loss))
-        bar.update(n)
-        bar.set_postfix(loss=f"{loss:.3f}", valid=f"{float(v_loss):.3f}")
+        chunk_out = run_chunk(params, opt_state, base_key, prev, step - prev)
+        if pending is not None:
+            record(*pending)
+        params, opt_state, evals = chunk_out[0], chunk_out[1], chunk_out[3]
+        pending = (prev + 1, step, chunk_out)
         prev = step
+    if pending is not None:
+        record(*pending)
     bar.close()
     timings["steps_s"] = time.perf_counter() - t_steps
     timings["total_s"] = time.perf_counter() - t_start
