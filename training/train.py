@@ -101,14 +101,15 @@ def build_chunk_fn(
         flat, flat_opt, losses = jax.lax.fori_loop(0, n, body, carry)
         opt_state = tree_state(flat_opt, opt_state, params)
         params = unravel(flat)
-        # Evaluation in the same compiled call: no extra compilations at step 0 or the end.
-        valid_logits = nnx.merge(graphdef, params)(valid[:, :-1])
+        # Evaluation in the same compiled call (no extra compilations at step 0 or the end),
+        # training and validation lines in one forward pass (half the code to compile).
+        both = jnp.concatenate([data, valid])
+        logits = nnx.merge(graphdef, params)(both[:, :-1])
+        token_losses = optax.softmax_cross_entropy_with_integer_labels(logits, both[:, 1:])
         evals = {
-            "valid_loss": optax.softmax_cross_entropy_with_integer_labels(
-                valid_logits, valid[:, 1:]
-            ).mean(),
-            "train_loss": sequence_loss(graphdef, params, data),
-            "valid_logits": valid_logits,
+            "train_loss": token_losses[: len(data)].mean(),
+            "valid_loss": token_losses[len(data) :].mean(),
+            "valid_logits": logits[len(data) :],
         }
         return params, opt_state, losses, evals
 
