@@ -10,6 +10,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,13 @@ from training.config import ModelConfig, TrainConfig
 from training.corpus import Corpus, check_fits
 from training.loss import mean_cross_entropy
 from training.model import dropout_seed, init_params
-from training.params import flat_params, flatten_tree, unflatten_params, unflatten_tree
+from training.params import (
+    abstract_model,
+    flat_params,
+    flatten_tree,
+    unflatten_params,
+    unflatten_tree,
+)
 from training.schedule import checkpoint_steps
 from training.tokenizer import Tokenizer
 
@@ -186,6 +193,14 @@ def data_parallel(grad_fn: Callable, mesh: Mesh) -> Callable:
     )
 
 
+def placeholders(shapes: nnx.State, optimizer: optax.GradientTransformation, batch_size: int):
+    """Zeros shaped, typed and placed like the real parameters and optimizer state, so a
+    call on them compiles exactly what the real call will use."""
+    opt_shapes = jax.eval_shape(optimizer.init, shapes)
+    zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), (shapes, opt_shapes))
+    return replicate(zeros, batch_size)
+
+
 def replicate(tree, batch_size: int):
     """Place state on every device up front, so the second chunk call does not recompile."""
     mesh = data_mesh(batch_size)
@@ -336,36 +351,48 @@ def train(
     optimizer = make_optimizer(tc)
     schedule = checkpoint_steps(tc.steps, tc.save_every, tc.log_spaced)
 
-    graphdef, params = init_params(mc, tc.seed)
-    opt_state = jax.jit(optimizer.init)(params)
-    if resume and (path / ckpt.RUN_FILE).exists():
-        done = ckpt.list_steps(path)
-        start = done[-1]
-        opt_flat = ckpt.load_optimizer(path, start)
-        if opt_flat is None:
-            raise TrainError(f"step {start} of run {name!r} has no optimizer state to resume from")
-        _, params = unflatten_params(mc, ckpt.load_params(path, start))
-        opt_state = unflatten_tree(opt_state, opt_flat)
-        ckpt.rewrite_metrics(path, ckpt.read_metrics(path, upto=start))
-        ckpt.clean_partial(path)
-        ckpt.write_json_atomic(
-            path / ckpt.RUN_FILE, {**ckpt.read_run(root, name).meta, "train": tc.to_dict()}
-        )
-    else:
-        if overwrite and path.exists():
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        ckpt.write_json_atomic(path / ckpt.RUN_FILE, meta)
-        start = 0
-
     data = encode_lines(tokenizer, corpus.train, mc.context)
     valid = encode_lines(tokenizer, corpus.valid, mc.context)
-    params, opt_state = replicate((params, opt_state), tc.batch_size)
+    graphdef, shapes = abstract_model(mc)
     gaps = np.diff(schedule)
     run_chunk = build_chunk_fn(graphdef, optimizer, data, valid, tc.batch_size, int(gaps.max()))
     base_key = jax.random.key(tc.seed)
+    timings = {"save_s": 0.0}
 
-    timings = {"save_s": 0.0, "compile_s": 0.0}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # XLA compiles the training loop on placeholders while the weights are initialised
+        # (both compilations use both cores only part of the time).
+        t0 = time.perf_counter()
+        warm = pool.submit(
+            run_chunk, *placeholders(shapes, optimizer, tc.batch_size), base_key, 0, 0
+        )
+        graphdef, params = init_params(mc, tc.seed)
+        opt_state = jax.jit(optimizer.init)(params)
+        timings["init_s"] = time.perf_counter() - t0
+        if resume and (path / ckpt.RUN_FILE).exists():
+            done = ckpt.list_steps(path)
+            start = done[-1]
+            opt_flat = ckpt.load_optimizer(path, start)
+            if opt_flat is None:
+                raise TrainError(
+                    f"step {start} of run {name!r} has no optimizer state to resume from"
+                )
+            _, params = unflatten_params(mc, ckpt.load_params(path, start))
+            opt_state = unflatten_tree(opt_state, opt_flat)
+            ckpt.rewrite_metrics(path, ckpt.read_metrics(path, upto=start))
+            ckpt.clean_partial(path)
+            ckpt.write_json_atomic(
+                path / ckpt.RUN_FILE, {**ckpt.read_run(root, name).meta, "train": tc.to_dict()}
+            )
+        else:
+            if overwrite and path.exists():
+                shutil.rmtree(path)
+            path.mkdir(parents=True, exist_ok=True)
+            ckpt.write_json_atomic(path / ckpt.RUN_FILE, meta)
+            start = 0
+        params, opt_state = replicate((params, opt_state), tc.batch_size)
+        warm.result()
+        timings["compile_s"] = time.perf_counter() - t0
 
     def save(step: int, params, opt_state, valid_loss: float | None) -> None:
         t0 = time.perf_counter()
@@ -374,9 +401,7 @@ def train(
         ckpt.drop_optimizer(path, step)
         timings["save_s"] += time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    params, opt_state, _, evals = run_chunk(params, opt_state, base_key, start, 0)  # compiles
-    timings["compile_s"] = time.perf_counter() - t0
+    params, opt_state, _, evals = run_chunk(params, opt_state, base_key, start, 0)  # compiled
     if start == 0:
         v0 = float(evals["valid_loss"])
         ckpt.append_metrics(path, {"step": 0, "first_step": 1, "train_loss": [], "valid_loss": v0})
