@@ -14,8 +14,8 @@ from training.config import ModelConfig
 from training.corpus import builtin_corpus
 from training.model import GPT, capture, count_params
 from training.params import flat_params, unflatten_params
+from training.steps import data_mesh, data_parallel, sequence_loss
 from training.tokenizer import Tokenizer
-from training.train import data_mesh, data_parallel, sequence_loss
 
 
 def test_default_config_has_10660_parameters():
