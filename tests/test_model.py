@@ -1,7 +1,5 @@
 """Parameter count and the exact decompositions of DESIGN.md, on random and trained weights."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +12,6 @@ from training.config import ModelConfig
 from training.corpus import builtin_corpus
 from training.model import GPT, capture, count_params
 from training.params import flat_params, unflatten_params
-from training.steps import data_mesh, data_parallel, sequence_loss
 from training.tokenizer import Tokenizer
 
 
@@ -158,28 +155,3 @@ def test_a_shard_draws_its_rows_of_the_whole_batch_masks():
     for w_layer, u_layer in zip(whole, upper, strict=True):
         for w, u in zip(w_layer, u_layer, strict=True):
             np.testing.assert_array_equal(np.asarray(w)[32:], np.asarray(u))
-
-
-def test_data_parallel_gradient_is_the_whole_batch_gradient():
-    """Two host devices, each with half the batch and one all-reduce, give the loss and
-    gradient of the whole batch, dropout masks included (only the summation order differs)."""
-    mesh = data_mesh(64)
-    if mesh is None:
-        pytest.skip("needs two host devices (training.runtime configures them)")
-    cfg, graphdef, params = _random_model(5)
-    batch = jax.random.randint(jax.random.key(1), (64, cfg.context + 1), 0, cfg.vocab_size)
-    grad_fn = jax.value_and_grad(functools.partial(sequence_loss, graphdef))
-    key = jax.random.key(7)
-    loss, grads = jax.jit(grad_fn)(params, batch, key)
-    dp_loss, dp_grads = jax.jit(data_parallel(grad_fn, mesh))(params, batch, key)
-    np.testing.assert_allclose(dp_loss, loss, rtol=1e-6)
-    scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads))
-    for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(dp_grads), strict=True):
-        np.testing.assert_allclose(d, g, atol=1e-5 * scale)
-    # other masks would move the gradient far more than that
-    _, other = jax.jit(grad_fn)(params, batch, jax.random.key(8))
-    moved = max(
-        float(jnp.abs(a - b).max())
-        for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(other), strict=True)
-    )
-    assert moved > 1e-3 * scale
