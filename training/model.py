@@ -109,7 +109,9 @@ class Attention(nnx.Module):
         # Row block h of the queries keeps only head h's dimensions, so one product over all
         # H*K dimensions gives every head's scores, and heads never move to a batch axis
         # (on the CPU, those transposes cost more than the products themselves).
-        q_rows = (q[:, None] * _head_blocks(h, k)).reshape(b, h * t, h * k)
+        blocks = _head_blocks(h, k)
+        # Unrolled over heads: XLA's CPU backend reduces over a short middle axis slowly.
+        q_rows = jnp.concatenate([q * blocks[i] for i in range(h)], axis=1)  # [B, H*T, H*K]
         scores = matmul_nt(q_rows, k_).reshape(b, h, t, t) * (k**-0.5)
         causal = jnp.tril(jnp.ones((t, t), bool))
         scores = jnp.where(causal, scores, -jnp.inf)
@@ -120,7 +122,8 @@ class Attention(nnx.Module):
         b, h, t, _ = pattern.shape
         hk = v.shape[-1]
         mixed = matmul(pattern.reshape(b, h * t, t), v).reshape(b, h, t, hk)
-        z = (mixed * _head_blocks(h, hk // h)).sum(1)  # head h's own dimensions from block h
+        blocks = _head_blocks(h, hk // h)
+        z = sum(mixed[:, i] * blocks[i] for i in range(h))  # head i's own dimensions, block i
         return dense(z, self.w_o[...].reshape(hk, -1)) + self.b_o[...]  # [B, T, D]
 
     def split_heads(self, v: jax.Array) -> jax.Array:
