@@ -155,3 +155,21 @@ def test_a_shard_draws_its_rows_of_the_whole_batch_masks():
     for w_layer, u_layer in zip(whole, upper, strict=True):
         for w, u in zip(w_layer, u_layer, strict=True):
             np.testing.assert_array_equal(np.asarray(w)[32:], np.asarray(u))
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_attention_equals_plain_per_head_attention(heads):
+    """The head-masked query rows (one product for all heads) against heads on a batch axis."""
+    cfg = ModelConfig(n_heads=heads, d_model=24, n_layers=1)
+    attn = GPT(cfg, nnx.Rngs(params=3)).blocks[0].attn
+    x = jax.random.normal(jax.random.key(0), (3, cfg.context, cfg.d_model))
+    pattern, v = attn.pattern_and_values(x)
+    q, k, v_heads = jnp.einsum("btd,dchk->cbhtk", x, attn.w_qkv[...])
+    scores = jnp.einsum("bhqk,bhsk->bhqs", q, k) / np.sqrt(cfg.d_head)
+    causal = jnp.tril(jnp.ones((cfg.context, cfg.context), bool))
+    want = jax.nn.softmax(jnp.where(causal, scores, -jnp.inf), axis=-1)
+    np.testing.assert_allclose(pattern, want, atol=1e-6)
+    np.testing.assert_allclose(attn.split_heads(v), v_heads, atol=1e-6)
+    z = jnp.einsum("bhqs,bhsk->bhqk", want, v_heads)
+    out = jnp.einsum("bhqk,hkd->bqd", z, attn.w_o[...]) + attn.b_o[...]
+    np.testing.assert_allclose(attn.combine(pattern, v), out, atol=1e-6)
