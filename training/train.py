@@ -248,7 +248,7 @@ def train(
         warm = pool.submit(
             run_chunk, *placeholders(shapes, optimizer, tc.batch_size), base_key, 0, 0
         )
-        graphdef, params = init_params(mc, tc.seed)
+        _, params = init_params(mc, tc.seed)  # same graph definition as the abstract model
         opt_state = jax.jit(optimizer.init)(params)
         timings["init_s"] = time.perf_counter() - t0
         start, params, opt_state = _open_run(
