@@ -8,9 +8,10 @@ import dash_bootstrap_components as dbc  # noqa: F401  (registers its components
 from dash import Dash
 from flask import current_app, request
 
-from interp_app.auth import is_authorized, protect, read_users
+from interp_app.auth import UsersFile, is_authorized, protect, shared_users_file
 from interp_app.callbacks import register
 from interp_app.callbacks3d import register_3d
+from interp_app.http_guard import install_http_guards
 from interp_app.layout import build_layout
 from interp_app.runs import RunStore
 from interp_app.settings import Settings, from_env
@@ -38,18 +39,28 @@ def refuse_malformed_callbacks():
     return None
 
 
+def finish_dash_setup(app: Dash) -> None:
+    """Dash builds its registry of component bundles lazily, on a worker's first request,
+    and marks that done before it is (plotly/dash#3971): a bundle request that races the
+    first page gets a 500 and the page never draws. Done here, before the worker accepts
+    any request, there is nothing left to race."""
+    with app.server.test_request_context("/"):
+        app._setup_server()
+
+
 def create_app(
     root: str | Path = "checkpoints",
     live_ms: int = 3000,
     param_cache: int = 512,
     warm: bool = False,
-    users: dict[str, str] | None = None,
+    users: dict[str, str] | UsersFile | None = None,
 ) -> Dash:
     """Everything is served by the app itself (Plotly JS, Bootstrap CSS): works offline.
 
     ``live_ms``: how often the page polls the run folder for new steps (0: never).
     ``warm``: compile and load the default view before serving (the CLI and gunicorn do).
-    ``users``: user -> password hash; when given, every route but ``/healthz`` asks for them.
+    ``users``: user -> password hash, or a ``UsersFile`` (read again when it changes); when
+    given, every route but ``/healthz`` asks for them.
     """
     store = RunStore(root, param_cache=param_cache)
     app = Dash(
@@ -62,6 +73,7 @@ def create_app(
     )
     if users:  # first: strangers learn nothing, not even which requests are malformed
         app.server.config["AUTH_VERIFIER"] = protect(app.server, users)
+    install_http_guards(app.server)
     app.layout = build_layout(str(root), live_ms)
     register(app, store)
     register_3d(app, store)
@@ -69,6 +81,7 @@ def create_app(
     app.server.config["RUN_STORE"] = store
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES  # larger bodies get a 413
     app.server.before_request(refuse_malformed_callbacks)
+    finish_dash_setup(app)
     if warm:
         warm_up(store)
 
@@ -84,7 +97,7 @@ def create_app(
 
 
 def app_from_settings(settings: Settings) -> Dash:
-    users = read_users(settings.users_file) if settings.auth else None
+    users = shared_users_file(settings.users_file) if settings.auth else None
     return create_app(
         settings.root,
         live_ms=settings.live_ms,

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,8 +53,10 @@ def serve(
     timeout: float = 60.0,
     env: dict[str, str] | None = None,
     log: Path | None = None,
+    ready: Callable[[int], None] | None = None,
 ):
-    """Run a server command until it answers /healthz; always stop it afterwards.
+    """Run a server command until it answers /healthz (or until ``ready(port)`` returns);
+    always stop it afterwards.
 
     Its output goes to a file (``log``), never a pipe: a busy access log would fill a pipe
     and stall the server.
@@ -67,7 +70,7 @@ def serve(
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
-        while True:
+        while ready is None:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited: {log.read_text()}")
             try:
@@ -77,6 +80,8 @@ def serve(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server did not answer: {log.read_text()}") from None
                 time.sleep(0.2)
+        if ready is not None:
+            ready(port)
         yield url
     finally:
         proc.terminate()
