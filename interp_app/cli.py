@@ -6,12 +6,13 @@ worker builds its own app after the fork (JAX's thread pools do not survive a fo
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
 from gunicorn.app.base import BaseApplication
 
-from interp_app.auth import UsersFileError, read_users
+from interp_app.auth import UsersFileError, shared_users_file
 from interp_app.settings import Settings, parse_args
 from training import checkpoint as ckpt
 
@@ -44,6 +45,16 @@ class Served(BaseApplication):
     def load_config(self) -> None:
         for key, value in gunicorn_options(self.settings).items():
             self.cfg.set(key, value)
+        if self.settings.auth:
+            self.cfg.set("pre_fork", self.refresh_users)
+
+    def refresh_users(self, server: object, worker: object) -> None:
+        """Before each fork: the new worker inherits the users file as it is now, or the
+        master's last good copy when it is missing or broken (a worker never reads it to boot)."""
+        try:
+            shared_users_file(self.settings.users_file).current()
+        except UsersFileError as err:  # only if the master never read it
+            logging.getLogger("interp_app.auth").warning("%s", err)
 
     def load(self):
         from interp_app.app import app_from_settings
@@ -60,12 +71,28 @@ def ensure_default_run(root: str) -> int:
     return subprocess.call(command)
 
 
+def log_auth_events() -> None:
+    """Users-file changes and failures go to stderr beside gunicorn's own lines."""
+    logger = logging.getLogger("interp_app.auth")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s [%(process)d] [%(levelname)s] %(message)s", "[%Y-%m-%d %H:%M:%S %z]"
+        )
+    )
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     users: dict[str, str] = {}
     if settings.auth:
+        log_auth_events()
         try:
-            users = read_users(settings.users_file)
+            users = shared_users_file(settings.users_file).current()
         except UsersFileError as err:
             print(f"interp-app: error: {err}", file=sys.stderr)
             return 2
