@@ -49,7 +49,8 @@ HELP = {
     "when set, every route asks for them",
     "live_ms": "poll the run folder for new checkpoints every N ms (0: off)",
     "train": "train the built-in default run at start when the root has no runs",
-    "debug": "Dash's development server with debug tools (never for a shared server)",
+    "debug": "Dash's development server with Werkzeug's debugger, which skips the login: "
+    "only on a loopback --host and without --users-file",
 }
 
 
@@ -112,6 +113,22 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str] | None = None)
     ]
     if not 0 < settings.port < 65536:
         problems.append("--port must be between 1 and 65535")
+    problems += debug_problems(settings)
     if problems:
         build_parser(environ).error("; ".join(problems))
     return settings
+
+
+def debug_problems(settings: Settings) -> list[str]:
+    """Werkzeug's debugger console (``/console``) runs code and sits outside the app's login:
+    only for one person on this machine."""
+    if not settings.debug:
+        return []
+    problems = []
+    if settings.auth:
+        problems.append(
+            "--debug serves Werkzeug's debugger without the login: not with --users-file"
+        )
+    if settings.open_to_network:
+        problems.append(f"--debug is for a loopback --host only, not {settings.host}")
+    return problems

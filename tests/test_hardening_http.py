@@ -20,6 +20,7 @@ import requests
 from interp_app import auth
 from interp_app.app import create_app
 from interp_app.auth import hash_line, passwd_main
+from interp_app.settings import parse_args
 from tests.browser import free_port, serve
 
 USER, PASSWORD = "alice", "correct horse battery"
@@ -255,7 +256,84 @@ def test_successes_do_not_count_and_the_block_ends_with_the_window(locked):
     assert client.get("/", headers=_basic(USER, PASSWORD), environ_base=here).status_code == 200
 
 
-# --- item 14: names the users-file reader would take for comments ------------------------
+# --- item 14: response details ------------------------------------------------------------
+
+
+def _assert_hardened(response, what: str) -> None:
+    assert response.headers.get("X-Frame-Options") == "DENY", what
+    assert "frame-ancestors 'none'" in response.headers.get("Content-Security-Policy", ""), what
+    assert response.headers.get("X-Content-Type-Options") == "nosniff", what
+
+
+def test_every_response_forbids_framing_and_sniffing(locked, open_app):
+    client = locked.server.test_client()
+    alice = _basic(USER, PASSWORD)
+    for path, headers, status in [
+        ("/", {}, 401),
+        ("/", alice, 200),
+        ("/healthz", {}, 200),
+        ("/assets/00-bootstrap.min.css", alice, 200),
+        ("/_dash-component-suites/no_such_package/x.js", alice, 404),
+    ]:
+        r = client.get(path, headers=headers)
+        assert r.status_code == status, path
+        _assert_hardened(r, path)
+    _assert_hardened(open_app.server.test_client().get("/"), "open /")
+
+
+def test_options_needs_the_login_when_a_users_file_is_set(locked, open_app):
+    client = locked.server.test_client()
+    for path in ("/", "/_dash-update-component", "/_dash-layout"):
+        anonymous = client.options(path)
+        assert anonymous.status_code == 401, path
+        assert "Basic" in anonymous.headers.get("WWW-Authenticate", "")
+        assert client.options(path, headers=_basic(USER, "wrong")).status_code == 401
+        assert client.options(path, headers=_basic(USER, PASSWORD)).status_code == 200
+    unlocked = open_app.server.test_client().options("/")
+    assert unlocked.status_code == 200 and unlocked.data == b""
+
+
+def test_unknown_component_suite_paths_are_404(open_app, locked):
+    client = open_app.server.test_client()
+    page = client.get("/").text
+    real = re.findall(r'src="(/_dash-component-suites/[^"]+)"', page)[0]
+    assert client.get(real).status_code == 200
+    for path in (
+        "/_dash-component-suites/no_such_package/x.js",
+        "/_dash-component-suites/dash/no/such/file.v4_4_1m1.js",
+        "/_dash-component-suites/dash/../interp_app/auth.py",
+        "/_dash-component-suites/plotly/package_data/plotly.js",
+    ):
+        r = client.get(path)
+        assert r.status_code == 404, (path, r.status_code)
+        assert b"registered" not in r.data  # Dash's message lists every file
+        _assert_hardened(r, path)
+    guarded = locked.server.test_client()
+    unknown = "/_dash-component-suites/no_such_package/x.js"
+    assert guarded.get(unknown).status_code == 401  # the login still comes first
+    assert guarded.get(unknown, headers=_basic(USER, PASSWORD)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "argv, env",
+    [
+        (["--debug", "--users-file", "users"], {}),
+        (["--debug", "--host", "0.0.0.0"], {}),
+        ([], {"INTERP_DEBUG": "1", "INTERP_USERS_FILE": "/auth/users"}),
+        ([], {"INTERP_DEBUG": "1", "INTERP_HOST": "0.0.0.0"}),
+    ],
+)
+def test_debug_refused_with_a_users_file_or_an_open_host(argv, env, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_args(argv, env)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("interp-app: error:") and "--debug" in err
+
+
+def test_debug_alone_on_loopback_is_allowed():
+    assert parse_args(["--debug"], {}).debug
+    assert parse_args(["--debug", "--host", "::1"], {}).debug
 
 
 def test_passwd_refuses_a_name_the_reader_would_take_for_a_comment(tmp_path, monkeypatch, capsys):
