@@ -6,9 +6,9 @@ from pathlib import Path
 
 import dash_bootstrap_components as dbc  # noqa: F401  (registers its components)
 from dash import Dash
-from flask import current_app, request
 
 from interp_app.auth import UsersFile, is_authorized, protect, shared_users_file
+from interp_app.callback_guard import callback_shapes, refuse_malformed_callbacks
 from interp_app.callbacks import register
 from interp_app.callbacks3d import register_3d
 from interp_app.http_guard import install_http_guards
@@ -21,22 +21,6 @@ ASSETS = Path(__file__).parent / "assets"
 
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
-CALLBACK_FIELDS = {"output": str, "outputs": (list, dict), "inputs": list}
-
-
-def refuse_malformed_callbacks():
-    """A callback request that is not a Dash request body gets a 400, not a 500 traceback."""
-    if request.method != "POST" or request.path != "/_dash-update-component":
-        return None
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return {"error": "the request body is not a JSON object"}, 400
-    for name, kind in CALLBACK_FIELDS.items():
-        if not isinstance(body.get(name), kind):
-            return {"error": f"the request body has no valid {name!r}"}, 400
-    if body["output"] not in current_app.config["CALLBACK_KEYS"]:
-        return {"error": "no such callback"}, 400
-    return None
 
 
 def finish_dash_setup(app: Dash) -> None:
@@ -77,7 +61,7 @@ def create_app(
     app.layout = build_layout(str(root), live_ms)
     register(app, store)
     register_3d(app, store)
-    app.server.config["CALLBACK_KEYS"] = frozenset(app.callback_map)
+    app.server.config["CALLBACK_SHAPES"] = callback_shapes(app)
     app.server.config["RUN_STORE"] = store
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES  # larger bodies get a 413
     app.server.before_request(refuse_malformed_callbacks)

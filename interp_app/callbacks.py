@@ -16,7 +16,7 @@ from dash import ALL, ClientsideFunction, Dash, Input, Output, Patch, State, ctx
 from interp_app import figures
 from interp_app.analysis import METRICS, parse_head
 from interp_app.runs import RunStore, encode_prompt
-from interp_app.selection import Selection, parse_query
+from interp_app.selection import Selection, as_float, as_int, parse_query
 from interp_app.view import compute_patching, compute_view, resolve
 from training.checkpoint import CheckpointError
 
@@ -35,27 +35,25 @@ PANELS = (
 )
 
 
-def _raw(sel: dict[str, Any] | None) -> dict[str, Any]:
-    if not sel:
+def _raw(sel: Any) -> dict[str, Any]:
+    """A stored selection as raw URL-like values; {} when it is not a whole selection."""
+    s = Selection.parse(sel)
+    if s is None:
         return {}
-    s = Selection.from_dict(sel)
     return {**parse_query(s.to_query()), "step": s.step, "pos": s.pos}
 
 
-def control_values(metric: Any, src: Any) -> tuple[str, int]:
+def control_values(metric: Any, src: Any, context: int) -> tuple[str, int]:
     """The metric and source position pickers' values, or their defaults if forged."""
     metric = metric if isinstance(metric, str) and metric in METRICS else "dla"
-    src = src if isinstance(src, int) and not isinstance(src, bool) and src >= 0 else 0
-    return metric, src
+    src = as_int(src)
+    return metric, (src if src is not None and 0 <= src < context else 0)
 
 
 def recheck(store: RunStore, data: Any) -> tuple[Selection | None, list[str]]:
     """The selection store is client data: resolve it again, as a URL would be, and report
     what had to be replaced (nothing, for a selection this server wrote)."""
-    try:
-        raw = _raw(data) if isinstance(data, dict) else {}
-    except (TypeError, ValueError):
-        raw = {}
+    raw = _raw(data)
     try:
         sel, notes = resolve(store, raw)
     except CheckpointError as err:
@@ -66,54 +64,72 @@ def recheck(store: RunStore, data: Any) -> tuple[Selection | None, list[str]]:
     return sel, ([] if same else notes or ["the selection was replaced"])
 
 
-def event_to_raw(trigger: Any, value: Any, current: dict | None, store: RunStore) -> dict | None:
-    """The raw selection an event asks for, or None when the event changes nothing."""
+def first_point(click: Any) -> dict[str, Any] | None:
+    """The first clicked point of a Plotly click event, if the event is one."""
+    points = click.get("points") if isinstance(click, dict) else None
+    if isinstance(points, list) and points and isinstance(points[0], dict):
+        return points[0]
+    return None
+
+
+def toggled(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    """The raw selection with one head added to or removed from the ablated set."""
+    names = set(filter(None, raw.get("ablate", "").split(","))) ^ {name}
+    return {**raw, "ablate": ",".join(sorted(names)), "ablate_mode": raw.get("ablate_mode")}
+
+
+def nearest_step(steps: list[int], index: Any) -> int | None:
+    """The checkpoint at a slider or heatmap index (an index, not a step number)."""
+    i = as_int(index)
+    return steps[i] if i is not None and 0 <= i < len(steps) else None
+
+
+def event_to_raw(trigger: Any, value: Any, current: Any, store: RunStore) -> dict | None:
+    """The raw selection an event asks for, or None when the event changes nothing (or is
+    not an event any control of this page can send)."""
     raw = _raw(current)
+    steps = store.steps(raw["run"]) if raw else []
     # The run picker and the prompt box are also written by ``render``; that echo must not
     # count as a user's choice (it would reset the step, position and target of a deep link).
     if trigger == "run-picker":
-        if raw and value == raw.get("run"):
+        if not isinstance(value, str) or (raw and value == raw.get("run")):
             return None
         return {**raw, "run": value, "step": None, "pos": None, "target": None}
     if trigger == "step-slider":
-        steps = store.steps(raw["run"]) if raw else []
-        return {**raw, "step": steps[value]} if steps and 0 <= value < len(steps) else None
+        step = nearest_step(steps, value)
+        return None if step is None else {**raw, "step": step}
     if trigger == "prompt-input":
-        if raw and value == raw.get("prompt"):
+        if not (value is None or isinstance(value, str)) or (raw and value == raw.get("prompt")):
             return None
         return {**raw, "prompt": value or "", "pos": None, "target": None}
     if isinstance(trigger, dict) and trigger.get("type") == "chip":
-        return {**raw, "pos": trigger["index"]}
+        pos = as_int(trigger.get("index"))
+        return None if pos is None else {**raw, "pos": pos}
+    if not raw:
+        return None  # every other event edits a selection this server already made
     if trigger == "ablate-button":
-        if not raw:
-            return None
-        names = set(filter(None, raw.get("ablate", "").split(",")))
-        names ^= {raw["head"]}  # toggle the selected head
-        return {**raw, "ablate": ",".join(sorted(names)), "ablate_mode": raw.get("ablate_mode")}
+        return toggled(raw, raw["head"])
     if trigger == "grid-click":  # the head grid, through the shift-aware clientside hop
-        name = (value or {}).get("head")
-        if not isinstance(name, str) or not raw:
+        name = value.get("head") if isinstance(value, dict) else None
+        if not isinstance(name, str):
             return None
-        if value.get("shift"):
-            names = set(filter(None, raw.get("ablate", "").split(","))) ^ {name}
-            return {**raw, "ablate": ",".join(sorted(names)), "ablate_mode": raw.get("ablate_mode")}
-        return {**raw, "head": name}
+        return toggled(raw, name) if value.get("shift") is True else {**raw, "head": name}
     if trigger == "ablate-mode":
-        return {**raw, "ablate_mode": value}
+        return {**raw, "ablate_mode": value} if isinstance(value, str) else None
     if trigger == "corrupt-input":
-        return {**raw, "corrupt": value or ""}
+        return {**raw, "corrupt": value or ""} if value is None or isinstance(value, str) else None
     if trigger == "play-interval":
-        steps = store.steps(raw["run"]) if raw else []
-        if not steps:
-            return None
         later = [s for s in steps if s > int(raw["step"])]
-        return {**raw, "step": later[0] if later else steps[0]}  # loop back at the end
-    points = (value or {}).get("points") or []
-    if not points:
-        return None
-    point = points[0]
+        return {**raw, "step": later[0] if later else steps[0]} if steps else None  # loops
+    point = first_point(value)
+    return None if point is None else click_to_raw(trigger, point, raw, steps)
+
+
+def click_to_raw(trigger: Any, point: dict[str, Any], raw: dict, steps: list[int]) -> dict | None:
+    """What a click on one of the figures selects."""
     if trigger == "prediction":
-        return {**raw, "target": point.get("customdata")}
+        target = point.get("customdata")
+        return {**raw, "target": target} if isinstance(target, str) else None
     if trigger in ("head-grid", "head-multiples", "residual-contributions"):
         name = point.get("customdata")
         if not isinstance(name, str) or not name.startswith("L") or " " in name:
@@ -123,28 +139,29 @@ def event_to_raw(trigger: Any, value: Any, current: dict | None, store: RunStore
         data = point.get("customdata")
         if not (isinstance(data, list) and len(data) == 2 and isinstance(data[0], str)):
             return None
-        return {**raw, "head": data[0], "pos": data[1]}
+        pos = as_int(data[1])
+        return None if pos is None else {**raw, "head": data[0], "pos": pos}
     if trigger == "patching":
-        if point.get("curveNumber") == 0 and isinstance(point.get("y"), str):
-            return {**raw, "head": f"{point['y']}{point.get('x')}"}  # "L0" + "H1"
-        if point.get("curveNumber") == 1 and isinstance(point.get("x"), int):
-            return {**raw, "pos": point["x"]}
+        curve, x, y = as_int(point.get("curveNumber")), point.get("x"), point.get("y")
+        if curve == 0 and isinstance(y, str) and isinstance(x, str):
+            return {**raw, "head": f"{y}{x}"}  # "L0" + "H1"
+        if curve == 1 and as_int(x) is not None:
+            return {**raw, "pos": as_int(x)}
         return None
     if trigger in ("head-timeline", "prediction-timeline"):
         # x is the checkpoint's index (heatmap clicks carry no customdata); y the head's name
-        steps = store.steps(raw["run"]) if raw else []
-        index = point.get("x")
-        if not isinstance(index, int) or not 0 <= index < len(steps):
+        step = nearest_step(steps, point.get("x"))
+        if step is None:
             return None
-        new = {**raw, "step": steps[index]}
+        new = {**raw, "step": step}
         if trigger == "head-timeline" and isinstance(point.get("y"), str):
             new["head"] = point["y"]
         return new
     if trigger == "loss-curve":
-        steps = store.steps(raw["run"]) if raw else []
-        if not steps or point.get("x") is None:
+        x = as_float(point.get("x"))
+        if not steps or x is None:
             return None
-        return {**raw, "step": min(steps, key=lambda s: abs(s - float(point["x"])))}
+        return {**raw, "step": min(steps, key=lambda s: abs(s - x))}
     return None
 
 
@@ -228,8 +245,10 @@ def register(app: Dash, store: RunStore) -> None:
     def select(search, *args):
         current = args[-1]
         trigger = ctx.triggered_id
-        if trigger is None or trigger == "url" or not current:
-            if current and search == Selection.from_dict(current).to_query():
+        known = Selection.parse(current)
+        search = search if isinstance(search, str) else ""
+        if trigger is None or trigger == "url" or known is None:
+            if known is not None and search == known.to_query():
                 return no_update, no_update, no_update
             raw = parse_query(search)
         else:
@@ -284,7 +303,7 @@ def register(app: Dash, store: RunStore) -> None:
     def render(data, metric, src, compare, mode, _poll, rendered):
         out = {slot: no_update for slot in slots}
         result = lambda notes=no_update: (*(out[s] for s in slots), notes)  # noqa: E731
-        rendered = rendered or {}
+        rendered = rendered if isinstance(rendered, dict) else {}
         if not data:
             empty = figures.message_figure(f"No runs in {store.root}")
             out.update({(p, "figure"): empty for p in PANELS})
@@ -295,7 +314,7 @@ def register(app: Dash, store: RunStore) -> None:
             out.update({(p, "figure"): figures.message_figure("Nothing to show") for p in PANELS})
             return result(notices_children(notes))
         forged = notices_children(notes) if notes else no_update  # not written by this server
-        metric, src = control_values(metric, src)
+        metric, src = control_values(metric, src, store.info(sel.run).model.context)
         runs, steps = store.runs(), store.steps(sel.run)
         bad = bad_steps.setdefault(sel.run, set())
         keys = {
@@ -425,8 +444,10 @@ def register(app: Dash, store: RunStore) -> None:
         State("play-interval", "disabled"),
     )
     def play(n_clicks, speed, disabled):
-        playing = bool(n_clicks) and n_clicks % 2 == 1
-        return not playing, ("⏸ Pause" if playing else "▶ Play"), speed or 700
+        clicks, speed = as_int(n_clicks), as_int(speed)
+        playing = clicks is not None and clicks % 2 == 1
+        speed = speed if speed is not None and 100 <= speed <= 60_000 else 700
+        return not playing, ("⏸ Pause" if playing else "▶ Play"), speed
 
     @app.callback(
         Output("head-sparkline", "figure"),
@@ -439,11 +460,11 @@ def register(app: Dash, store: RunStore) -> None:
         sel, _ = recheck(store, data) if data else (None, [])
         if sel is None:
             return figures.message_figure("", 150)
-        metric, src = control_values(metric, src)
+        metric, src = control_values(metric, src, store.info(sel.run).model.context)
         name = sel.head_name
-        points = (hover or {}).get("points") if isinstance(hover, dict) else None
-        if points and isinstance(points[0], dict) and isinstance(points[0].get("customdata"), str):
-            name = points[0]["customdata"]
+        point = first_point(hover)
+        if point is not None and isinstance(point.get("customdata"), str):
+            name = point["customdata"]
         model = store.info(sel.run).model
         parsed = parse_head(name, model.n_layers, model.n_heads)
         steps, values, _ = timeline(store, sel, src)

@@ -5,7 +5,9 @@ Pure functions over the run store's listings; the callbacks only call these.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import math
+import re
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -16,6 +18,33 @@ DEFAULT_PROMPT = "i like spicy so i like"
 DEFAULT_HEAD = (1, 0)
 DEFAULT_CORRUPT = "i like sweet so i like"
 ABLATION_MODES = ("zero", "mean")
+MAX_TEXT_CHARS = 2000  # prompts and corrupted prompts: far beyond any context
+_INTEGER = re.compile(r"\s*[+-]?\d{1,18}\s*")
+
+
+def as_int(value: object) -> int | None:
+    """An integer from untrusted input (JSON or URL): ints, integral finite floats and short
+    digit strings; never a bool, NaN or an infinity."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value.is_integer() else None
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        return int(value)
+    return None
+
+
+def as_float(value: object) -> float | None:
+    """A finite number from untrusted input (a click's coordinate), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)
@@ -40,9 +69,33 @@ class Selection:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Selection:
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        fields["ablate"] = tuple(fields.get("ablate", ()))
-        return cls(**fields)
+        parsed = cls.parse(data)
+        if parsed is None:
+            raise ValueError("not a selection")
+        return parsed
+
+    @classmethod
+    def parse(cls, data: object) -> Selection | None:
+        """The selection a stored dict describes, or None when any field is missing or of
+        the wrong type (the store is client data: anyone can send anything)."""
+        if not isinstance(data, dict):
+            return None
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            value = data.get(f.name, f.default)
+            if f.name == "ablate":
+                if not isinstance(value, list | tuple) or len(value) > 4096:
+                    return None
+                if not all(isinstance(v, str) for v in value):
+                    return None
+                value = tuple(value)
+            elif f.name in ("step", "pos", "layer", "head"):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    return None
+            elif not isinstance(value, str):
+                return None
+            values[f.name] = value
+        return cls(**values)
 
     def to_query(self) -> str:
         query: dict[str, Any] = {
@@ -93,9 +146,8 @@ def pick_step(steps: list[int], wanted: str | int | None) -> tuple[int, str | No
     last = steps[-1]
     if wanted is None or wanted == "":
         return last, None
-    try:
-        value = int(wanted)
-    except (TypeError, ValueError):
+    value = as_int(wanted)
+    if value is None:
         return last, f"step {shown(wanted)} is not a number; showing step {last}"
     if value in steps:
         return value, None
@@ -118,9 +170,8 @@ def pick_pos(length: int, wanted: str | int | None) -> tuple[int, str | None]:
     last = max(length - 1, 0)
     if wanted is None or wanted == "":
         return last, None
-    try:
-        value = int(wanted)
-    except (TypeError, ValueError):
+    value = as_int(wanted)
+    if value is None:
         return last, f"position {shown(wanted)} is not a number; showing the last position"
     if 0 <= value < length:
         return value, None
@@ -130,18 +181,26 @@ def pick_pos(length: int, wanted: str | int | None) -> tuple[int, str | None]:
 def pick_ablation(
     n_layers: int, n_heads: int, wanted: str | None, mode: str | None
 ) -> tuple[tuple[str, ...], str, list[str]]:
-    """Valid ablated heads (sorted, unique) and mode; every dropped value is reported."""
+    """Valid ablated heads (sorted, unique) and mode. At most one entry per head is read, and
+    what was dropped is summarised in one notice (a forged list must not echo itself)."""
     notes = []
     names: set[str] = set()
-    for part in (wanted or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
+    parts = [p.strip() for p in (wanted if isinstance(wanted, str) else "").split(",")]
+    parts = [p for p in parts if p]
+    limit = n_layers * n_heads
+    bad = []
+    for part in parts[:limit]:
         parsed = parse_head(part, n_layers, n_heads)
         if parsed is None:
-            notes.append(f"cannot ablate {shown(part)}: no such head")
+            bad.append(part)
         else:
             names.add(head_name(*parsed))
+    ignored = len(parts) - min(len(parts), limit)
+    if bad or ignored:
+        what = [f"{len(bad)} that name no head (first: {shown(bad[0])})"] if bad else []
+        if ignored:
+            what.append(f"{ignored:,} beyond the model's {limit} heads")
+        notes.append(f"ablation list: dropped {' and '.join(what)}")
     if mode in (None, ""):
         mode = "zero"
     elif mode not in ABLATION_MODES:

@@ -17,6 +17,7 @@ from interp_app.runs import Prompt, RunStore, encode_prompt
 from interp_app.selection import (
     DEFAULT_CORRUPT,
     DEFAULT_PROMPT,
+    MAX_TEXT_CHARS,
     Selection,
     pick_ablation,
     pick_head,
@@ -26,8 +27,6 @@ from interp_app.selection import (
     shown,
 )
 from training.checkpoint import CheckpointError
-
-MAX_PROMPT_CHARS = 2000  # far beyond any context; keeps URLs and responses small
 
 
 def prompt_notices(prompt: Prompt, context: int) -> list[str]:
@@ -41,6 +40,22 @@ def prompt_notices(prompt: Prompt, context: int) -> list[str]:
         words = ", ".join(repr(w) for w in dict.fromkeys(prompt.unknown))
         notes.append(f"not in the vocabulary, shown as UNKNOWN: {words}")
     return notes
+
+
+def bounded_text(value: object, what: str, notes: list[str]) -> str | None:
+    """A typed text kept to its last ``MAX_TEXT_CHARS`` characters (the end is what the
+    model predicts from); anything but a string counts as not given."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        notes.append(f"the {what} {shown(value)} is not text; using the default")
+        return None
+    if len(value) > MAX_TEXT_CHARS:
+        notes.append(
+            f"the {what} has {len(value):,} characters; keeping its last {MAX_TEXT_CHARS:,}"
+        )
+        return value[-MAX_TEXT_CHARS:]
+    return value
 
 
 def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, list[str]]:
@@ -58,12 +73,7 @@ def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, lis
     step, note = pick_step(steps, raw.get("step"))
     if note:
         notes.append(note)
-    text = raw.get("prompt")
-    if text is not None and len(str(text)) > MAX_PROMPT_CHARS:
-        notes.append(
-            f"the prompt has {len(str(text)):,} characters; keeping its last {MAX_PROMPT_CHARS:,}"
-        )
-        text = str(text)[-MAX_PROMPT_CHARS:]
+    text = bounded_text(raw.get("prompt"), "prompt", notes)
     if text is None or not str(text).strip():
         if text is not None:
             notes.append("the prompt was empty; showing the default prompt")
@@ -84,7 +94,7 @@ def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, lis
         info.model.n_layers, info.model.n_heads, raw.get("ablate"), raw.get("ablate_mode")
     )
     notes.extend(more)
-    corrupt = str(raw.get("corrupt") or DEFAULT_CORRUPT)
+    corrupt = bounded_text(raw.get("corrupt"), "corrupted prompt", notes) or DEFAULT_CORRUPT
     target = raw.get("target")
     if target not in info.tokenizer.vocab:
         try:

@@ -3,6 +3,7 @@ odd folders in the checkpoint root, unreadable runs, oversized and forged callba
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -52,3 +53,121 @@ def test_first_requests_after_a_start_never_race_dash_setup(small_root, tmp_path
     assert statuses.count(200) == 120, sorted(set(statuses))
     for attempt in range(3):
         assert "is not a registered library" not in (tmp_path / f"app-{attempt}.log").read_text()
+
+
+# --- forged callback payloads ---------------------------------------------------------------
+
+HOSTILE = [
+    None,
+    "abc",
+    "",
+    -1,
+    10**30,
+    -(10**30),
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    1.5,
+    True,
+    [],
+    [1, "x", None],
+    {},
+    {"points": 5},
+    {"points": [5, "x"]},
+    {"points": [{"customdata": 5, "x": float("inf"), "y": 10**30, "curveNumber": "a"}]},
+    {"points": [{"customdata": ["L0H0", float("nan")], "x": -1, "curveNumber": 1}]},
+    {"head": 5, "shift": "yes"},
+    {"run": "small"},  # a partial selection
+    {"run": "small", "step": "x", "pos": float("inf"), "ablate": 5, "layer": "a"},
+    "x" * 20_000,
+]
+
+
+def _slot_values(sel: dict) -> dict[str, object]:
+    """Plausible values for every slot, so each forged value meets an otherwise sane call."""
+    return {
+        "selection.data": sel,
+        "url.search": "?run=small",
+        "metric-picker.value": "dla",
+        "source-picker.value": 0,
+        "attention-threshold.value": 0.1,
+        "embedding-set.value": "fruits",
+    }
+
+
+def _body(app, key: str, values: dict[str, object], changed: str) -> dict:
+    from tests.dash_client import _outputs
+
+    spec = app.callback_map[key]
+
+    def slot(item):
+        cid, prop = item["id"], item["property"]
+        if cid.startswith("{"):  # pattern-matching: a chip whose index is the forged value
+            if f"{cid}.{prop}" not in values:
+                return []
+            chip = {"type": "chip", "index": values[f"{cid}.{prop}"]}
+            return [{"id": chip, "property": prop, "value": 1}]
+        return {"id": cid, "property": prop, "value": values.get(f"{cid}.{prop}")}
+
+    if changed.startswith("{"):
+        chip = {"index": values.get(changed), "type": "chip"}
+        changed = json.dumps(chip, separators=(",", ":"), allow_nan=True) + ".n_clicks"
+    return {
+        "output": key,
+        "outputs": _outputs(key),
+        "inputs": [slot(i) for i in spec["inputs"]],
+        "changedPropIds": [changed],
+        "state": [slot(s) for s in spec.get("state", [])],
+    }
+
+
+def _forged_bodies(app, sel: dict, rng) -> list[dict]:
+    """Every hostile value in every input and state of every callback, then random mixes."""
+    bodies = []
+    sane = _slot_values(sel)
+    for key, spec in app.callback_map.items():
+        slots = [f"{s['id']}.{s['property']}" for s in [*spec["inputs"], *spec.get("state", [])]]
+        first = slots[0]
+        for name in slots:
+            changed = (
+                name if any(name == f"{i['id']}.{i['property']}" for i in spec["inputs"]) else first
+            )
+            for value in HOSTILE:
+                bodies.append(_body(app, key, {**sane, name: value}, changed))
+        for _ in range(20):
+            forged = {name: HOSTILE[rng.integers(len(HOSTILE))] for name in slots}
+            bodies.append(_body(app, key, {**sane, **forged}, slots[rng.integers(len(slots))]))
+    return bodies
+
+
+def test_forged_callback_payloads_never_get_a_5xx(small_root):
+    """Regression: 82 of 213 forged payloads returned 500 (non-dict clicks, NaN and infinite
+    numbers, strings for ints, partial selections, a source position of 10**30)."""
+    import numpy as np
+
+    root, _ = small_root
+    app = create_app(root)
+    client = app.server.test_client()
+    sel = client.post(
+        "/_dash-update-component",
+        json=_body(
+            app,
+            next(
+                k for k in app.callback_map if "selection.data" in k and k.startswith("..selection")
+            ),
+            {"url.search": "?run=small"},
+            "url.search",
+        ),
+    ).get_json()["response"]["selection"]["data"]
+    bodies = _forged_bodies(app, sel, np.random.default_rng(0))
+    failures = []
+    for body in bodies:
+        data = json.dumps(body, allow_nan=True)  # Infinity and NaN, as a forger would send
+        resp = client.post("/_dash-update-component", data=data, content_type="application/json")
+        if resp.status_code >= 500:
+            failures.append((body["output"][:40], body["changedPropIds"], resp.status_code))
+    deep = "[" * 100_000 + "]" * 100_000
+    resp = client.post("/_dash-update-component", data=deep, content_type="application/json")
+    assert 400 <= resp.status_code < 500
+    assert not failures, (len(failures), len(bodies), failures[:10])
+    assert len(bodies) > 1000
