@@ -197,10 +197,11 @@ def pick_ablation(
             names.add(head_name(*parsed))
     ignored = len(parts) - min(len(parts), limit)
     if bad or ignored:
-        what = [f"{len(bad)} that name no head (first: {shown(bad[0])})"] if bad else []
+        what = [", ".join(shown(b) for b in bad[:3]) + (", …" if len(bad) > 3 else "")]
+        what = [f"{what[0]} (no such head)"] if bad else []
         if ignored:
-            what.append(f"{ignored:,} beyond the model's {limit} heads")
-        notes.append(f"ablation list: dropped {' and '.join(what)}")
+            what.append(f"{ignored:,} entries beyond the model's {limit} heads")
+        notes.append(f"cannot ablate {' and '.join(what)}")
     if mode in (None, ""):
         mode = "zero"
     elif mode not in ABLATION_MODES:
