@@ -71,11 +71,13 @@ def create_app(
 
     @app.server.route("/healthz")
     def healthz():
-        """Open to health checks; the counts only to authorised users."""
+        """Open to health checks; the counts and problems only to authorised users. A root
+        or run this server cannot read is reported here, never a failed check."""
         if not is_authorized(app.server):
             return {"status": "ok"}
         runs = store.runs()
-        return {"status": "ok", "runs": len(runs), "steps": sum(len(store.steps(r)) for r in runs)}
+        steps = sum(len(store.steps(r)) for r in runs)
+        return {"status": "ok", "runs": len(runs), "steps": steps, "problems": store.problems()}
 
     return app
 

@@ -261,6 +261,8 @@ def register(app: Dash, store: RunStore) -> None:
             sel, notes = resolve(store, raw)
         except CheckpointError as err:
             return no_update, no_update, notices_children([str(err)])
+        if trigger is None or trigger == "url":  # a page (re)load: say what cannot be read
+            notes = [*store.problems(), *notes]
         if sel is None:
             msg = notes or [f"No runs in {store.root}. Train one: interp-train --root {store.root}"]
             return None, no_update, notices_children(msg)

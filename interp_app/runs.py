@@ -6,6 +6,7 @@ user (URL, picker) goes through ``training.checkpoint.run_dir``, which refuses p
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -127,7 +128,33 @@ class RunStore:
         return self._derived.get_or_make(key, make)
 
     def runs(self) -> list[str]:
-        return ckpt.list_runs(self.root)
+        """Runs this server can list (an unreadable root lists none: see ``problems``)."""
+        try:
+            return ckpt.list_runs(self.root)
+        except OSError:
+            return []
+
+    def problems(self) -> list[str]:
+        """What in the root this server cannot read (another user's run, a root it may not
+        open), said plainly for ``/healthz`` and the page instead of failing a request."""
+        try:
+            entries = sorted(e.name for e in os.scandir(self.root) if e.is_dir())
+        except FileNotFoundError:
+            return [f"the checkpoint root {self.root} does not exist"]
+        except OSError as err:
+            return [f"cannot read the checkpoint root {self.root}: {err.strerror}"]
+        found = []
+        for name in entries:
+            try:
+                run = self.run_dir(name)
+                with open(run / ckpt.RUN_FILE, "rb"):
+                    pass
+                ckpt.list_steps(run)
+            except (CheckpointError, FileNotFoundError, NotADirectoryError):
+                continue  # not a run (or not a name a run may have)
+            except OSError as err:
+                found.append(f"run {name!r} cannot be read by this server: {err.strerror}")
+        return found
 
     def info(self, run: str) -> ckpt.RunInfo:
         """Run metadata, re-read when run.json changes (a resumed run may grow its steps)."""
@@ -136,7 +163,14 @@ class RunStore:
             mtime = path.stat().st_mtime_ns
         except OSError:
             raise ckpt.CheckpointError(f"no run named {run!r} in {self.root}") from None
-        return self._runs.get_or_make((run, mtime), lambda: ckpt.read_run(self.root, run))
+
+        def read() -> ckpt.RunInfo:
+            try:
+                return ckpt.read_run(self.root, run)
+            except OSError as err:
+                raise CheckpointError(f"run {run!r} cannot be read: {err.strerror}") from None
+
+        return self._runs.get_or_make((run, mtime), read)
 
     def steps(self, run: str) -> list[int]:
         """Complete steps. The listing is reused while the steps folder is unchanged, once its
@@ -144,13 +178,13 @@ class RunStore:
         folder = self.run_dir(run) / ckpt.STEPS_DIR
         try:
             mtime = folder.stat().st_mtime_ns
+            if time.time_ns() - mtime < 1_000_000_000:
+                return ckpt.list_steps(folder.parent)
+            return list(
+                self._listings.get_or_make((run, mtime), lambda: ckpt.list_steps(folder.parent))
+            )
         except OSError:
-            return []
-        if time.time_ns() - mtime < 1_000_000_000:
-            return ckpt.list_steps(folder.parent)
-        return list(
-            self._listings.get_or_make((run, mtime), lambda: ckpt.list_steps(folder.parent))
-        )
+            return []  # unreadable: ``problems`` names it
 
     def loss_history(self, run: str):
         return ckpt.loss_history(self.run_dir(run))

@@ -239,7 +239,7 @@ def warm_up(store: RunStore) -> None:
         info = store.info(sel.run)
         prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
         store.timeline(sel.run, prompt, sel.pos, info.tokenizer.vocab.index(sel.target))
-    except (CheckpointError, ValueError):
+    except (CheckpointError, ValueError, OSError):
         pass
 
 

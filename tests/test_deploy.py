@@ -50,7 +50,7 @@ def test_compose_app_command_serves_page_and_callback_under_gunicorn(small_root,
         page = requests.get(url + "/", timeout=30)
         assert page.status_code == 200 and "_dash-renderer" in page.text
         health = requests.get(url + "/healthz", timeout=30).json()
-        assert health == {"status": "ok", "runs": 1, "steps": len(summary.steps)}
+        assert health == {"status": "ok", "runs": 1, "steps": len(summary.steps), "problems": []}
         client = DashClient(create_app(root), base_url=url)
         sel = client.select(None, search="?run=small&step=100&head=L0H1")["selection"]["data"]
         assert (sel["step"], sel["layer"], sel["head"]) == (100, 0, 1)

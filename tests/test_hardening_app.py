@@ -4,15 +4,21 @@ odd folders in the checkpoint root, unreadable runs, oversized and forged callba
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import socket
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import pytest
 import requests
 
 from interp_app.app import create_app
 from tests.browser import app_command, free_port, serve
+from tests.dash_client import DashClient
 
 
 def _bundle_paths(root) -> list[str]:
@@ -171,3 +177,96 @@ def test_forged_callback_payloads_never_get_a_5xx(small_root):
     assert 400 <= resp.status_code < 500
     assert not failures, (len(failures), len(bodies), failures[:10])
     assert len(bodies) > 1000
+
+
+# --- runs and roots this server cannot read ---------------------------------------------------
+
+OTHER_UID = 12345  # owns the "other user's" files below
+
+
+def _unprivileged(argv: list[str]) -> list[str]:
+    """As root, file modes bind only without the capabilities that bypass them."""
+    if os.geteuid() != 0:
+        return argv
+    drop = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", "--", *argv]
+
+
+def _lock(path: Path) -> None:
+    """Another user's owner-only files, as ``mkstemp`` used to leave them."""
+    for p in [path, *path.rglob("*")]:
+        if os.geteuid() == 0:
+            os.chown(p, OTHER_UID, OTHER_UID)
+        p.chmod(0o700 if p.is_dir() else 0o600)
+
+
+def _unlock(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        if os.geteuid() == 0:
+            os.chown(p, 0, 0)
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+@pytest.fixture
+def world_readable_root(small_root):
+    """A root that every user may read (pytest's own temporary folders are owner-only)."""
+    src, _ = small_root
+    base = Path(tempfile.mkdtemp(prefix="interp-perm-"))
+    base.chmod(0o755)
+    root = base / "root"
+    shutil.copytree(src, root)
+    shutil.copytree(root / "small", root / "theirs")
+    _unlock(root)
+    yield root
+    _unlock(base)
+    shutil.rmtree(base)
+
+
+def test_unreadable_runs_and_root_are_notices_not_a_dead_server(world_readable_root, tmp_path):
+    """Regression: a run another user wrote owner-only made the worker fail to boot and
+    gunicorn exit. Now the server serves what it can read and names what it cannot."""
+    root = world_readable_root
+    _lock(root / "theirs")
+    port = free_port()
+    argv = _unprivileged(app_command(root, port))
+    with serve(argv, port, timeout=120, log=tmp_path / "app.log") as url:
+        health = requests.get(url + "/healthz", timeout=30).json()
+        assert health["runs"] == 1 and health["status"] == "ok", health
+        assert any("'theirs'" in p and "cannot be read" in p for p in health["problems"])
+        client = DashClient(create_app(root), base_url=url)
+        r = client.select(None, search="?run=theirs")
+        assert r["selection"]["data"]["run"] == "small"
+        assert "'theirs' cannot be read" in str(r["notices"]["children"])
+        root.chmod(0o700)
+        if os.geteuid() == 0:
+            os.chown(root, OTHER_UID, OTHER_UID)
+        health = requests.get(url + "/healthz", timeout=30)
+        assert health.status_code == 200
+        assert "cannot read the checkpoint root" in str(health.json()["problems"])
+        r = client.select(None, search="?run=small")
+        assert "cannot read the checkpoint root" in str(r["notices"]["children"])
+
+
+def test_listing_and_lookup_share_one_rule_for_run_names(small_root, tmp_path):
+    """Regression: a symlink leading out of the root or a folder named ``small..bak`` made
+    /healthz 500, and such folders were listed but could not be selected."""
+    src, _ = small_root
+    root = tmp_path / "root"
+    shutil.copytree(src, root)
+    shutil.copytree(root / "small", tmp_path / "outside")
+    (root / "escape").symlink_to(tmp_path / "outside")
+    shutil.copytree(root / "small", root / "small..bak")
+    (root / "alias").symlink_to(root / "small")  # inside the root: an ordinary second name
+    app = create_app(root)
+    health = app.server.test_client().get("/healthz")
+    assert health.status_code == 200
+    assert health.get_json()["runs"] == 2
+    client = DashClient(app)
+    sel = client.select(None, search="?run=alias")["selection"]["data"]
+    assert sel["run"] == "alias"
+    options = client.render(sel)["run-picker"]["options"]
+    assert [o["value"] for o in options] == ["alias", "small"]
+    for name in ("escape", "small..bak"):
+        r = client.select(None, search=f"?run={name}")
+        assert r["selection"]["data"]["run"] == "alias"  # the first listed run
+        assert "does not exist" in str(r["notices"]["children"])

@@ -118,14 +118,21 @@ def read_run(root: str | Path, name: str) -> RunInfo:
 
 
 def list_runs(root: str | Path) -> list[str]:
+    """The runs a lookup finds, by the lookup's own rule (``run_dir``): a plain name, inside
+    the root (a symlink that leads out is ignored), with a run.json. A run folder this
+    process may not open is skipped here; the app names it as a problem."""
     base = Path(root)
     if not base.is_dir():
         return []
-    return sorted(
-        e.name
-        for e in os.scandir(base)
-        if e.is_dir() and _RUN_NAME.match(e.name) and (Path(e.path) / RUN_FILE).is_file()
-    )
+    names = []
+    for entry in os.scandir(base):
+        try:
+            path = run_dir(base, entry.name)
+            if path.is_dir() and (path / RUN_FILE).is_file():
+                names.append(entry.name)
+        except (CheckpointError, OSError):
+            continue
+    return sorted(names)
 
 
 def list_steps(run: Path) -> list[int]:
