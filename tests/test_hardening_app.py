@@ -12,6 +12,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -270,3 +271,24 @@ def test_listing_and_lookup_share_one_rule_for_run_names(small_root, tmp_path):
         r = client.select(None, search=f"?run={name}")
         assert r["selection"]["data"]["run"] == "alias"  # the first listed run
         assert "does not exist" in str(r["notices"]["children"])
+
+
+def test_huge_corrupted_prompt_and_ablation_list_stay_small(small_root):
+    """Regression: a 3.5 MB corrupted prompt came back as a 7 MB response (and half a GB of
+    cache); 400,000 bad ablation entries gave a 73.6 MB response, one notice per entry."""
+    root, _ = small_root
+    client = DashClient(create_app(root))
+    huge = "sweet " * 600_000  # 3.6 MB
+    r = client.select(None, search="?" + urlencode({"run": "small", "corrupt": huge}))
+    assert client.last_status == 200 and client.last_bytes < 50_000, client.last_bytes
+    sel = r["selection"]["data"]
+    assert len(sel["corrupt"]) == 2000
+    assert "corrupted prompt has 3,600,000 characters" in str(r["notices"]["children"])
+    panels = client.render(sel)
+    assert client.last_bytes < 400_000 and "patching" in panels
+    forged = ",".join(f"X{i}" for i in range(400_000))
+    r = client.select(None, search="?" + urlencode({"run": "small", "ablate": forged}))
+    assert client.last_status == 200 and client.last_bytes < 20_000, client.last_bytes
+    notes = [n["props"]["children"] for n in r["notices"]["children"]]
+    assert len(notes) == 1 and "399,996 entries beyond the model's 4 heads" in notes[0], notes
+    assert r["selection"]["data"]["ablate"] == []
