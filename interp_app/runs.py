@@ -25,6 +25,8 @@ from training.model import Capture, capture
 from training.params import ParamsError, abstract_model, unflatten_params
 from training.tokenizer import Tokenizer
 
+STACK_BUDGET = 512 * 1024 * 1024  # bytes of stacked parameters kept for timelines
+
 
 class LRU:
     """A small thread-safe least-recently-used cache (gunicorn threads share one store)."""
@@ -42,6 +44,12 @@ class LRU:
         value = make()
         self.put(key, value)
         return value
+
+    def peek(self, key: Hashable) -> Any | None:
+        """The cached value without making it or refreshing its place (a scan must not
+        push out what the step slider keeps using)."""
+        with self._lock:
+            return self._data.get(key)
 
     def put(self, key: Hashable, value: Any) -> None:
         with self._lock:
@@ -104,6 +112,7 @@ class RunStore:
         self._runs = LRU(64)
         self._listings = LRU(64)
         self._derived = LRU(256)
+        self._stacks = LRU(2)  # stacked parameters of every step of a run, for timelines
         self._dirs: dict[str, Path] = {}
         self._graphdefs: dict[Any, Any] = {}
 
@@ -194,19 +203,48 @@ class RunStore:
             self._graphdefs[info.model] = abstract_model(info.model)[0]
         return self._graphdefs[info.model]
 
+    def _read_params(self, run: str, step: int) -> dict[str, np.ndarray]:
+        info = self.info(run)
+        flat = ckpt.load_params(info.path, step)
+        try:
+            unflatten_params(info.model, flat)
+        except ParamsError as err:
+            raise ckpt.CheckpointError(f"step {step} of run {run!r}: {err}") from None
+        return {k: np.asarray(v, np.float32) for k, v in flat.items()}
+
     def params(self, run: str, step: int) -> dict[str, np.ndarray]:
         """Named float32 arrays; raises CheckpointError for a missing or corrupt step."""
-        info = self.info(run)
+        return self._params.get_or_make((run, step), lambda: self._read_params(run, step))
 
-        def load() -> dict[str, np.ndarray]:
-            flat = ckpt.load_params(info.path, step)
+    def stacked(self, run: str, steps: list[int]) -> tuple[list[int], list[dict], list[int]]:
+        """(readable steps, their parameters stacked in chunks, unreadable steps).
+
+        Every new prompt's timeline needs every step. Read through the step cache, a run with
+        more checkpoints than the cache holds would evict each one before its next use and
+        reload them all for each prompt; so the stack is kept whole (while it fits in
+        ``STACK_BUDGET``) and steps outside the cache are read past it, not into it.
+        """
+        from interp_app.timeline import stack_chunks
+
+        key = (run, tuple(steps))
+        found = self._stacks.peek(key)
+        if found is not None:
+            return found
+        fits = len(steps) <= self._params.capacity
+        ok, flats, bad = [], [], []
+        for step in steps:
             try:
-                unflatten_params(info.model, flat)
-            except ParamsError as err:
-                raise ckpt.CheckpointError(f"step {step} of run {run!r}: {err}") from None
-            return {k: np.asarray(v, np.float32) for k, v in flat.items()}
-
-        return self._params.get_or_make((run, step), load)
+                cached = self._params.peek((run, step))
+                if cached is None:
+                    cached = self.params(run, step) if fits else self._read_params(run, step)
+                flats.append(cached)
+                ok.append(step)
+            except CheckpointError:
+                bad.append(step)
+        result = (ok, stack_chunks(flats) if flats else [], bad)
+        if sum(a.nbytes for f in flats[:1] for a in f.values()) * len(flats) <= STACK_BUDGET:
+            self._stacks.put(key, result)
+        return result
 
     def state(self, run: str, step: int):
         """(graph definition, parameter state) of one step, for the jitted passes."""
@@ -253,30 +291,22 @@ class RunStore:
         Cached per (run, prompt, query); when new steps land only those are computed.
         """
         from interp_app.causal import head_mask
-        from interp_app.timeline import compute_timeline, stack_chunks
+        from interp_app.timeline import compute_timeline
         from training.params import unflatten_stacked
 
         info = self.info(run)
         key = (run, prompt.padded, pos, target, src, ablate, mode)
         known: dict[int, dict[str, np.ndarray]] = self._timelines.get_or_make(key, dict)
-        bad: list[int] = []
-        missing, flats = [], []
-        for step in self.steps(run):
-            if step in known:
-                continue
-            try:
-                flats.append(self.params(run, step))
-                missing.append(step)
-            except CheckpointError:
-                bad.append(step)
-        if missing:
-            chunks = [unflatten_stacked(info.model, c) for c in stack_chunks(flats)]
+        missing = [step for step in self.steps(run) if step not in known]
+        read, chunks, bad = self.stacked(run, missing) if missing else ([], [], [])
+        if read:
+            chunks = [unflatten_stacked(info.model, c) for c in chunks]
             tokens = jnp.asarray([prompt.padded], jnp.int32)
             ablated = head_mask(ablate, info.model.n_layers, info.model.n_heads)
             out = compute_timeline(
                 self._graphdef(info),
                 chunks,
-                len(missing),
+                len(read),
                 tokens,
                 pos,
                 target,
@@ -285,7 +315,7 @@ class RunStore:
                 ablated,
                 mode,
             )
-            for i, step in enumerate(missing):
+            for i, step in enumerate(read):
                 known[step] = {k: v[i] for k, v in out.items()}
         steps = sorted(known)
         done, merged = self._merged.get_or_make(key, lambda: ((), {}))

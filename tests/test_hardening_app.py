@@ -292,3 +292,34 @@ def test_huge_corrupted_prompt_and_ablation_list_stay_small(small_root):
     notes = [n["props"]["children"] for n in r["notices"]["children"]]
     assert len(notes) == 1 and "399,996 entries beyond the model's 4 heads" in notes[0], notes
     assert r["selection"]["data"]["ablate"] == []
+
+
+def test_timelines_over_more_steps_than_the_cache_read_each_checkpoint_once(
+    small_root, tmp_path, monkeypatch
+):
+    """Regression: with more checkpoints than ``--cache-steps``, every new prompt's timeline
+    evicted each step before its next use and read them all again (1.6-3.7 s at 1,501)."""
+    from interp_app.runs import RunStore, encode_prompt
+    from training import checkpoint as ckpt
+
+    src, _ = small_root
+    root = tmp_path / "root"
+    run = root / "many"
+    (run / ckpt.STEPS_DIR).mkdir(parents=True)
+    shutil.copy(src / "small" / ckpt.RUN_FILE, run / ckpt.RUN_FILE)
+    last = ckpt.step_dir(src / "small", 300)
+    for i in range(40):
+        shutil.copytree(last, ckpt.step_dir(run, i))
+    store = RunStore(root, param_cache=8)
+    hot = store.params("many", 39)  # what the slider shows: must stay cached
+    reads: list[int] = []
+    real = ckpt.load_params
+    monkeypatch.setattr(ckpt, "load_params", lambda r, s: reads.append(s) or real(r, s))
+    info = store.info("many")
+    chili = info.tokenizer.vocab.index("chili")
+    for text in ("i like spicy so i like", "apple is so sweet", "lemon tastes sour"):
+        prompt = encode_prompt(info.tokenizer, info.model.context, text)
+        steps, values, bad = store.timeline("many", prompt, prompt.length - 1, chili)
+        assert steps == list(range(40)) and not bad and values["dla"].shape[0] == 40
+    assert sorted(reads) == list(range(39)), reads  # each once; step 39 came from the cache
+    assert store.params("many", 39) is hot
