@@ -11,6 +11,7 @@ from interp_app.auth import UsersFile, is_authorized, protect, shared_users_file
 from interp_app.callback_guard import callback_shapes, refuse_malformed_callbacks
 from interp_app.callbacks import register
 from interp_app.callbacks3d import register_3d
+from interp_app.compute_gate import install_compute_gate
 from interp_app.http_guard import install_http_guards
 from interp_app.layout import build_layout
 from interp_app.runs import RunStore
@@ -38,6 +39,7 @@ def create_app(
     param_cache: int = 512,
     warm: bool = False,
     users: dict[str, str] | UsersFile | None = None,
+    compute_slots: int | None = None,
 ) -> Dash:
     """Everything is served by the app itself (Plotly JS, Bootstrap CSS): works offline.
 
@@ -45,6 +47,8 @@ def create_app(
     ``warm``: compile and load the default view before serving (the CLI and gunicorn do).
     ``users``: user -> password hash, or a ``UsersFile`` (read again when it changes); when
     given, every route but ``/healthz`` asks for them.
+    ``compute_slots``: callbacks computing at once (the served app: ``--threads``); the
+    rest wait on spare threads, so light requests never queue behind them.
     """
     store = RunStore(root, param_cache=param_cache)
     app = Dash(
@@ -65,6 +69,8 @@ def create_app(
     app.server.config["RUN_STORE"] = store
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES  # larger bodies get a 413
     app.server.before_request(refuse_malformed_callbacks)
+    if compute_slots is not None:
+        install_compute_gate(app.server, compute_slots)
     finish_dash_setup(app)
     if warm:
         warm_up(store)
@@ -90,6 +96,7 @@ def app_from_settings(settings: Settings) -> Dash:
         param_cache=settings.cache_steps,
         warm=True,
         users=users,
+        compute_slots=settings.threads,
     )
 
 

@@ -13,6 +13,7 @@ import sys
 from gunicorn.app.base import BaseApplication
 
 from interp_app.auth import UsersFileError, shared_users_file
+from interp_app.compute_gate import SPARE_THREADS
 from interp_app.settings import Settings, parse_args
 from training import checkpoint as ckpt
 
@@ -24,7 +25,7 @@ def gunicorn_options(settings: Settings) -> dict[str, object]:
         else f"{settings.host}:{settings.port}",
         "workers": settings.workers,
         "worker_class": "gthread",
-        "threads": settings.threads,
+        "threads": settings.threads + SPARE_THREADS,  # spare ones only wait (compute_gate)
         "accesslog": "-",
         "errorlog": "-",
         "control_socket_disable": True,  # --no-control-socket

@@ -43,7 +43,8 @@ HELP = {
     "host": "address to bind (127.0.0.1: this machine only)",
     "port": "port to listen on",
     "workers": "gunicorn worker processes (each holds its own caches)",
-    "threads": "threads per worker",
+    "threads": "callbacks computed at once per worker (each worker also keeps spare threads, "
+    "so health checks and assets never wait behind them)",
     "cache_steps": "parameter cache per worker, in checkpoints (about 43 KB each, default model)",
     "users_file": "file of 'user:password-hash' lines (make with interp-passwd); "
     "when set, every route asks for them",

@@ -323,3 +323,33 @@ def test_timelines_over_more_steps_than_the_cache_read_each_checkpoint_once(
         assert steps == list(range(40)) and not bad and values["dla"].shape[0] == 40
     assert sorted(reads) == list(range(39)), reads  # each once; step 39 came from the cache
     assert store.params("many", 39) is hot
+
+
+def test_healthz_overtakes_queued_callbacks(small_root, tmp_path):
+    """Regression: with every thread busy on a callback, /healthz queued behind twenty of
+    them (11.5 s; the compose check gives up after 5 s). One worker computing one callback at
+    a time: the health check must answer while most of the twenty are still waiting."""
+    root, _ = small_root
+    port = free_port()
+    argv = [*app_command(root, port), "--threads", "1"]
+    with serve(argv, port, timeout=120, log=tmp_path / "app.log") as url:
+        client = DashClient(create_app(root), base_url=url)
+        sel = client.select(None, search="?run=small")["selection"]["data"]
+        words = ["apple", "chili", "lemon", "orange", "sweet", "spicy", "sour", "juicy"]
+        done: list[float] = []
+
+        def slow(i: int) -> None:
+            own = DashClient(client.app, base_url=url)
+            prompt = f"i like {words[i % 8]} so i like {words[(i // 8) % 8]} {words[i % 3]}"
+            own.render({**sel, "prompt": prompt, "corrupt": prompt + " lemon"})
+            done.append(time.monotonic())
+
+        with ThreadPoolExecutor(20) as pool:
+            futures = [pool.submit(slow, i) for i in range(20)]
+            time.sleep(0.5)  # every callback accepted and queued
+            health = requests.get(url + "/healthz", timeout=30)
+            finished_before = len(done)
+            for f in futures:
+                f.result()
+        assert health.status_code == 200
+        assert finished_before < 10, f"/healthz waited for {finished_before} of 20 callbacks"
