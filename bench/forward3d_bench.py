@@ -14,8 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import training  # noqa: F401  (configures XLA before JAX starts)
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -18,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import default_root  # noqa: E402
 
-import training  # noqa: E402,F401  (configures XLA before JAX starts)
 from interp_app import analysis  # noqa: E402
 from interp_app.app import create_app  # noqa: E402
 from interp_app.runs import RunStore, encode_prompt  # noqa: E402

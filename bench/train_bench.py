@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 
-import training  # noqa: F401  (configures XLA before JAX starts)
+from training import runtime
 from training.config import ModelConfig, TrainConfig
 from training.corpus import builtin_corpus
 from training.train import train
@@ -22,6 +22,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
     args = ap.parse_args()
+    runtime.configure()  # XLA's CPU flags, as interp-train sets them, before JAX starts
     corpus = builtin_corpus()
     with tempfile.TemporaryDirectory() as root:
         t0 = time.perf_counter()

@@ -17,6 +17,7 @@ from interp_app.layout import build_layout
 from interp_app.runs import RunStore
 from interp_app.settings import Settings, from_env
 from interp_app.view import warm_up
+from training import runtime
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -102,4 +103,5 @@ def app_from_settings(settings: Settings) -> Dash:
 
 def server():
     """WSGI entry for a bare gunicorn (``gunicorn 'interp_app.app:server()'``): reads INTERP_*."""
+    runtime.configure()  # XLA's CPU flags, before this worker's JAX starts
     return app_from_settings(from_env()).server

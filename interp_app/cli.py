@@ -16,6 +16,7 @@ from interp_app.auth import UsersFileError, shared_users_file
 from interp_app.compute_gate import SPARE_THREADS
 from interp_app.settings import Settings, parse_args
 from training import checkpoint as ckpt
+from training import runtime
 
 
 def gunicorn_options(settings: Settings) -> dict[str, object]:
@@ -58,6 +59,7 @@ class Served(BaseApplication):
             logging.getLogger("interp_app.auth").warning("%s", err)
 
     def load(self):
+        runtime.configure()  # XLA's CPU flags, before this worker's JAX starts
         from interp_app.app import app_from_settings
 
         return app_from_settings(self.settings).server
@@ -89,6 +91,7 @@ def log_auth_events() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
+    runtime.configure()  # inherited by the workers and the training child
     users: dict[str, str] = {}
     if settings.auth:
         log_auth_events()

@@ -6,10 +6,12 @@ import os
 
 import pytest
 
-import training  # noqa: F401  (configures XLA before JAX starts)
+from training import runtime
 from training.config import ModelConfig, TrainConfig
 from training.corpus import builtin_corpus
 from training.train import train
+
+runtime.configure()  # XLA's CPU flags (two host devices), before any test starts JAX
 
 # Figures skip Plotly's validation in production for speed; tests validate every property.
 os.environ.setdefault("INTERP_VALIDATE_FIGURES", "1")

@@ -1,5 +1,5 @@
-"""Everything that makes checkpoints: corpus, tokenizer, model, training loop, run format."""
+"""Everything that makes checkpoints: corpus, tokenizer, model, training loop, run format.
 
-from training import runtime
-
-runtime.configure()
+Importing it has no side effects; entry points call ``training.runtime.configure()`` to
+set XLA's CPU flags before JAX starts its backend.
+"""
