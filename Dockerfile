@@ -3,6 +3,7 @@
 # (no pip, uv or compilers), run as an unprivileged user.
 FROM python:3.12-slim AS build
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never PIP_NO_CACHE_DIR=1
+# The same uv as the Makefile (UV_VERSION); --no-dev leaves out the dev dependency group.
 RUN pip install --no-cache-dir "uv==0.13.9"
 WORKDIR /app
 # Dependencies first, in their own layer: rebuilt only when the lock file changes.

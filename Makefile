@@ -1,27 +1,29 @@
 # Two entry points for a fresh machine with only Python 3.11+:
 #   make run   - set up, train the default run if the checkpoint root has none, start the app
-#   make test  - set up (with test extras) and run lint and the whole test suite
+#   make test  - set up (with the dev tools) and run lint and the whole test suite
 PYTHON ?= python3
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
+# The same uv as the Dockerfile's build stage.
+UV_VERSION := 0.13.9
 ARGS ?=
 
 .PHONY: run test lint train bench passwd clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.5"
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 run: $(UV)
-	$(UV) sync --locked --inexact --quiet
+	$(UV) sync --locked --inexact --no-dev --quiet
 	$(UV) run --no-sync interp-app $(ARGS)
 
 train: $(UV)
-	$(UV) sync --locked --inexact --quiet
+	$(UV) sync --locked --inexact --no-dev --quiet
 	$(UV) run --no-sync interp-train $(ARGS)
 
 lint: $(UV)
-	$(UV) sync --locked --inexact --extra test --quiet
+	$(UV) sync --locked --inexact --group dev --quiet
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
@@ -31,7 +33,7 @@ test: lint
 	$(UV) run --no-sync pytest $(ARGS)
 
 bench: $(UV)
-	$(UV) sync --locked --inexact --extra test --quiet
+	$(UV) sync --locked --inexact --group dev --quiet
 	$(UV) run --no-sync python bench/train_bench.py
 	$(UV) run --no-sync python bench/app_bench.py
 	$(UV) run --no-sync python bench/timeline_bench.py
@@ -41,8 +43,8 @@ bench: $(UV)
 
 # make passwd NAME=alice: add or change a user in auth/users (the compose app reads /auth/users)
 passwd: $(UV)
-	$(UV) sync --locked --inexact --quiet
+	$(UV) sync --locked --inexact --no-dev --quiet
 	$(UV) run --no-sync interp-passwd auth/users $(NAME)
 
 clean:
-	rm -rf .venv $(TOOLS) .pytest_cache .ruff_cache test-artifacts
+	rm -rf .venv $(TOOLS) .pytest_cache .ruff_cache .mypy_cache test-artifacts
