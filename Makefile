@@ -26,6 +26,7 @@ lint: $(UV)
 	$(UV) sync --locked --inexact --group dev --quiet
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
+	$(UV) run --no-sync mypy
 	$(UV) run --no-sync check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(UV) run --no-sync hadolint --failure-threshold error Dockerfile
 
