@@ -126,12 +126,26 @@ def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 METRICS = {
     "dla": "direct logit attribution to the target",
-    "share": "share of the target logit's direct attribution",
+    "share": "share of all |direct attribution| (DLA / Σ|DLA|, −1 to 1)",
     "attn_src": "attention paid to the source position",
     "entropy": "attention entropy (nats)",
     "prev_token": "previous-token score",
     "ablation": "ablation effect on log P(target)",
 }
+
+
+def attribution_share(attr, total_abs):
+    """``attr / total_abs``: a term's share of the total absolute direct attribution.
+
+    ``total_abs`` is the sum of |attribution| over every term of the logit's exact split
+    (embeddings, each head, attention biases, MLPs and the final LayerNorm's bias), so the
+    share lies in [-1, 1], keeps the sign of the attribution and the shares' absolute values
+    add to 1, whatever the logit is: dividing by the logit itself, as before, gave a head
+    with +0.535 at a logit of -0.115 the "share" -4.67. When nothing is attributed at all
+    (``total_abs == 0``, so every ``attr`` is 0) the share is 0. Works on numpy and jax
+    arrays alike: the timeline's vectorised pass uses this same function.
+    """
+    return attr / (total_abs + (total_abs == 0))
 
 
 def head_metrics(
@@ -145,7 +159,7 @@ def head_metrics(
     """Every head's score under every metric, each [L, H], for the first prompt of ``cap``."""
     pats = np.asarray(cap.patterns[0], np.float64)  # [L, H, T, T]
     n_layers, n_heads = pats.shape[:2]
-    comps, attr, _ = direct_logit_attribution(cap, params, 0, pos, target)
+    comps, attr, ln_bias = direct_logit_attribution(cap, params, 0, pos, target)
     dla = np.array(
         [
             [attr[comps.names.index(head_name(l_, h))] for h in range(n_heads)]
@@ -160,10 +174,10 @@ def head_metrics(
     else:
         prev = np.zeros((n_layers, n_heads))
     src = min(max(src, 0), pos)
-    logit = float(cap.logits[0, pos, target])
+    total_abs = np.abs(attr).sum() + abs(ln_bias)
     return {
         "dla": dla,
-        "share": dla / logit,
+        "share": attribution_share(dla, total_abs),
         "attn_src": pats[:, :, pos, src],
         "entropy": entropy,
         "prev_token": prev,

@@ -251,7 +251,9 @@ def head_grid_figure(
         "hovertemplate": "%{customdata}: %{z:.3f}<extra></extra>",
         "colorbar": {"thickness": 10},
     }
-    if metric in ("dla", "share") or base is not None:
+    if metric == "share" and base is None:  # a share is in [-1, 1]: one scale at every step
+        heat.update(colorscale=_scale("RdBu"), zmid=0, zmin=-1, zmax=1)
+    elif metric in ("dla", "share") or base is not None:
         heat.update(colorscale=_scale("RdBu"), zmid=0)
     else:
         heat.update(colorscale=_scale("Blues"), zmin=0, zmax=float(np.abs(values).max()) or 1.0)
@@ -538,7 +540,7 @@ def head_timeline_figure(
         "colorbar": {"thickness": 10},
     }
     if metric in ("dla", "share"):
-        zmax = float(np.nanmax(np.abs(z))) if z.size else 1.0
+        zmax = 1.0 if metric == "share" else float(np.nanmax(np.abs(z))) if z.size else 1.0
         heat.update(colorscale=_scale("RdBu"), zmid=0, zmin=-zmax, zmax=zmax)
     else:
         heat.update(colorscale=_scale("Blues"), zmin=0)

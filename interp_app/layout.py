@@ -181,7 +181,10 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                                     id="ablate-mode",
                                                     options=[
                                                         {"label": "zero", "value": "zero"},
-                                                        {"label": "mean", "value": "mean"},
+                                                        {
+                                                            "label": "mean (this prompt)",
+                                                            "value": "mean",
+                                                        },
                                                     ],
                                                     value="zero",
                                                     inline=True,
@@ -189,6 +192,15 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                                 ),
                                             ],
                                             className="d-flex align-items-center mt-1",
+                                        ),
+                                        html.Div(
+                                            "Share: a head's direct attribution over the "
+                                            "sum of |direct attribution| of every term of "
+                                            "the logit (embeddings, heads, biases, MLPs, "
+                                            "final LN bias), −1 to 1 at any logit. Mean "
+                                            "ablation puts in the head's output averaged "
+                                            "over this prompt's positions.",
+                                            className="text-muted small mt-1",
                                         ),
                                     ],
                                 ),

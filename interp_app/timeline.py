@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from interp_app.analysis import attribution_share
+
 CHUNK = 64  # steps per vmapped call; the last chunk is padded
 
 
@@ -37,7 +39,16 @@ def _metrics_one(graphdef, params, tokens, pos, target, src, length, ablated, mo
         return (centred * (inv_std * gamma)) @ u
 
     heads = dla(cap.head_out[0, :, :, pos])  # [L, H]
-    logit = cap.logits[0, pos, target]
+    rest = jnp.concatenate(  # every other term of the logit's split, as in analysis
+        [
+            cap.tok_emb[0, pos][None],
+            cap.pos_emb[pos][None],
+            cap.attn_bias,
+            cap.mlp_out[0, :, pos],
+        ]
+    )
+    ln_bias = beta @ u
+    total_abs = jnp.abs(heads).sum() + jnp.abs(dla(rest)).sum() + jnp.abs(ln_bias)
     pats = cap.patterns[0]  # [L, H, T, T]
     t = pats.shape[-1]
     row = pats[:, :, pos]  # [L, H, T]
@@ -48,7 +59,7 @@ def _metrics_one(graphdef, params, tokens, pos, target, src, length, ablated, mo
     prev = (pats[:, :, q, q - 1] * prev_mask).sum(-1) / jnp.maximum(prev_mask.sum(), 1.0)
     return {
         "dla": heads,
-        "share": heads / logit,
+        "share": attribution_share(heads, total_abs),
         "attn_src": row[:, :, jnp.minimum(src, pos)],
         "entropy": entropy,
         "prev_token": prev,

@@ -1,0 +1,109 @@
+"""Every metric is well defined (issue #13, item 5): the head share is bounded at any logit
+and the same in the numpy and the vectorised pass."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from interp_app import analysis
+from interp_app.runs import RunStore, encode_prompt
+from interp_app.view import compute_view, resolve
+from training.model import Capture
+
+PROMPT = "i like spicy so i like"
+
+
+@pytest.fixture(scope="module")
+def store(default_root):
+    return RunStore(default_root[0])
+
+
+def _hand_capture(head: float, embed: float, logit: float) -> tuple[Capture, dict]:
+    """One layer, one head, one position, d = 2: with u = wte[0] = (1, -1), unit LayerNorm
+    scale and 1/std held at 1, a vector (a, b) attributes a - b to token 0's logit."""
+    z = np.zeros
+    cap = Capture(
+        tokens=z((1, 1), np.int32),
+        tok_emb=np.array([[[0.0, -embed]]]),  # attributes ``embed``
+        pos_emb=z((1, 2)),
+        resid=z((1, 2, 1, 2)),
+        resid_mid=z((1, 1, 1, 2)),
+        patterns=np.ones((1, 1, 1, 1, 1)),
+        values=z((1, 1, 1, 1, 1)),
+        head_out=np.array([[[[[head, 0.0]]]]]),  # attributes ``head``
+        attn_bias=z((1, 2)),
+        attn_out=z((1, 1, 1, 2)),
+        mlp_out=z((1, 1, 1, 2)),
+        final_inv_std=np.ones((1, 1)),
+        final=z((1, 1, 2)),
+        logits=np.array([[[logit, -logit]]]),
+    )
+    params = {
+        "wte": np.array([[1.0, -1.0], [-1.0, 1.0]]),
+        "ln_f.scale": np.ones(2),
+        "ln_f.bias": np.zeros(2),
+    }
+    return cap, params
+
+
+def test_share_is_bounded_at_a_negative_logit_by_hand():
+    # the issue's numbers: a head adds +0.535 to a logit of -0.115 (the embedding -0.650);
+    # "DLA / logit" called that a share of -4.65
+    cap, params = _hand_capture(head=0.535, embed=-0.650, logit=-0.115)
+    m = analysis.head_metrics(cap, params, pos=0, target=0, length=1)
+    assert m["dla"][0, 0] == pytest.approx(0.535)
+    assert m["share"][0, 0] == pytest.approx(0.535 / (0.535 + 0.650))  # 0.451
+    # the definition is one function for numpy and jax alike; nothing attributed gives 0
+    assert float(analysis.attribution_share(jnp.float32(0.535), jnp.float32(1.185))) == (
+        pytest.approx(0.535 / 1.185)
+    )
+    assert analysis.attribution_share(np.zeros(3), 0.0).tolist() == [0.0, 0.0, 0.0]
+    assert "Σ|DLA|" in analysis.METRICS["share"]
+
+
+def _small_logit_case(store):
+    """The first (step, target) of the default prompt where some head's attribution is
+    larger than the target's whole logit: where DLA / logit left [-1, 1]."""
+    info = store.info("fruits")
+    prompt = encode_prompt(info.tokenizer, info.model.context, PROMPT)
+    for step in store.steps("fruits"):
+        cap = store.capture("fruits", step, prompt)
+        params = store.params("fruits", step)
+        for target in range(len(info.tokenizer.vocab)):
+            comps, attr, _ = analysis.direct_logit_attribution(cap, params, 0, 5, target)
+            heads = np.array([a for a, k in zip(attr, comps.kinds, strict=True) if k == "head"])
+            if np.abs(heads).max() > 2 * abs(float(cap.logits[0, 5, target])):
+                return prompt, step, target
+    raise AssertionError("no checkpoint has a head larger than its target logit")
+
+
+def test_share_agrees_in_numpy_and_the_vectorised_pass_where_the_logit_is_small(store):
+    prompt, step, target = _small_logit_case(store)
+    cap = store.capture("fruits", step, prompt)
+    params = store.params("fruits", step)
+    ref = analysis.head_metrics(cap, params, 5, target, prompt.length)
+    logit = float(cap.logits[0, 5, target])
+    assert np.abs(ref["dla"] / logit).max() > 2  # the old definition was off its scale here
+    assert np.abs(ref["share"]).max() <= 1
+    steps, values, _ = store.timeline("fruits", prompt, 5, target)
+    np.testing.assert_allclose(values["share"][steps.index(step)], ref["share"], atol=2e-6)
+    # the denominator is every term the residual panel draws, whose sum is the logit
+    info = store.info("fruits")
+    sel, _ = resolve(store, {"step": step, "target": info.tokenizer.vocab[target]})
+    view = compute_view(store, sel)
+    assert abs(view.comp_attr.sum() - view.logit) < 1e-4
+    np.testing.assert_allclose(
+        view.metrics["share"], view.metrics["dla"] / np.abs(view.comp_attr).sum(), atol=1e-9
+    )
+
+
+def test_share_agrees_in_both_passes_with_heads_mean_ablated(store):
+    info = store.info("fruits")
+    prompt = encode_prompt(info.tokenizer, info.model.context, PROMPT)
+    target = info.tokenizer.vocab.index("chili")
+    steps, values, _ = store.timeline("fruits", prompt, 5, target, 0, ("L0H1",), "mean")
+    for i in (0, len(steps) // 3, len(steps) - 1):
+        cap = store.capture("fruits", steps[i], prompt, ("L0H1",), "mean")
+        ref = analysis.head_metrics(cap, store.params("fruits", steps[i]), 5, target, 6)
+        np.testing.assert_allclose(values["share"][i], ref["share"], atol=2e-6)
+        assert np.abs(values["share"][i]).max() <= 1
