@@ -27,6 +27,9 @@ from interp_app.selection import (
     shown,
 )
 from training.checkpoint import CheckpointError
+from training.tokenizer import PADDING, UNKNOWN
+
+SPECIAL_TOKENS = (UNKNOWN, PADDING)  # never a default target
 
 
 def prompt_notices(prompt: Prompt, context: int) -> list[str]:
@@ -56,6 +59,14 @@ def bounded_text(value: object, what: str, notes: list[str]) -> str | None:
         )
         return value[-MAX_TEXT_CHARS:]
     return value
+
+
+def default_target(logits: np.ndarray | None, vocab: tuple[str, ...]) -> str:
+    """The most likely word (the first word without logits): never a special token, which
+    the model may well rank first (``PADDING`` after ``apple is sweet``, a line's end)."""
+    order = range(len(vocab)) if logits is None else np.argsort(-np.asarray(logits), kind="stable")
+    words = (vocab[int(i)] for i in order if vocab[int(i)] not in SPECIAL_TOKENS)
+    return next(words, vocab[0])
 
 
 def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, list[str]]:
@@ -99,9 +110,9 @@ def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, lis
     if target not in info.tokenizer.vocab:
         try:
             logits = store.capture(run, step, prompt).logits[0, pos]
-            top = info.tokenizer.vocab[int(np.argmax(logits))]
         except CheckpointError:
-            top = info.tokenizer.vocab[0]
+            logits = None
+        top = default_target(logits, info.tokenizer.vocab)
         if target:
             notes.append(f"target {shown(target)} is not in the vocabulary; showing {top!r}")
         target = top

@@ -1,5 +1,6 @@
 """Every metric is well defined (issue #13, item 5): the head share is bounded at any logit
-and the same in the numpy and the vectorised pass."""
+and the same in the numpy and the vectorised pass; the default target is never a special
+token."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 from interp_app import analysis
 from interp_app.runs import RunStore, encode_prompt
-from interp_app.view import compute_view, resolve
+from interp_app.view import SPECIAL_TOKENS, compute_view, default_target, resolve
 from training.model import Capture
 
 PROMPT = "i like spicy so i like"
@@ -107,3 +108,20 @@ def test_share_agrees_in_both_passes_with_heads_mean_ablated(store):
         ref = analysis.head_metrics(cap, store.params("fruits", steps[i]), 5, target, 6)
         np.testing.assert_allclose(values["share"][i], ref["share"], atol=2e-6)
         assert np.abs(values["share"][i]).max() <= 1
+
+
+def test_default_target_is_never_a_special_token(store):
+    vocab = ("apple", "so", "UNKNOWN", "PADDING")
+    assert default_target(np.array([0.1, 0.2, 0.5, 3.0]), vocab) == "so"
+    assert default_target(None, vocab) == "apple"  # no logits (an unreadable step)
+    raw_special = 0
+    for step in store.steps("fruits"):
+        sel, notes = resolve(store, {"step": step, "prompt": "apple is sweet"})
+        assert notes == [] and sel.target not in SPECIAL_TOKENS
+        info = store.info("fruits")
+        prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
+        logits = np.asarray(store.capture("fruits", step, prompt).logits[0, sel.pos], np.float64)
+        words = [i for i, w in enumerate(info.tokenizer.vocab) if w not in SPECIAL_TOKENS]
+        assert sel.target == info.tokenizer.vocab[words[int(np.argmax(logits[words]))]]
+        raw_special += info.tokenizer.vocab[int(np.argmax(logits))] in SPECIAL_TOKENS
+    assert raw_special > 0  # the model does rank PADDING first there: the case is real
