@@ -84,15 +84,40 @@ def _logit_diff(cap: Capture, pos, target, answer):
     return cap.logits[0, pos, target] - cap.logits[0, pos, answer]
 
 
+# Patching divides by the gap between the two prompts' logit differences. Below this share of
+# the logit scale (the largest |logit| of the four read, at least 1) the gap is not
+# normalised: float32 puts an error of about 2e-7 x that scale on each patched logit
+# difference (measured against a float64 forward on the default run), so at this gap a cell
+# is still good to 2e-4, well below the two decimals it prints; but a smaller gap means the
+# model barely tells the prompts apart for this pair, and "fraction of the gap restored"
+# turns into ratios of near-equal numbers (-6 to 4 on the default run around step 2,000,
+# with gaps of 1e-4 to 4e-4 logits).
+PATCH_MIN_GAP = 1e-3
+
+
+def normalisable(m_clean, m_corrupt, logit_scale):
+    """Whether the gap between the clean and corrupted logit differences is large enough to
+    normalise by (see ``PATCH_MIN_GAP``); numpy and jax values alike."""
+    return abs(m_clean - m_corrupt) > PATCH_MIN_GAP * logit_scale
+
+
 @partial(jax.jit, static_argnums=0)
 def patching(graphdef, params, clean_tokens, corrupt_tokens, pos, target, answer):
     """Normalised logit difference (clean = 1, corrupted = 0) after patching from clean into
-    corrupted: each head's output ([L, H]) and each residual vector ([L+1, T])."""
+    corrupted: each head's output ([L, H]) and each residual vector ([L+1, T]).
+
+    Always on the unablated model. ``normalised`` is False when the two prompts' logit
+    differences are too close to normalise by (:func:`normalisable`); ``heads`` and
+    ``resid`` are then the raw changes (patched - corrupted, in logits), not fractions.
+    """
     clean = _run(graphdef, params, clean_tokens, None)
     corrupt = _run(graphdef, params, corrupt_tokens, None)
     m_clean = _logit_diff(clean, pos, target, answer)
     m_corrupt = _logit_diff(corrupt, pos, target, answer)
-    scale = jnp.where(jnp.abs(m_clean - m_corrupt) > 1e-9, m_clean - m_corrupt, 1.0)
+    read = jnp.stack([c.logits[0, pos, i] for c in (clean, corrupt) for i in (target, answer)])
+    logit_scale = jnp.maximum(jnp.abs(read).max(), 1.0)
+    ok = normalisable(m_clean, m_corrupt, logit_scale)
+    scale = jnp.where(ok, m_clean - m_corrupt, 1.0)
     n_layers, n_heads = clean.head_out.shape[1:3]
     t = clean.head_out.shape[3]
     none = Intervention(
@@ -113,7 +138,14 @@ def patching(graphdef, params, clean_tokens, corrupt_tokens, pos, target, answer
     resid = jax.vmap(lambda m: score(none.replace(resid_keep=1.0 - m)))(
         jnp.eye((n_layers + 1) * t).reshape(-1, n_layers + 1, t)
     ).reshape(n_layers + 1, t)
-    return {"heads": heads, "resid": resid, "clean": m_clean, "corrupt": m_corrupt}
+    return {
+        "heads": heads,
+        "resid": resid,
+        "clean": m_clean,
+        "corrupt": m_corrupt,
+        "logit_scale": logit_scale,
+        "normalised": ok,
+    }
 
 
 def head_mask(names: tuple[str, ...], n_layers: int, n_heads: int) -> np.ndarray:

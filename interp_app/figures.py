@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -91,7 +92,10 @@ def position_labels(words: list[str]) -> list[str]:
     return [f"{i}:{w}" for i, w in enumerate(words)]
 
 
-def message_figure(text: str, height: int = 200) -> Figure:
+def message_figure(text: str, height: int = 200, width: int = 100) -> Figure:
+    """A figure that only says ``text``, wrapped at ``width`` characters (Plotly does not
+    wrap an annotation: a long sentence would run off the panel)."""
+    text = "<br>".join(textwrap.wrap(text, width, break_long_words=False)) if text else text
     note = {"text": text, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper"}
     return _figure(
         [], "", height, annotations=[note], xaxis={"visible": False}, yaxis={"visible": False}
@@ -627,8 +631,8 @@ def patching_overlay(sel: Selection, n_layers: int, answer: str) -> tuple[str, l
     frame_head = _frame(sel.head - 0.5, sel.head + 0.5, sel.layer - 0.5, sel.layer + 0.5)
     frame_pos = _frame(sel.pos - 0.5, sel.pos + 0.5, -0.5, n_layers + 0.5, "x2", "y2")
     title = (
-        f"Activation patching clean → corrupted: ({sel.target!r} − {answer!r}) logit "
-        f"difference, clean = 1, corrupted = 0 — selected {sel.head_name}"
+        f"Activation patching clean → corrupted, without ablation: ({sel.target!r} − "
+        f"{answer!r}) logit difference, clean = 1, corrupted = 0 — selected {sel.head_name}"
     )
     return title, [frame_head, frame_pos]
 

@@ -6,6 +6,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from interp_app.analysis import METRICS
+from interp_app.causal import PATCH_MIN_GAP
 from interp_app.layout3d import views_3d
 
 GRAPH_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
@@ -284,6 +285,14 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                 className="g-2 align-items-center mb-1",
                             ),
                             graph("patching", 300),
+                            html.Div(
+                                "Patching runs on the model without ablation: heads ablated "
+                                "above are not ablated here. When the two prompts' logit "
+                                f"differences are within {PATCH_MIN_GAP:.1%} of the logit "
+                                "scale of each other, there is no gap to normalise and the "
+                                "panel says so.",
+                                className="text-muted small",
+                            ),
                         ],
                     ),
                     dbc.Row(

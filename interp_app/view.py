@@ -206,7 +206,9 @@ def _compute_view(store: RunStore, sel: Selection, src: int, k: int) -> View:
 
 def compute_patching(store: RunStore, sel: Selection) -> tuple[np.ndarray, np.ndarray, str] | str:
     """(heads [L, H], residual [L+1, T], answer) for patching the prompt into the corrupted
-    one, or the reason it cannot be done (a corrupted prompt of another length)."""
+    one, or the reason it cannot be done (a corrupted prompt of another length, or two
+    prompts whose logit differences are too close to normalise). Always on the unablated
+    model: the selection's ablation is not applied here."""
     key = ("patch", sel.run, sel.step, sel.prompt, sel.pos, sel.target, sel.corrupt)
     return store.memo(key, lambda: _compute_patching(store, sel))
 
@@ -234,6 +236,16 @@ def _compute_patching(store: RunStore, sel: Selection) -> tuple[np.ndarray, np.n
         target,
         answer,
     )
+    if not bool(result["normalised"]):
+        m_clean, m_corrupt = float(result["clean"]), float(result["corrupt"])
+        least = causal.PATCH_MIN_GAP * float(result["logit_scale"])
+        return (
+            f"The prompt and the corrupted prompt give almost the same logit difference "
+            f"{sel.target!r} − {vocab[answer]!r} ({m_clean:+.4f} and {m_corrupt:+.4f}): a gap "
+            f"of {abs(m_clean - m_corrupt):.1e}, not over {least:.1e} "
+            f"({causal.PATCH_MIN_GAP:.1%} of the logit scale), is too close to normalise. "
+            "Pick another target, corrupted prompt or step."
+        )
     resid = np.asarray(result["resid"])[:, : clean.length]
     return np.asarray(result["heads"]), resid, vocab[answer]
 

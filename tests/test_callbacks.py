@@ -219,6 +219,12 @@ def test_patching_panel_and_clicks(client, start):
     assert pos["selection"]["data"]["pos"] == 2
     other = client.render({**start, "corrupt": "i like sweet"})
     assert "same number of tokens" in str(other["patching"]["figure"]["layout"]["annotations"])
+    # two prompts the model reads alike (both end in an unknown word): nothing to normalise
+    alike = client.render(
+        {**start, "prompt": "i like spicy so i qqq", "corrupt": "i like spicy so i zzz"}
+    )
+    note = alike["patching"]["figure"]["layout"]["annotations"][0]["text"]
+    assert "too close to normalise" in note.replace("<br>", " ")
 
 
 def test_render_echoes_of_run_and_prompt_change_nothing(client):

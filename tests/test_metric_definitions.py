@@ -1,15 +1,17 @@
 """Every metric is well defined (issue #13, item 5): the head share is bounded at any logit
-and the same in the numpy and the vectorised pass; the default target is never a special
-token."""
+and the same in the numpy and the vectorised pass, patching says when the two prompts are
+too close to normalise, and the default target is never a special token."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from interp_app import analysis
+from interp_app import analysis, causal, figures
+from interp_app.layout import build_layout
 from interp_app.runs import RunStore, encode_prompt
-from interp_app.view import SPECIAL_TOKENS, compute_view, default_target, resolve
+from interp_app.view import SPECIAL_TOKENS, compute_patching, compute_view, default_target, resolve
 from training.model import Capture
+from training.params import unflatten_params
 
 PROMPT = "i like spicy so i like"
 
@@ -125,3 +127,71 @@ def test_default_target_is_never_a_special_token(store):
         assert sel.target == info.tokenizer.vocab[words[int(np.argmax(logits[words]))]]
         raw_special += info.tokenizer.vocab[int(np.argmax(logits))] in SPECIAL_TOKENS
     assert raw_special > 0  # the model does rank PADDING first there: the case is real
+
+
+def test_patching_threshold_by_hand():
+    # a gap of 1e-4 (0.0471 vs 0.0470) was divided by before: values of -6 to 4
+    assert not causal.normalisable(0.0471, 0.0470, 1.0)
+    assert not causal.normalisable(0.0225, 0.0234, 1.0)
+    assert causal.normalisable(0.1039, 0.0940, 1.0)  # a gap of 1e-2
+    assert causal.normalisable(21.17, 0.0, 6.9)
+    # relative to the logit scale: the same 5e-3 gap is too small next to logits of 10
+    assert causal.normalisable(0.005, 0.0, 1.0) and not causal.normalisable(0.005, 0.0, 10.0)
+
+
+def test_patching_says_when_the_prompts_are_too_close(store):
+    info = store.info("fruits")
+    flat = dict(store.params("fruits", 10_000))
+    vocab = info.tokenizer.vocab
+    sweet, spicy = vocab.index("sweet"), vocab.index("spicy")
+    wte = flat["wte"].copy()
+    wte[sweet] = wte[spicy] + np.float32(2e-4) * np.sign(wte[spicy])  # nearly the same word
+    flat["wte"] = wte
+    graphdef, params = unflatten_params(info.model, flat)
+
+    def tokens(text):
+        return jnp.asarray([encode_prompt(info.tokenizer, info.model.context, text).padded])
+
+    chili, apple = vocab.index("chili"), vocab.index("apple")
+    corrupt = tokens("i like sweet so i like")
+    result = causal.patching(graphdef, params, tokens(PROMPT), corrupt, 5, chili, apple)
+    gap = abs(float(result["clean"] - result["corrupt"]))
+    assert 1e-9 < gap < 1e-3 * float(result["logit_scale"])  # divided by before, not now
+    assert not bool(result["normalised"])
+    # the panel says so instead of drawing: two prompts the model reads identically
+    sel, _ = resolve(store, {"corrupt": "i like spicy so i zzz", "prompt": "i like spicy so i qqq"})
+    message = compute_patching(store, sel)
+    assert isinstance(message, str) and "too close to normalise" in message
+    # and the default experiment, whose gap is large, is still drawn
+    default, _ = resolve(store, {})
+    assert not isinstance(compute_patching(store, default), str)
+
+
+def test_patching_is_drawn_exactly_when_the_gap_is_large_enough(store):
+    for step in store.steps("fruits")[::4]:
+        sel, _ = resolve(store, {"step": step})
+        info = store.info("fruits")
+        clean = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
+        corrupt = encode_prompt(info.tokenizer, info.model.context, sel.corrupt)
+        a = np.asarray(store.capture("fruits", step, clean).logits[0, sel.pos], np.float64)
+        b = np.asarray(store.capture("fruits", step, corrupt).logits[0, sel.pos], np.float64)
+        out = compute_patching(store, sel)
+        answer = out[2] if not isinstance(out, str) else out.split("− '")[1].split("'")[0]
+        t, u = info.tokenizer.vocab.index(sel.target), info.tokenizer.vocab.index(answer)
+        scale = max(1.0, abs(a[t]), abs(a[u]), abs(b[t]), abs(b[u]))
+        gap = abs((a[t] - a[u]) - (b[t] - b[u]))
+        assert isinstance(out, str) == (gap <= 1e-3 * scale), (step, gap, scale)
+        if not isinstance(out, str):
+            assert np.isfinite(out[0]).all() and np.isfinite(out[1]).all()
+
+
+def test_patching_ignores_the_ablation_and_says_so(store):
+    sel, _ = resolve(store, {})
+    ablated, _ = resolve(store, {"ablate": "L0H0,L0H1", "ablate_mode": "zero"})
+    a, b = compute_patching(store, sel), compute_patching(store, ablated)
+    np.testing.assert_array_equal(a[0], b[0])
+    title, _ = figures.patching_overlay(ablated, 2, a[2])
+    assert "without ablation" in title
+    page = str(build_layout("root"))
+    assert "Patching runs on the model without ablation" in page
+    assert "sum of |direct attribution|" in page and "mean (this prompt)" in page
