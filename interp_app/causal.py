@@ -7,27 +7,103 @@ a stack of one-hot masks with ``jax.vmap``, so a whole heatmap is one compiled c
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from training.corpus import builtin_corpus
 from training.model import Capture, Intervention
+from training.tokenizer import Tokenizer
 
-MODES = ("zero", "mean")
+MODES = ("zero", "mean", "valid-mean")
+MODE_LABELS = {
+    "zero": "zero",
+    "mean": "mean over this prompt",
+    "valid-mean": "mean over the validation lines",
+}
+REFERENCE_MODES = ("valid-mean",)  # modes that need the run's reference lines
+REFERENCE_LINES = 256  # at most this many validation lines (the first ones) make the mean
+
+
+def ablated_as(mode: str) -> str:
+    """``zero-ablated``, ``mean-ablated (mean over this prompt)``: how titles name a mode."""
+    if mode == "zero":
+        return "zero-ablated"
+    return f"mean-ablated ({MODE_LABELS.get(mode, mode)})"
+
+
+@cache
+def _builtin_valid() -> tuple[str, tuple[str, ...]]:
+    corpus = builtin_corpus()
+    return corpus.fingerprint(), corpus.valid
+
+
+def reference_lines(meta: object) -> tuple[str, ...] | None:
+    """The run's validation lines, the reference set of ``valid-mean`` ablation, when they
+    can be known. ``run.json`` keeps only the corpus's fingerprint (sha256 of its training
+    and validation lines), not the lines: so these are the built-in corpus's validation
+    lines when the run's fingerprint is the built-in corpus's, and None otherwise (a custom
+    corpus, or the built-in one with another validation file)."""
+    corpus = meta.get("corpus") if isinstance(meta, dict) else None
+    fingerprint, valid = _builtin_valid()
+    if isinstance(corpus, dict) and corpus.get("sha256") == fingerprint:
+        return valid
+    return None
+
+
+def reference_batch(
+    meta: object, tokenizer: Tokenizer, context: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(tokens [N, context] int32, mask [N, context] float32: 1 at real positions) of the
+    first ``REFERENCE_LINES`` reference lines, encoded as training validated on them (the
+    first ``context`` tokens, padded); None when the run's lines cannot be known."""
+    lines = reference_lines(meta)
+    if not lines:
+        return None
+    lines = lines[:REFERENCE_LINES]
+    tokens = np.full((len(lines), context), tokenizer.padding_id, np.int32)
+    mask = np.zeros((len(lines), context), np.float32)
+    for i, line in enumerate(lines):
+        ids = tokenizer.encode(line)[:context]
+        tokens[i, : len(ids)] = ids
+        mask[i, : len(ids)] = 1.0
+    return tokens, mask
 
 
 def _run(graphdef, params, tokens, iv: Intervention | None) -> Capture:
     return nnx.merge(graphdef, params)(tokens, capture=True, intervention=iv)
 
 
-def ablation(clean: Capture, ablated: jax.Array, mode: str, length: jax.Array) -> Intervention:
-    """Heads with ``ablated[l, h] == 1`` replaced by zero, or by their mean over the prompt.
+def reference_means(graphdef, params, ref_tokens: jax.Array, ref_mask: jax.Array) -> jax.Array:
+    """[L, H, D]: each head's output averaged over every real position of every reference
+    line (``ref_tokens`` [N, T], ``ref_mask`` [N, T] with 1 at real positions), from the
+    clean model with these parameters."""
+    head_out = _run(graphdef, params, ref_tokens, None).head_out  # [N, L, H, T, D]
+    w = ref_mask.astype(head_out.dtype)[:, None, None, :, None]
+    return (head_out * w).sum((0, 3)) / jnp.maximum(w.sum((0, 3)), 1.0)
 
-    The means come from the clean (unablated) run, also when several heads are ablated
-    together, as TransformerLens' mean ablation does.
+
+def ablation(
+    clean: Capture,
+    ablated: jax.Array,
+    mode: str,
+    length: jax.Array,
+    reference: jax.Array | None = None,
+) -> Intervention:
+    """Heads with ``ablated[l, h] == 1`` replaced by a constant, depending on ``mode``:
+
+    * ``zero``: the zero vector;
+    * ``mean``: the head's own output averaged over this prompt's ``length`` real positions
+      (one vector per head, the same at every position);
+    * ``valid-mean``: the conventional mean ablation: the head's output averaged over a
+      reference set, here every position of the run's validation lines (``reference``,
+      [L, H, D], from :func:`reference_means`); it does not depend on the prompt.
+
+    The means come from clean (unablated) runs, also when several heads are ablated
+    together, so ablating one head never changes the value put in for another.
     """
     head_out = clean.head_out  # [B, L, H, T, D]
     t = head_out.shape[3]
@@ -36,8 +112,14 @@ def ablation(clean: Capture, ablated: jax.Array, mode: str, length: jax.Array) -
         real = (jnp.arange(t) < length).astype(head_out.dtype)[None, None, None, :, None]
         mean = (head_out * real).sum(3, keepdims=True) / jnp.maximum(real.sum(), 1.0)
         value = jnp.broadcast_to(mean, head_out.shape)
-    else:
+    elif mode == "valid-mean":
+        if reference is None:
+            raise ValueError("valid-mean ablation needs the reference means")
+        value = jnp.broadcast_to(reference[None, :, :, None, :], head_out.shape)
+    elif mode == "zero":
         value = jnp.zeros_like(head_out)
+    else:
+        raise ValueError(f"unknown ablation mode {mode!r}")
     b, d = head_out.shape[0], head_out.shape[-1]
     return Intervention(
         head_keep=1.0 - ablated.astype(jnp.float32),
@@ -47,10 +129,24 @@ def ablation(clean: Capture, ablated: jax.Array, mode: str, length: jax.Array) -
     )
 
 
+def mode_means(graphdef, params, mode: str, reference) -> jax.Array | None:
+    """The reference means a mode needs from ``reference`` = (tokens [N, T], mask [N, T])."""
+    if mode not in REFERENCE_MODES:
+        return None
+    if reference is None:
+        raise ValueError(f"{mode} ablation needs the run's reference lines")
+    return reference_means(graphdef, params, *reference)
+
+
 @partial(jax.jit, static_argnums=(0, 4))
-def ablated_capture(graphdef, params, tokens, ablated, mode: str, length) -> Capture:
+def ablated_capture(
+    graphdef, params, tokens, ablated, mode: str, length, reference=None
+) -> Capture:
+    """The capture with ``ablated`` heads ablated; ``reference`` = (tokens [N, T], mask
+    [N, T]) of the reference lines, needed (only) by the ``valid-mean`` mode."""
     clean = _run(graphdef, params, tokens, None)
-    return _run(graphdef, params, tokens, ablation(clean, ablated, mode, length))
+    means = mode_means(graphdef, params, mode, reference)
+    return _run(graphdef, params, tokens, ablation(clean, ablated, mode, length, means))
 
 
 def _log_prob(cap: Capture, pos, target):
@@ -58,23 +154,30 @@ def _log_prob(cap: Capture, pos, target):
 
 
 @partial(jax.jit, static_argnums=(0, 4))
-def ablation_effects(graphdef, params, tokens, base_ablated, mode: str, length, pos, target):
-    """[L, H]: change in log P(target) when each head alone is ablated on top of ``base``."""
-    return effects(graphdef, params, tokens, base_ablated, mode, length, pos, target)
+def ablation_effects(
+    graphdef, params, tokens, base_ablated, mode: str, length, pos, target, reference=None
+):
+    """[L, H]: change in log P(target) when each head alone is ablated on top of ``base``
+    (``reference``: as for :func:`ablated_capture`)."""
+    means = mode_means(graphdef, params, mode, reference)
+    return effects(graphdef, params, tokens, base_ablated, mode, length, pos, target, means)
 
 
-def effects(graphdef, params, tokens, base_ablated, mode: str, length, pos, target):
-    """Un-jitted :func:`ablation_effects`, for use inside other mapped passes."""
+def effects(graphdef, params, tokens, base_ablated, mode: str, length, pos, target, means=None):
+    """Un-jitted :func:`ablation_effects`, for use inside other mapped passes; ``means`` are
+    the reference means of the ``valid-mean`` mode ([L, H, D], :func:`mode_means`)."""
     clean = _run(graphdef, params, tokens, None)
     n_layers, n_heads = base_ablated.shape
-    base_iv = ablation(clean, base_ablated, mode, length)
+    base_iv = ablation(clean, base_ablated, mode, length, means)
     base_lp = _log_prob(_run(graphdef, params, tokens, base_iv), pos, target)
     eye = jnp.eye(n_layers * n_heads).reshape(-1, n_layers, n_heads)
 
     def one(mask):
         both = jnp.maximum(mask, base_ablated.astype(jnp.float32))
         return _log_prob(
-            _run(graphdef, params, tokens, ablation(clean, both, mode, length)), pos, target
+            _run(graphdef, params, tokens, ablation(clean, both, mode, length, means)),
+            pos,
+            target,
         )
 
     return (jax.vmap(one)(eye) - base_lp).reshape(n_layers, n_heads)

@@ -20,6 +20,7 @@ import plotly.colors
 import plotly.graph_objects as go
 
 from interp_app.analysis import METRICS, head_name
+from interp_app.causal import ablated_as
 from interp_app.selection import Selection
 from interp_app.view import View
 
@@ -221,7 +222,7 @@ def prediction_figure(view: View, sel: Selection) -> Figure:
         after = view.target_prob
         title = (
             f"P({sel.target!r}) {p_before:.0%} → {after:.0%} with "
-            f"{', '.join(sel.ablate)} {sel.mode}-ablated"
+            f"{', '.join(sel.ablate)} {ablated_as(sel.mode)}"
         )
     return _figure(
         data,
@@ -414,7 +415,9 @@ def token_attribution_figure(view: View, sel: Selection) -> Figure:
         f"sum {float(values.sum()):.3f} (= {sel.head_name}'s bar)"
     )
     if sel.head_name in sel.ablate:
-        title = f"Token attributions through {sel.head_name}: none, the head is {sel.mode}-ablated"
+        title = (
+            f"Token attributions through {sel.head_name}: none, the head is {ablated_as(sel.mode)}"
+        )
     return _figure([heat], title, 200, xaxis={"tickangle": -30})
 
 

@@ -21,13 +21,14 @@ from interp_app.analysis import attribution_share
 CHUNK = 64  # steps per vmapped call; the last chunk is padded
 
 
-def _metrics_one(graphdef, params, tokens, pos, target, src, length, ablated, mode):
+def _metrics_one(graphdef, params, tokens, pos, target, src, length, ablated, mode, reference):
     """All per-head metrics for one step: each [L, H]; probabilities [V] at ``pos``."""
-    from interp_app.causal import ablation, effects
+    from interp_app.causal import ablation, effects, mode_means
 
     model = nnx.merge(graphdef, params)
     clean = model(tokens, capture=True)
-    cap = model(tokens, capture=True, intervention=ablation(clean, ablated, mode, length))
+    means = mode_means(graphdef, params, mode, reference)  # this step's, for valid-mean
+    cap = model(tokens, capture=True, intervention=ablation(clean, ablated, mode, length, means))
     wte = params["wte"][...]
     gamma = params["ln_f"]["scale"][...]
     beta = params["ln_f"]["bias"][...]
@@ -64,15 +65,15 @@ def _metrics_one(graphdef, params, tokens, pos, target, src, length, ablated, mo
         "entropy": entropy,
         "prev_token": prev,
         "probs": jax.nn.softmax(cap.logits[0, pos]),
-        "logit_ln_bias": beta @ u,
-        "ablation": effects(graphdef, params, tokens, ablated, mode, length, pos, target),
+        "logit_ln_bias": ln_bias,
+        "ablation": effects(graphdef, params, tokens, ablated, mode, length, pos, target, means),
     }
 
 
 @partial(jax.jit, static_argnums=(0, 8))
-def _metrics_chunk(graphdef, stacked, tokens, pos, target, src, length, ablated, mode):
+def _metrics_chunk(graphdef, stacked, tokens, pos, target, src, length, ablated, mode, reference):
     def one(p):
-        return _metrics_one(graphdef, p, tokens, pos, target, src, length, ablated, mode)
+        return _metrics_one(graphdef, p, tokens, pos, target, src, length, ablated, mode, reference)
 
     return jax.vmap(one)(stacked)
 
@@ -95,11 +96,14 @@ def compute_timeline(
     length: int,
     ablated: np.ndarray,
     mode: str = "zero",
+    reference: tuple | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the vmapped pass over pre-stacked chunks; returns arrays with a leading S axis.
 
     Metrics are of the model with ``ablated`` ([L, H], 1 = ablated) heads ablated; the
-    ablation-effect metric ablates each head on top of those.
+    ablation-effect metric ablates each head on top of those. ``reference`` = (tokens
+    [N, T], mask [N, T]) of the run's reference lines, needed by the ``valid-mean`` mode
+    (each step's means come from that step's parameters).
     """
     parts = []
     for chunk in stacked_chunks:
@@ -113,6 +117,7 @@ def compute_timeline(
             jnp.int32(length),
             jnp.asarray(ablated, jnp.float32),
             mode,
+            reference,
         )
         parts.append(jax.device_get(out))
     return {k: np.concatenate([p[k] for p in parts])[:n_steps] for k in parts[0]}

@@ -69,6 +69,11 @@ def default_target(logits: np.ndarray | None, vocab: tuple[str, ...]) -> str:
     return next(words, vocab[0])
 
 
+def run_reference(info) -> tuple[np.ndarray, np.ndarray] | None:
+    """The reference lines of ``valid-mean`` ablation for a run (see ``causal``)."""
+    return causal.reference_batch(info.meta, info.tokenizer, info.model.context)
+
+
 def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, list[str]]:
     """A valid selection from raw values; every value that had to be replaced is reported."""
     notes: list[str] = []
@@ -105,6 +110,14 @@ def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, lis
         info.model.n_layers, info.model.n_heads, raw.get("ablate"), raw.get("ablate_mode")
     )
     notes.extend(more)
+    if mode in causal.REFERENCE_MODES and run_reference(info) is None:
+        if ablate:
+            notes.append(
+                f"run {run!r} does not store its validation lines (only their fingerprint), "
+                "so there is no reference set to average over; mean-ablating over this "
+                "prompt instead"
+            )
+        mode = "mean"
     corrupt = bounded_text(raw.get("corrupt"), "corrupted prompt", notes) or DEFAULT_CORRUPT
     target = raw.get("target")
     if target not in info.tokenizer.vocab:
@@ -172,9 +185,18 @@ def _compute_view(store: RunStore, sel: Selection, src: int, k: int) -> View:
     metrics = analysis.head_metrics(cap, params, sel.pos, target, n, src)
     graphdef, state = store.state(sel.run, sel.step)
     mask = causal.head_mask(sel.ablate, info.model.n_layers, info.model.n_heads)
+    reference = run_reference(info) if sel.mode in causal.REFERENCE_MODES else None
     metrics["ablation"] = np.asarray(
         causal.ablation_effects(
-            graphdef, state, jnp.asarray([prompt.padded]), mask, sel.mode, n, sel.pos, target
+            graphdef,
+            state,
+            jnp.asarray([prompt.padded]),
+            mask,
+            sel.mode,
+            n,
+            sel.pos,
+            target,
+            reference,
         )
     )
     comps, attr, ln_bias = analysis.direct_logit_attribution(cap, params, 0, sel.pos, target)

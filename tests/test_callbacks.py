@@ -187,7 +187,9 @@ def test_ablation_from_the_url_and_the_toggle(client, start):
     view = client.render(sel)
     pred = view["prediction"]["figure"]
     assert [t["name"] for t in pred["data"]] == ["before ablation", "ablated"]
-    assert "mean-ablated" in pred["layout"]["title"]["text"]
+    assert "mean-ablated (mean over this prompt)" in pred["layout"]["title"]["text"]
+    # the patching panel does not follow the ablation, and says so
+    assert "without ablation" in view["patching"]["figure"]["layout"]["title"]["text"]
     toggled = client.select("ablate-button.n_clicks", 1, start)
     assert toggled["selection"]["data"]["ablate"] == ["L1H0"]
     assert "ablate=L1H0" in toggled["url"]["search"]

@@ -28,11 +28,20 @@ def model(default_root):
     return info, flat, graphdef, params, tokens
 
 
+def _reference(info, mode):
+    """The validation lines for the mode that averages over them, else nothing."""
+    if mode not in causal.REFERENCE_MODES:
+        return None
+    return causal.reference_batch(info.meta, info.tokenizer, info.model.context)
+
+
 def test_ablating_nothing_changes_nothing(model):
     info, _, graphdef, params, tokens = model
     plain = capture(graphdef, params, tokens(CLEAN))
     for mode in causal.MODES:
-        none = causal.ablated_capture(graphdef, params, tokens(CLEAN), jnp.zeros((2, 2)), mode, 6)
+        none = causal.ablated_capture(
+            graphdef, params, tokens(CLEAN), jnp.zeros((2, 2)), mode, 6, _reference(info, mode)
+        )
         np.testing.assert_allclose(none.logits, plain.logits, atol=1e-5)
         np.testing.assert_allclose(none.head_out, plain.head_out, atol=1e-6)
 
@@ -59,16 +68,17 @@ def test_vectorised_ablation_effects_equal_a_loop(model):
     info, _, graphdef, params, tokens = model
     chili = info.tokenizer.vocab.index("chili")
     for mode in causal.MODES:
+        ref = _reference(info, mode)
         effects = np.asarray(
             causal.ablation_effects(
-                graphdef, params, tokens(CLEAN), jnp.zeros((2, 2)), mode, 6, 5, chili
+                graphdef, params, tokens(CLEAN), jnp.zeros((2, 2)), mode, 6, 5, chili, ref
             )
         )
         base = jax.nn.log_softmax(capture(graphdef, params, tokens(CLEAN)).logits[0, 5])[chili]
         for layer in range(2):
             for head in range(2):
                 mask = jnp.zeros((2, 2)).at[layer, head].set(1.0)
-                cap = causal.ablated_capture(graphdef, params, tokens(CLEAN), mask, mode, 6)
+                cap = causal.ablated_capture(graphdef, params, tokens(CLEAN), mask, mode, 6, ref)
                 lp = jax.nn.log_softmax(cap.logits[0, 5])[chili]
                 assert abs(float(lp - base) - effects[layer, head]) < 1e-4
 

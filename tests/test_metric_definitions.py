@@ -1,6 +1,7 @@
 """Every metric is well defined (issue #13, item 5): the head share is bounded at any logit
 and the same in the numpy and the vectorised pass, patching says when the two prompts are
-too close to normalise, and the default target is never a special token."""
+too close to normalise, the default target is never a special token, and mean ablation
+over the run's validation lines is the conventional reference-set mean."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -9,9 +10,11 @@ import pytest
 from interp_app import analysis, causal, figures
 from interp_app.layout import build_layout
 from interp_app.runs import RunStore, encode_prompt
+from interp_app.timeline import compute_timeline
 from interp_app.view import SPECIAL_TOKENS, compute_patching, compute_view, default_target, resolve
-from training.model import Capture
-from training.params import unflatten_params
+from training.corpus import builtin_corpus
+from training.model import Capture, Intervention, capture
+from training.params import unflatten_params, unflatten_stacked
 
 PROMPT = "i like spicy so i like"
 
@@ -195,3 +198,79 @@ def test_patching_ignores_the_ablation_and_says_so(store):
     page = str(build_layout("root"))
     assert "Patching runs on the model without ablation" in page
     assert "sum of |direct attribution|" in page and "mean (this prompt)" in page
+
+
+def test_reference_lines_are_the_runs_validation_lines(store):
+    info = store.info("fruits")
+    assert causal.reference_lines(info.meta) == builtin_corpus().valid
+    other = {**info.meta, "corpus": {**info.meta["corpus"], "sha256": "0" * 64}}
+    assert causal.reference_lines(other) is None  # a custom corpus: not stored in the run
+    tokens, mask = causal.reference_batch(info.meta, info.tokenizer, info.model.context)
+    line = builtin_corpus().valid[0]
+    assert tokens[0, : len(line.split())].tolist() == info.tokenizer.encode(line)
+    assert mask.sum() == len(line.split())
+    assert (tokens[0][mask[0] == 0] == info.tokenizer.padding_id).all()
+
+
+def test_validation_mean_ablation_is_the_mean_over_the_validation_positions(store):
+    info = store.info("fruits")
+    graphdef, state = store.state("fruits", 10_000)
+    prompt = encode_prompt(info.tokenizer, info.model.context, PROMPT)
+    tokens = jnp.asarray([prompt.padded])
+    reference = causal.reference_batch(info.meta, info.tokenizer, info.model.context)
+    mask = jnp.zeros((2, 2)).at[0, 1].set(1.0)
+    # by hand: L0H1's output on the validation line, averaged over its 7 positions
+    line = builtin_corpus().valid[0]
+    n = len(line.split())
+    ref_prompt = encode_prompt(info.tokenizer, info.model.context, line)
+    ref_cap = store.capture("fruits", 10_000, ref_prompt)
+    mean = np.asarray(ref_cap.head_out[0, 0, 1, :n], np.float64).mean(0)
+    plain = store.capture("fruits", 10_000, prompt)
+    value = np.array(plain.head_out)
+    value[0, 0, 1, :] = mean
+    iv = Intervention(
+        head_keep=1.0 - mask,
+        head_value=jnp.asarray(value, jnp.float32),
+        resid_keep=jnp.ones((3, info.model.context)),
+        resid_value=jnp.zeros((1, 3, info.model.context, info.model.d_model)),
+    )
+    expected = capture(graphdef, state, tokens, iv)
+    got = causal.ablated_capture(graphdef, state, tokens, mask, "valid-mean", 6, reference)
+    np.testing.assert_allclose(got.logits[0, :6], expected.logits[0, :6], atol=1e-5)
+    # it does not depend on the prompt, unlike the mean over this prompt
+    prompt_mean = causal.ablated_capture(graphdef, state, tokens, mask, "mean", 6)
+    assert not np.allclose(got.logits[0, 5], prompt_mean.logits[0, 5], atol=1e-3)
+    # with the prompt itself as the reference set, the two means are one
+    own = (tokens, jnp.asarray([[1.0] * 6 + [0.0] * (info.model.context - 6)]))
+    same = causal.ablated_capture(graphdef, state, tokens, mask, "valid-mean", 6, own)
+    np.testing.assert_allclose(same.logits, prompt_mean.logits, atol=1e-5)
+    with pytest.raises(ValueError, match="reference"):
+        causal.ablated_capture(graphdef, state, tokens, mask, "valid-mean", 6)
+
+
+def test_validation_mean_timeline_equals_the_numpy_metrics(store):
+    info = store.info("fruits")
+    prompt = encode_prompt(info.tokenizer, info.model.context, PROMPT)
+    tokens = jnp.asarray([prompt.padded])
+    target = info.tokenizer.vocab.index("chili")
+    reference = causal.reference_batch(info.meta, info.tokenizer, info.model.context)
+    ablate = causal.head_mask(("L0H1",), 2, 2)
+    steps = store.steps("fruits")[-3:]
+    _, chunks, _ = store.stacked("fruits", steps)
+    chunks = [unflatten_stacked(info.model, c) for c in chunks]
+    graphdef = store.state("fruits", steps[0])[0]
+    out = compute_timeline(
+        graphdef, chunks, len(steps), tokens, 5, target, 0, 6, ablate, "valid-mean", reference
+    )
+    for i, step in enumerate(steps):
+        _, state = store.state("fruits", step)
+        cap = causal.ablated_capture(
+            graphdef, state, tokens, jnp.asarray(ablate), "valid-mean", 6, reference
+        )
+        ref = analysis.head_metrics(cap, store.params("fruits", step), 5, target, 6)
+        for name in ("dla", "share", "attn_src", "entropy", "prev_token"):
+            np.testing.assert_allclose(out[name][i], ref[name], atol=2e-5, err_msg=name)
+        effects = causal.ablation_effects(
+            graphdef, state, tokens, jnp.asarray(ablate), "valid-mean", 6, 5, target, reference
+        )
+        np.testing.assert_allclose(out["ablation"][i], effects, atol=2e-5)
