@@ -186,6 +186,10 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                                             "label": "mean (this prompt)",
                                                             "value": "mean",
                                                         },
+                                                        {
+                                                            "label": "mean (validation)",
+                                                            "value": "valid-mean",
+                                                        },
                                                     ],
                                                     value="zero",
                                                     inline=True,

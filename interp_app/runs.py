@@ -270,11 +270,22 @@ class RunStore:
             if not ablate:
                 return jax.device_get(capture(graphdef, state, tokens))
             mask = causal.head_mask(ablate, info.model.n_layers, info.model.n_heads)
-            out = causal.ablated_capture(graphdef, state, tokens, mask, mode, prompt.length)
+            out = causal.ablated_capture(
+                graphdef, state, tokens, mask, mode, prompt.length, self.reference(run, mode)
+            )
             return jax.device_get(out)
 
         key = (run, step, prompt.padded, ablate, mode if ablate else "")
         return self._captures.get_or_make(key, run_model)
+
+    def reference(self, run: str, mode: str):
+        """The reference lines a mode averages over (``valid-mean``), else None."""
+        from interp_app import causal
+
+        if mode not in causal.REFERENCE_MODES:
+            return None
+        info = self.info(run)
+        return causal.reference_batch(info.meta, info.tokenizer, info.model.context)
 
     def timeline(
         self,
@@ -314,6 +325,7 @@ class RunStore:
                 prompt.length,
                 ablated,
                 mode,
+                self.reference(run, mode),
             )
             for i, step in enumerate(read):
                 known[step] = {k: v[i] for k, v in out.items()}

@@ -17,7 +17,7 @@ DEFAULT_RUN = "fruits"
 DEFAULT_PROMPT = "i like spicy so i like"
 DEFAULT_HEAD = (1, 0)
 DEFAULT_CORRUPT = "i like sweet so i like"
-ABLATION_MODES = ("zero", "mean")
+ABLATION_MODES = ("zero", "mean", "valid-mean")
 MAX_TEXT_CHARS = 2000  # prompts and corrupted prompts: far beyond any context
 _INTEGER = re.compile(r"\s*[+-]?\d{1,18}\s*")
 
