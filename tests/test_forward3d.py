@@ -65,7 +65,7 @@ def test_threshold_sets_the_lines_and_the_selected_head_is_strong(store):
         fig = forward_figure(fwd, sel, threshold)
         lines = _traces(fig, "attn") + _traces(fig, "attn-strong")
         weights = [float(t["hovertemplate"].split("weight ")[1][:5]) for t in lines]
-        assert min(weights) > threshold
+        assert min(weights) >= threshold  # the hover rounds: 0.0503 shows as 0.050
         counts.append(len(lines))
     assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]
     fig = forward_figure(fwd, sel, 0.3)
