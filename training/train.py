@@ -32,7 +32,7 @@ from training.params import (
     unflatten_tree,
 )
 from training.schedule import checkpoint_steps
-from training.steps import build_chunk_fn, placeholders, replicate
+from training.steps import build_chunk_fn, eval_rows, placeholders, replicate
 from training.tokenizer import Tokenizer
 
 
@@ -224,6 +224,7 @@ def train(
     out=sys.stderr,
 ) -> TrainSummary:
     """Train a run into ``root/name``, saving the schedule's checkpoints as it goes."""
+    t_entry = time.perf_counter()
     root = Path(root)
     path, meta, tokenizer = prepare_run(
         root, name, mc, tc, corpus, resume=resume, overwrite=overwrite
@@ -237,7 +238,10 @@ def train(
     valid = encode_lines(tokenizer, corpus.valid, mc.context)
     graphdef, shapes = abstract_model(mc)
     gaps = np.diff(schedule)
-    run_chunk = build_chunk_fn(graphdef, optimizer, data, valid, tc.batch_size, int(gaps.max()))
+    eval_batch = eval_rows(mc.context, mc.vocab_size)
+    run_chunk = build_chunk_fn(
+        graphdef, optimizer, data, valid, tc.batch_size, int(gaps.max()), eval_batch
+    )
     base_key = jax.random.key(tc.seed)
     timings = {"save_s": 0.0}
 
@@ -257,6 +261,7 @@ def train(
         params, opt_state = replicate((params, opt_state), tc.batch_size)
         warm.result()
         timings["compile_s"] = time.perf_counter() - t0
+        timings["setup_s"] = time.perf_counter() - t_entry  # corpus to a ready, compiled loop
 
     def save(step: int, params, opt_state, valid_loss: float | None) -> None:
         t0 = time.perf_counter()
@@ -265,7 +270,10 @@ def train(
         ckpt.drop_optimizer(path, step)
         timings["save_s"] += time.perf_counter() - t0
 
+    t0 = time.perf_counter()
     params, opt_state, _, evals = run_chunk(params, opt_state, base_key, start, 0)  # compiled
+    jax.block_until_ready(evals)
+    timings["first_eval_s"] = time.perf_counter() - t0  # the whole corpus, before any step
     if start == 0:
         v0 = float(evals["valid_loss"])
         ckpt.append_metrics(path, {"step": 0, "first_step": 1, "train_loss": [], "valid_loss": v0})
@@ -317,7 +325,7 @@ def train(
         steps=ckpt.list_steps(path),
         train_loss=float(evals["train_loss"]),
         valid_loss=float(evals["valid_loss"]),
-        top=top_predictions(np.asarray(evals["valid_logits"])[0, prompt_end], tokenizer),
+        top=top_predictions(np.asarray(evals["prompt_logits"])[prompt_end], tokenizer),
         prompt=prompt,
         timings=timings,
     )
