@@ -74,10 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from training.checkpoint import CheckpointError
     from training.corpus import CorpusError, load_corpus
+    from training.runtime import configure
     from training.train import TrainError, train
 
+    configure()  # XLA's CPU flags, before JAX starts its backend
+
     def refuse(message: str) -> int:
-        print(f"interp-train: error: {message}", file=sys.stderr)
+        print(f"interp-train: error: {' '.join(message.splitlines())}", file=sys.stderr)
         return 2
 
     try:
@@ -111,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (ValueError, CorpusError, TrainError, CheckpointError) as err:
         return refuse(str(err))
+    except OSError as err:  # a write that failed outside the run's own error handling
+        where = f": {err.filename}" if err.filename else ""
+        return refuse(f"{err.strerror or err}{where}")
     except KeyboardInterrupt:
         print("interp-train: interrupted; completed steps are kept (use --resume)", file=sys.stderr)
         return 130

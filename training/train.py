@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import jax
 import numpy as np
@@ -167,12 +167,51 @@ def prepare_run(
             raise TrainError(
                 f"run {name!r} already exists; use --resume to continue it or --overwrite"
             )
+        _tidy(path)
         if not ckpt.list_steps(path):
             raise TrainError(f"run {name!r} has no complete step to resume from; use --overwrite")
     elif resume and not existing.exists():
         raise TrainError(f"nothing to resume: no run named {name!r} in {root}")
     _check_writable(root)
     return path, meta, tokenizer
+
+
+def _tidy(path: Path) -> None:
+    """Put back or remove what an interrupted save left, before steps are listed."""
+    try:
+        ckpt.clean_partial(path)
+    except OSError as err:
+        raise TrainError(f"cannot tidy run folder {path}: {err.strerror or err}") from None
+
+
+def _whole_step(path: Path, name: str, mc: ModelConfig, opt_template) -> tuple[int, Any, Any]:
+    """The newest step whose parameters and optimizer state both load: a truncated or
+    missing latest step falls back to the one before (both keep optimizer state)."""
+    problem = None
+    for step in reversed(ckpt.list_steps(path)):
+        try:
+            opt_flat = ckpt.load_optimizer(path, step)
+            if opt_flat is None:
+                problem = problem or f"step {step} has no optimizer state"
+                continue
+            _, params = unflatten_params(mc, ckpt.load_params(path, step))
+            return step, params, unflatten_tree(opt_template, opt_flat)
+        except ValueError as err:  # CheckpointError, ParamsError, a shape that does not fit
+            problem = problem or str(err)
+    raise TrainError(
+        f"run {name!r} has no step with both parameters and optimizer state to resume from "
+        f"({problem}); use --overwrite"
+    )
+
+
+def _trim_metrics(path: Path, start: int, out) -> None:
+    """Keep one record per step up to ``start`` (a kill can leave later or repeated ones);
+    bad lines are dropped with a notice naming the file and the first bad line."""
+    read = ckpt.read_metrics_checked(path, upto=start)
+    if read.skipped:
+        notice = read.notice(str(path / ckpt.METRICS_FILE))
+        print(f"interp-train: warning: {notice}; they are dropped", file=out)
+    ckpt.rewrite_metrics(path, ckpt.increasing(read.records))
 
 
 def _open_run(
@@ -186,29 +225,40 @@ def _open_run(
     *,
     resume: bool,
     overwrite: bool,
-) -> tuple[int, Any, Any]:
-    """The step to start from and its state: the latest complete step when resuming (a
-    partial step and later metrics are dropped), else step 0 in a fresh run folder."""
+    out,
+) -> tuple[int | None, Any, Any]:
+    """The step to resume from and its state (steps and metrics after it are dropped), or
+    None and the fresh state for a new run folder."""
     if not (resume and (path / ckpt.RUN_FILE).exists()):
         if overwrite and path.exists():
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
         ckpt.write_json_atomic(path / ckpt.RUN_FILE, meta)
-        return 0, params, opt_state
-    start = ckpt.list_steps(path)[-1]
-    opt_flat = ckpt.load_optimizer(path, start)
-    if opt_flat is None:
-        raise TrainError(f"step {start} of run {name!r} has no optimizer state to resume from")
-    _, params = unflatten_params(
-        ModelConfig.from_dict(meta["model"]), ckpt.load_params(path, start)
+        return None, params, opt_state
+    start, params, opt_state = _whole_step(
+        path, name, ModelConfig.from_dict(meta["model"]), opt_state
     )
-    opt_state = unflatten_tree(opt_state, opt_flat)
-    ckpt.rewrite_metrics(path, ckpt.read_metrics(path, upto=start))
-    ckpt.clean_partial(path)
+    for step in ckpt.list_steps(path):
+        if step > start:
+            ckpt.remove_step(path, step)
+    _trim_metrics(path, start, out)
     ckpt.write_json_atomic(
         path / ckpt.RUN_FILE, {**ckpt.read_run(root, name).meta, "train": tc.to_dict()}
     )
     return start, params, opt_state
+
+
+@contextlib.contextmanager
+def _write_errors(path: Path):
+    """A failed write (a full disk, a folder made read-only) is one line for the user."""
+    try:
+        yield
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        raise ckpt.CheckpointError(
+            f"cannot write run {path.name!r}: {err.strerror or err}{where}; "
+            "the steps saved so far are kept (--resume continues from them)"
+        ) from None
 
 
 def train(
@@ -221,14 +271,35 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    out=sys.stderr,
+    out: TextIO | None = None,
 ) -> TrainSummary:
     """Train a run into ``root/name``, saving the schedule's checkpoints as it goes."""
     t_entry = time.perf_counter()
-    root = Path(root)
+    root, out = Path(root), out or sys.stderr
     path, meta, tokenizer = prepare_run(
         root, name, mc, tc, corpus, resume=resume, overwrite=overwrite
     )
+    with _write_errors(path):
+        return _train(
+            root, name, path, meta, tokenizer, tc, corpus, resume, overwrite, progress, out, t_entry
+        )
+
+
+def _train(
+    root: Path,
+    name: str,
+    path: Path,
+    meta: dict,
+    tokenizer: Tokenizer,
+    tc: TrainConfig,
+    corpus: Corpus,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    out,
+    t_entry: float,
+) -> TrainSummary:
+    """The run itself, once every refusal has passed (``t_entry``: when ``train`` began)."""
     mc = ModelConfig.from_dict(meta["model"])
     t_start = time.perf_counter()
     optimizer = make_optimizer(tc)
@@ -255,26 +326,38 @@ def train(
         _, params = init_params(mc, tc.seed)  # same graph definition as the abstract model
         opt_state = jax.jit(optimizer.init)(params)
         timings["init_s"] = time.perf_counter() - t0
-        start, params, opt_state = _open_run(
-            root, name, path, meta, tc, params, opt_state, resume=resume, overwrite=overwrite
+        resumed_at, params, opt_state = _open_run(
+            root,
+            name,
+            path,
+            meta,
+            tc,
+            params,
+            opt_state,
+            resume=resume,
+            overwrite=overwrite,
+            out=out,
         )
         params, opt_state = replicate((params, opt_state), tc.batch_size)
         warm.result()
         timings["compile_s"] = time.perf_counter() - t0
         timings["setup_s"] = time.perf_counter() - t_entry  # corpus to a ready, compiled loop
 
+    window = ckpt.OptimizerWindow.of_run(path)
+
     def save(step: int, params, opt_state, valid_loss: float | None) -> None:
         t0 = time.perf_counter()
         sidecar = {"step": step, "valid_loss": valid_loss, "time": time.time()}
         ckpt.save_step(path, step, flat_params(params), sidecar, flatten_tree(opt_state))
-        ckpt.drop_optimizer(path, step)
+        window.saved(step)
         timings["save_s"] += time.perf_counter() - t0
 
+    start = resumed_at or 0
     t0 = time.perf_counter()
     params, opt_state, _, evals = run_chunk(params, opt_state, base_key, start, 0)  # compiled
     jax.block_until_ready(evals)
     timings["first_eval_s"] = time.perf_counter() - t0  # the whole corpus, before any step
-    if start == 0:
+    if resumed_at is None:  # a resumed run has step 0 and its record already
         v0 = float(evals["valid_loss"])
         ckpt.append_metrics(path, {"step": 0, "first_step": 1, "train_loss": [], "valid_loss": v0})
         save(0, params, opt_state, v0)
