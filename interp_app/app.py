@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dash_bootstrap_components as dbc  # noqa: F401  (registers its components)
-from dash import Dash
+import dash_bootstrap_components as dbc
+from dash import Dash, html
 
+from interp_app import ids
 from interp_app.auth import UsersFile, is_authorized, protect, shared_users_file
 from interp_app.callback_guard import callback_shapes, refuse_malformed_callbacks
 from interp_app.callbacks import register
@@ -57,13 +58,15 @@ def create_app(
         title="Transformer explorer",
         assets_folder=str(ASSETS),
         serve_locally=True,
-        suppress_callback_exceptions=True,
         update_title=None,
     )
     if users:  # first: strangers learn nothing, not even which requests are malformed
         app.server.config["AUTH_VERIFIER"] = protect(app.server, users)
     install_http_guards(app.server)
     app.layout = build_layout(str(root), live_ms)
+    # The token chips exist only once a prompt is drawn: one stands in for them, so Dash
+    # can check every callback against the page instead of ignoring unknown ids.
+    app.validation_layout = html.Div([app.layout, dbc.Button(id=ids.chip(0))])
     register(app, store)
     register_3d(app, store)
     app.server.config["CALLBACK_SHAPES"] = callback_shapes(app)

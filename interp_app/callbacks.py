@@ -13,7 +13,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import ALL, ClientsideFunction, Dash, Input, Output, Patch, State, ctx, html, no_update
 
-from interp_app import figures
+from interp_app import figures, ids
 from interp_app.analysis import METRICS, parse_head
 from interp_app.runs import RunStore, encode_prompt
 from interp_app.selection import Selection, as_float, as_int, parse_query
@@ -21,18 +21,39 @@ from interp_app.view import compute_patching, compute_view, resolve
 from training.checkpoint import CheckpointError
 
 PANELS = (
-    "patching",
-    "head-timeline",
-    "prediction-timeline",
-    "loss-curve",
-    "prediction",
-    "head-grid",
-    "attention-pattern",
-    "head-multiples",
-    "token-attributions",
-    "residual-contributions",
-    "logit-lens",
+    ids.PATCHING,
+    ids.HEAD_TIMELINE,
+    ids.PREDICTION_TIMELINE,
+    ids.LOSS_CURVE,
+    ids.PREDICTION,
+    ids.HEAD_GRID,
+    ids.ATTENTION_PATTERN,
+    ids.HEAD_MULTIPLES,
+    ids.TOKEN_ATTRIBUTIONS,
+    ids.RESIDUAL_CONTRIBUTIONS,
+    ids.LOGIT_LENS,
 )
+
+
+SELECT_EVENTS: dict[str, tuple[Any, str]] = {  # every event that can change the selection
+    "run": (ids.RUN_PICKER, "value"),
+    "slider": (ids.STEP_SLIDER, "value"),
+    "prompt": (ids.PROMPT_INPUT, "value"),
+    "chips": ({"type": ids.CHIP, "index": ALL}, "n_clicks"),
+    "prediction": (ids.PREDICTION, "clickData"),
+    "grid": (ids.GRID_CLICK, "data"),
+    "multiples": (ids.HEAD_MULTIPLES, "clickData"),
+    "residual": (ids.RESIDUAL_CONTRIBUTIONS, "clickData"),
+    "loss": (ids.LOSS_CURVE, "clickData"),
+    "head_timeline": (ids.HEAD_TIMELINE, "clickData"),
+    "prediction_timeline": (ids.PREDICTION_TIMELINE, "clickData"),
+    "play": (ids.PLAY_INTERVAL, "n_intervals"),
+    "ablate": (ids.ABLATE_BUTTON, "n_clicks"),
+    "ablate_mode": (ids.ABLATE_MODE, "value"),
+    "corrupt": (ids.CORRUPT_INPUT, "value"),
+    "patching": (ids.PATCHING, "clickData"),
+    "forward_3d": (ids.FORWARD_3D, "clickData"),
+}
 
 
 def _raw(sel: Any) -> dict[str, Any]:
@@ -91,34 +112,34 @@ def event_to_raw(trigger: Any, value: Any, current: Any, store: RunStore) -> dic
     steps = store.steps(raw["run"]) if raw else []
     # The run picker and the prompt box are also written by ``render``; that echo must not
     # count as a user's choice (it would reset the step, position and target of a deep link).
-    if trigger == "run-picker":
+    if trigger == ids.RUN_PICKER:
         if not isinstance(value, str) or (raw and value == raw.get("run")):
             return None
         return {**raw, "run": value, "step": None, "pos": None, "target": None}
-    if trigger == "step-slider":
+    if trigger == ids.STEP_SLIDER:
         step = nearest_step(steps, value)
         return None if step is None else {**raw, "step": step}
-    if trigger == "prompt-input":
+    if trigger == ids.PROMPT_INPUT:
         if not (value is None or isinstance(value, str)) or (raw and value == raw.get("prompt")):
             return None
         return {**raw, "prompt": value or "", "pos": None, "target": None}
-    if isinstance(trigger, dict) and trigger.get("type") == "chip":
+    if isinstance(trigger, dict) and trigger.get("type") == ids.CHIP:
         pos = as_int(trigger.get("index"))
         return None if pos is None else {**raw, "pos": pos}
     if not raw:
         return None  # every other event edits a selection this server already made
-    if trigger == "ablate-button":
+    if trigger == ids.ABLATE_BUTTON:
         return toggled(raw, raw["head"])
-    if trigger == "grid-click":  # the head grid, through the shift-aware clientside hop
+    if trigger == ids.GRID_CLICK:  # the head grid, through the shift-aware clientside hop
         name = value.get("head") if isinstance(value, dict) else None
         if not isinstance(name, str):
             return None
         return toggled(raw, name) if value.get("shift") is True else {**raw, "head": name}
-    if trigger == "ablate-mode":
+    if trigger == ids.ABLATE_MODE:
         return {**raw, "ablate_mode": value} if isinstance(value, str) else None
-    if trigger == "corrupt-input":
+    if trigger == ids.CORRUPT_INPUT:
         return {**raw, "corrupt": value or ""} if value is None or isinstance(value, str) else None
-    if trigger == "play-interval":
+    if trigger == ids.PLAY_INTERVAL:
         later = [s for s in steps if s > int(raw["step"])]
         return {**raw, "step": later[0] if later else steps[0]} if steps else None  # loops
     point = first_point(value)
@@ -127,37 +148,37 @@ def event_to_raw(trigger: Any, value: Any, current: Any, store: RunStore) -> dic
 
 def click_to_raw(trigger: Any, point: dict[str, Any], raw: dict, steps: list[int]) -> dict | None:
     """What a click on one of the figures selects."""
-    if trigger == "prediction":
+    if trigger == ids.PREDICTION:
         target = point.get("customdata")
         return {**raw, "target": target} if isinstance(target, str) else None
-    if trigger in ("head-grid", "head-multiples", "residual-contributions"):
+    if trigger in (ids.HEAD_GRID, ids.HEAD_MULTIPLES, ids.RESIDUAL_CONTRIBUTIONS):
         name = point.get("customdata")
         if not isinstance(name, str) or not name.startswith("L") or " " in name:
             return None
         return {**raw, "head": name}
-    if trigger == "forward-3d":  # an attention line: [head name, query position]
+    if trigger == ids.FORWARD_3D:  # an attention line: [head name, query position]
         data = point.get("customdata")
         if not (isinstance(data, list) and len(data) == 2 and isinstance(data[0], str)):
             return None
         pos = as_int(data[1])
         return None if pos is None else {**raw, "head": data[0], "pos": pos}
-    if trigger == "patching":
+    if trigger == ids.PATCHING:
         curve, x, y = as_int(point.get("curveNumber")), point.get("x"), point.get("y")
         if curve == 0 and isinstance(y, str) and isinstance(x, str):
             return {**raw, "head": f"{y}{x}"}  # "L0" + "H1"
         if curve == 1 and as_int(x) is not None:
             return {**raw, "pos": as_int(x)}
         return None
-    if trigger in ("head-timeline", "prediction-timeline"):
+    if trigger in (ids.HEAD_TIMELINE, ids.PREDICTION_TIMELINE):
         # x is the checkpoint's index (heatmap clicks carry no customdata); y the head's name
         step = nearest_step(steps, point.get("x"))
         if step is None:
             return None
         new = {**raw, "step": step}
-        if trigger == "head-timeline" and isinstance(point.get("y"), str):
+        if trigger == ids.HEAD_TIMELINE and isinstance(point.get("y"), str):
             new["head"] = point["y"]
         return new
-    if trigger == "loss-curve":
+    if trigger == ids.LOSS_CURVE:
         x = as_float(point.get("x"))
         if not steps or x is None:
             return None
@@ -192,7 +213,7 @@ def chips(words: list[str], pos: int) -> list:
         out.append(
             dbc.Button(
                 f"{i}:{w}",
-                id={"type": "chip", "index": i},
+                id=ids.chip(i),
                 size="sm",
                 className="me-1 mb-1",
                 color=color,
@@ -213,93 +234,87 @@ def register(app: Dash, store: RunStore) -> None:
 
     app.clientside_callback(
         ClientsideFunction(namespace="interp", function_name="gridClick"),
-        Output("grid-click", "data"),
-        Input("head-grid", "clickData"),
+        Output(ids.GRID_CLICK, "data"),
+        Input(ids.HEAD_GRID, "clickData"),
         prevent_initial_call=True,
     )
 
     @app.callback(
-        Output("selection", "data"),
-        Output("url", "search"),
-        Output("notices", "children"),
-        Input("url", "search"),
-        Input("run-picker", "value"),
-        Input("step-slider", "value"),
-        Input("prompt-input", "value"),
-        Input({"type": "chip", "index": ALL}, "n_clicks"),
-        Input("prediction", "clickData"),
-        Input("grid-click", "data"),
-        Input("head-multiples", "clickData"),
-        Input("residual-contributions", "clickData"),
-        Input("loss-curve", "clickData"),
-        Input("head-timeline", "clickData"),
-        Input("prediction-timeline", "clickData"),
-        Input("play-interval", "n_intervals"),
-        Input("ablate-button", "n_clicks"),
-        Input("ablate-mode", "value"),
-        Input("corrupt-input", "value"),
-        Input("patching", "clickData"),
-        Input("forward-3d", "clickData"),
-        State("selection", "data"),
+        output=dict(
+            selection=Output(ids.SELECTION, "data"),
+            search=Output(ids.URL, "search"),
+            notices=Output(ids.NOTICES, "children"),
+        ),
+        inputs=dict(
+            search=Input(ids.URL, "search"),
+            events={name: Input(cid, prop) for name, (cid, prop) in SELECT_EVENTS.items()},
+        ),
+        state=dict(current=State(ids.SELECTION, "data")),
     )
-    def select(search, *args):
-        current = args[-1]
+    def select(search: Any, events: dict[str, Any], current: Any) -> dict[str, Any]:
+        """Whichever control fired (``ctx.triggered_id``) becomes a new selection."""
+        del events  # the trigger and its value come from ``ctx``
+        nothing = {"selection": no_update, "search": no_update, "notices": no_update}
         trigger = ctx.triggered_id
         known = Selection.parse(current)
         search = search if isinstance(search, str) else ""
-        if trigger is None or trigger == "url" or known is None:
+        if trigger is None or trigger == ids.URL or known is None:
             if known is not None and search == known.to_query():
-                return no_update, no_update, no_update
+                return nothing
             raw = parse_query(search)
         else:
             if isinstance(trigger, dict) and not ctx.triggered[0]["value"]:
-                return no_update, no_update, no_update  # chips re-rendered, not clicked
+                return nothing  # chips re-rendered, not clicked
             raw = event_to_raw(trigger, ctx.triggered[0]["value"], current, store)
             if raw is None:
-                return no_update, no_update, no_update
+                return nothing
         try:
             sel, notes = resolve(store, raw)
         except CheckpointError as err:
-            return no_update, no_update, notices_children([str(err)])
-        if trigger is None or trigger == "url":  # a page (re)load: say what cannot be read
+            return {**nothing, "notices": notices_children([str(err)])}
+        if trigger is None or trigger == ids.URL:  # a page (re)load: say what cannot be read
             notes = [*store.problems(), *notes]
         if sel is None:
             msg = notes or [f"No runs in {store.root}. Train one: interp-train --root {store.root}"]
-            return None, no_update, notices_children(msg)
+            return {**nothing, "selection": None, "notices": notices_children(msg)}
         data = sel.to_dict()
-        if data == current and trigger != "url":
-            return no_update, no_update, notices_children(notes) if notes else no_update
+        if data == current and trigger != ids.URL:
+            return {**nothing, "notices": notices_children(notes) if notes else no_update}
         query = sel.to_query()
-        return data, (query if query != search else no_update), notices_children(notes)
+        return {
+            "selection": data,
+            "search": query if query != search else no_update,
+            "notices": notices_children(notes),
+        }
 
     controls = [
-        ("run-picker", "options"),
-        ("run-picker", "value"),
-        ("step-slider", "max"),
-        ("step-slider", "marks"),
-        ("step-slider", "value"),
-        ("step-label", "children"),
-        ("prompt-input", "value"),
-        ("token-chips", "children"),
-        ("source-picker", "options"),
-        ("source-picker", "value"),
-        ("compare-step", "options"),
-        ("ablate-button", "children"),
-        ("ablate-mode", "value"),
-        ("corrupt-input", "value"),
+        (ids.RUN_PICKER, "options"),
+        (ids.RUN_PICKER, "value"),
+        (ids.STEP_SLIDER, "max"),
+        (ids.STEP_SLIDER, "marks"),
+        (ids.STEP_SLIDER, "value"),
+        (ids.STEP_LABEL, "children"),
+        (ids.PROMPT_INPUT, "value"),
+        (ids.TOKEN_CHIPS, "children"),
+        (ids.SOURCE_PICKER, "options"),
+        (ids.SOURCE_PICKER, "value"),
+        (ids.COMPARE_STEP, "options"),
+        (ids.ABLATE_BUTTON, "children"),
+        (ids.ABLATE_MODE, "value"),
+        (ids.CORRUPT_INPUT, "value"),
     ]
-    slots = [*controls, *((p, "figure") for p in PANELS), ("rendered", "data")]
+    slots = [*controls, *((p, "figure") for p in PANELS), (ids.RENDERED, "data")]
 
     @app.callback(
         *(Output(cid, prop) for cid, prop in slots),
-        Output("notices", "children", allow_duplicate=True),
-        Input("selection", "data"),
-        Input("metric-picker", "value"),
-        Input("source-picker", "value"),
-        Input("compare-step", "value"),
-        Input("multiples-mode", "value"),
-        Input("live-poll", "n_intervals"),
-        State("rendered", "data"),
+        Output(ids.NOTICES, "children", allow_duplicate=True),
+        Input(ids.SELECTION, "data"),
+        Input(ids.METRIC_PICKER, "value"),
+        Input(ids.SOURCE_PICKER, "value"),
+        Input(ids.COMPARE_STEP, "value"),
+        Input(ids.MULTIPLES_MODE, "value"),
+        Input(ids.LIVE_POLL, "n_intervals"),
+        State(ids.RENDERED, "data"),
         prevent_initial_call=True,
     )
     def render(data, metric, src, compare, mode, _poll, rendered):
@@ -309,7 +324,7 @@ def register(app: Dash, store: RunStore) -> None:
         if not data:
             empty = figures.message_figure(f"No runs in {store.root}")
             out.update({(p, "figure"): empty for p in PANELS})
-            out[("rendered", "data")] = {}
+            out[(ids.RENDERED, "data")] = {}
             return result()
         sel, notes = recheck(store, data)
         if sel is None:
@@ -334,27 +349,27 @@ def register(app: Dash, store: RunStore) -> None:
         }
         keys = json.loads(json.dumps(keys))  # compare as the browser stores them (lists)
         changed = {k for k, v in keys.items() if rendered.get(k) != v}
-        if ctx.triggered_id == "live-poll" and not changed:
+        if ctx.triggered_id == ids.LIVE_POLL and not changed:
             return result()  # nothing new on disk: the cheap, common case
         if "runs" in changed:
-            out[("run-picker", "options")] = [{"label": r, "value": r} for r in runs]
+            out[(ids.RUN_PICKER, "options")] = [{"label": r, "value": r} for r in runs]
         if "run" in changed:
-            out[("run-picker", "value")] = sel.run
+            out[(ids.RUN_PICKER, "value")] = sel.run
         if changed & {"listing", "step"}:
-            out[("step-slider", "max")] = len(steps) - 1
-            out[("step-slider", "marks")] = slider_marks(steps, bad)
-            out[("step-slider", "value")] = (
+            out[(ids.STEP_SLIDER, "max")] = len(steps) - 1
+            out[(ids.STEP_SLIDER, "marks")] = slider_marks(steps, bad)
+            out[(ids.STEP_SLIDER, "value")] = (
                 steps.index(sel.step) if sel.step in steps else no_update
             )
-            out[("step-label", "children")] = f"step {sel.step}"
+            out[(ids.STEP_LABEL, "children")] = f"step {sel.step}"
         if "listing" in changed:
-            out[("compare-step", "options")] = [{"label": f"step {s}", "value": s} for s in steps]
+            out[(ids.COMPARE_STEP, "options")] = [{"label": f"step {s}", "value": s} for s in steps]
         if changed & {"listing", "run"}:
-            out[("loss-curve", "figure")] = figures.loss_figure(
+            out[(ids.LOSS_CURVE, "figure")] = figures.loss_figure(
                 store.loss_history(sel.run), sel.step, bad
             )
         elif "step" in changed:  # only the marker moves: send a patch, not the curve
-            out[("loss-curve", "figure")] = patch(
+            out[(ids.LOSS_CURVE, "figure")] = patch(
                 figures.loss_title(sel.step), [figures.loss_marker(sel.step)]
             )
         try:
@@ -362,64 +377,66 @@ def register(app: Dash, store: RunStore) -> None:
         except CheckpointError as err:
             bad.add(sel.step)
             msg = figures.message_figure(f"Step {sel.step} cannot be read: {err}")
-            out.update({(p, "figure"): msg for p in PANELS if p != "loss-curve"})
-            out[("step-slider", "marks")] = slider_marks(steps, bad)
-            out[("loss-curve", "figure")] = figures.loss_figure(
+            out.update({(p, "figure"): msg for p in PANELS if p != ids.LOSS_CURVE})
+            out[(ids.STEP_SLIDER, "marks")] = slider_marks(steps, bad)
+            out[(ids.LOSS_CURVE, "figure")] = figures.loss_figure(
                 store.loss_history(sel.run), sel.step, bad
             )
-            out[("rendered", "data")] = {**keys, "prompt": None, "pred": None, "words": None}
+            out[(ids.RENDERED, "data")] = {**keys, "prompt": None, "pred": None, "words": None}
             note = f"step {sel.step} is unreadable ({err}); other steps still work"
             return result(notices_children([note]))
-        out[("ablate-button", "children")] = (
+        out[(ids.ABLATE_BUTTON, "children")] = (
             f"Restore {sel.head_name}" if sel.head_name in sel.ablate else f"Ablate {sel.head_name}"
         )
         if "pred" in changed:
-            out[("ablate-mode", "value")] = sel.mode
-            out[("corrupt-input", "value")] = sel.corrupt
+            out[(ids.ABLATE_MODE, "value")] = sel.mode
+            out[(ids.CORRUPT_INPUT, "value")] = sel.corrupt
         if "patch" in changed or not rendered.get("patch_answer"):
-            out[("patching", "figure")], keys["patch_answer"] = patching_panel(store, sel, view)
+            out[(ids.PATCHING, "figure")], keys["patch_answer"] = patching_panel(store, sel, view)
         else:  # same experiment, another head: move the frames, keep the heatmaps
             keys["patch_answer"] = rendered["patch_answer"]
             if "head" in changed:
                 n_layers = store.info(sel.run).model.n_layers
                 title, shapes = figures.patching_overlay(sel, n_layers, keys["patch_answer"])
-                out[("patching", "figure")] = patch(title, shapes)
+                out[(ids.PATCHING, "figure")] = patch(title, shapes)
         if "words" in changed:
-            out[("prompt-input", "value")] = sel.prompt
-            out[("token-chips", "children")] = chips(view.words, sel.pos)
-            out[("source-picker", "options")] = [
+            out[(ids.PROMPT_INPUT, "value")] = sel.prompt
+            out[(ids.TOKEN_CHIPS, "children")] = chips(view.words, sel.pos)
+            out[(ids.SOURCE_PICKER, "options")] = [
                 {"label": f"src {i}:{w}", "value": i} for i, w in enumerate(view.words)
             ]
             if src >= view.length:
-                out[("source-picker", "value")] = 0
+                out[(ids.SOURCE_PICKER, "value")] = 0
         if "prompt" in changed:
-            out[("logit-lens", "figure")] = figures.logit_lens_figure(view, sel)
+            out[(ids.LOGIT_LENS, "figure")] = figures.logit_lens_figure(view, sel)
         if changed & {"prompt", "pred"}:
-            out[("prediction", "figure")] = figures.prediction_figure(view, sel)
+            out[(ids.PREDICTION, "figure")] = figures.prediction_figure(view, sel)
         base = base_step = None
         if isinstance(compare, int) and compare != sel.step and compare in steps:
             try:
                 base, base_step = compute_view(store, sel.with_(step=compare), src=src), compare
             except CheckpointError:
                 bad.add(compare)
-        out[("head-grid", "figure")] = figures.head_grid_figure(view, sel, metric, base, base_step)
-        out[("residual-contributions", "figure")] = figures.residual_figure(
+        out[(ids.HEAD_GRID, "figure")] = figures.head_grid_figure(
+            view, sel, metric, base, base_step
+        )
+        out[(ids.RESIDUAL_CONTRIBUTIONS, "figure")] = figures.residual_figure(
             view, sel, base, base_step
         )
         prev = previous_view(store, sel, steps, src) if mode == "change" else None
-        out[("head-multiples", "figure")] = figures.multiples_figure(
+        out[(ids.HEAD_MULTIPLES, "figure")] = figures.multiples_figure(
             view, sel, *(prev or (None, None))
         )
-        out[("attention-pattern", "figure")] = figures.attention_figure(view, sel)
-        out[("token-attributions", "figure")] = figures.token_attribution_figure(view, sel)
+        out[(ids.ATTENTION_PATTERN, "figure")] = figures.attention_figure(view, sel)
+        out[(ids.TOKEN_ATTRIBUTIONS, "figure")] = figures.token_attribution_figure(view, sel)
         t_steps, t_values, t_bad = timeline(store, sel, src)
         bad.update(t_bad)
         data_changed = changed & {"listing", "query", "view"}
         if t_steps and data_changed:
-            out[("head-timeline", "figure")] = figures.head_timeline_figure(
+            out[(ids.HEAD_TIMELINE, "figure")] = figures.head_timeline_figure(
                 t_steps, t_values[metric], sel, metric
             )
-            out[("prediction-timeline", "figure")] = figures.prediction_timeline_figure(
+            out[(ids.PREDICTION_TIMELINE, "figure")] = figures.prediction_timeline_figure(
                 t_steps, t_values["probs"], view.vocab, sel
             )
         elif t_steps:  # a step or head change only moves the marks
@@ -429,21 +446,21 @@ def register(app: Dash, store: RunStore) -> None:
                 for h in range(t_values["dla"].shape[2])
             ]
             title, shapes = figures.head_timeline_overlay(t_steps, names, sel, metric)
-            out[("head-timeline", "figure")] = patch(title, shapes)
+            out[(ids.HEAD_TIMELINE, "figure")] = patch(title, shapes)
             if "step" in changed:
-                out[("prediction-timeline", "figure")] = patch(
+                out[(ids.PREDICTION_TIMELINE, "figure")] = patch(
                     figures.prediction_timeline_title(sel), figures.step_marker(t_steps, sel.step)
                 )
-        out[("rendered", "data")] = keys
+        out[(ids.RENDERED, "data")] = keys
         return result(forged)
 
     @app.callback(
-        Output("play-interval", "disabled"),
-        Output("play-button", "children"),
-        Output("play-interval", "interval"),
-        Input("play-button", "n_clicks"),
-        Input("play-speed", "value"),
-        State("play-interval", "disabled"),
+        Output(ids.PLAY_INTERVAL, "disabled"),
+        Output(ids.PLAY_BUTTON, "children"),
+        Output(ids.PLAY_INTERVAL, "interval"),
+        Input(ids.PLAY_BUTTON, "n_clicks"),
+        Input(ids.PLAY_SPEED, "value"),
+        State(ids.PLAY_INTERVAL, "disabled"),
     )
     def play(n_clicks, speed, disabled):
         clicks, speed = as_int(n_clicks), as_int(speed)
@@ -452,11 +469,11 @@ def register(app: Dash, store: RunStore) -> None:
         return not playing, ("⏸ Pause" if playing else "▶ Play"), speed
 
     @app.callback(
-        Output("head-sparkline", "figure"),
-        Input("head-multiples", "hoverData"),
-        Input("selection", "data"),
-        Input("metric-picker", "value"),
-        State("source-picker", "value"),
+        Output(ids.HEAD_SPARKLINE, "figure"),
+        Input(ids.HEAD_MULTIPLES, "hoverData"),
+        Input(ids.SELECTION, "data"),
+        Input(ids.METRIC_PICKER, "value"),
+        State(ids.SOURCE_PICKER, "value"),
     )
     def sparkline(hover, data, metric, src):
         sel, _ = recheck(store, data) if data else (None, [])

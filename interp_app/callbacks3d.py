@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from dash import Dash, Input, Output, Patch, State, no_update
 
-from interp_app import figures, figures3d
+from interp_app import figures, figures3d, ids
 from interp_app.callbacks import recheck
 from interp_app.runs import RunStore
 from interp_app.view import compute_forward
@@ -84,22 +84,22 @@ def embedding_panel(store: RunStore, data, which: str) -> tuple[dict | None, lis
 
 def register_3d(app: Dash, store: RunStore) -> None:
     @app.callback(
-        Output("forward-3d", "figure"),
-        Output("nearest-tokens", "figure"),
-        Output("forward-key", "data"),
-        Input("selection", "data"),
-        Input("attention-threshold", "value"),
-        State("forward-key", "data"),
+        Output(ids.FORWARD_3D, "figure"),
+        Output(ids.NEAREST_TOKENS, "figure"),
+        Output(ids.FORWARD_KEY, "data"),
+        Input(ids.SELECTION, "data"),
+        Input(ids.ATTENTION_THRESHOLD, "value"),
+        State(ids.FORWARD_KEY, "data"),
     )
     def forward(data, threshold, shown):
         return forward_panels(store, data, threshold, shown)
 
     @app.callback(
-        Output("embedding-stacks", "figure"),
-        Output("embedding-key", "data"),
-        Input("selection", "data"),
-        Input("embedding-set", "value"),
-        State("embedding-key", "data"),
+        Output(ids.EMBEDDING_STACKS, "figure"),
+        Output(ids.EMBEDDING_KEY, "data"),
+        Input(ids.SELECTION, "data"),
+        Input(ids.EMBEDDING_SET, "value"),
+        State(ids.EMBEDDING_KEY, "data"),
     )
     def embeddings(data, which, shown):
         figure, key = embedding_panel(store, data, which)
@@ -108,10 +108,10 @@ def register_3d(app: Dash, store: RunStore) -> None:
         return figure, key
 
     @app.callback(
-        Output("export-3d-file", "data"),
-        Input("export-3d", "n_clicks"),
-        State("selection", "data"),
-        State("attention-threshold", "value"),
+        Output(ids.EXPORT_3D_FILE, "data"),
+        Input(ids.EXPORT_3D, "n_clicks"),
+        State(ids.SELECTION, "data"),
+        State(ids.ATTENTION_THRESHOLD, "value"),
         prevent_initial_call=True,
     )
     def export(n_clicks, data, threshold):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from interp_app import ids
 from interp_app.analysis import METRICS
 from interp_app.causal import PATCH_MIN_GAP
 from interp_app.layout3d import views_3d
@@ -36,8 +37,8 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
         [
             dbc.Col(
                 [
-                    dbc.Label("Run", html_for="run-picker", className="small mb-0"),
-                    dcc.Dropdown(id="run-picker", clearable=False),
+                    dbc.Label("Run", html_for=ids.RUN_PICKER, className="small mb-0"),
+                    dcc.Dropdown(id=ids.RUN_PICKER, clearable=False),
                 ],
                 md=2,
             ),
@@ -46,17 +47,17 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                     html.Div(
                         [
                             dbc.Label("Checkpoint", className="small mb-0 me-2"),
-                            html.Span(id="step-label", className="badge bg-secondary me-3"),
+                            html.Span(id=ids.STEP_LABEL, className="badge bg-secondary me-3"),
                             dbc.Button(
                                 "▶ Play",
-                                id="play-button",
+                                id=ids.PLAY_BUTTON,
                                 size="sm",
                                 color="success",
                                 className="me-1 py-0",
                                 n_clicks=0,
                             ),
                             dcc.Dropdown(
-                                id="play-speed",
+                                id=ids.PLAY_SPEED,
                                 options=[
                                     {"label": "slow", "value": 1500},
                                     {"label": "normal", "value": 700},
@@ -69,7 +70,7 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                 className="me-3 align-middle small",
                             ),
                             dcc.Dropdown(
-                                id="compare-step",
+                                id=ids.COMPARE_STEP,
                                 placeholder="compare with step…",
                                 style={"width": "11rem", "display": "inline-block"},
                                 className="align-middle small",
@@ -78,7 +79,7 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                         className="d-flex align-items-center flex-wrap",
                     ),
                     dcc.Slider(
-                        id="step-slider",
+                        id=ids.STEP_SLIDER,
                         min=0,
                         max=0,
                         step=1,
@@ -92,10 +93,12 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
             dbc.Col(
                 [
                     dbc.Label(
-                        "Prompt (Enter to analyse)", html_for="prompt-input", className="small mb-0"
+                        "Prompt (Enter to analyse)",
+                        html_for=ids.PROMPT_INPUT,
+                        className="small mb-0",
                     ),
                     dbc.Input(
-                        id="prompt-input",
+                        id=ids.PROMPT_INPUT,
                         type="text",
                         debounce=True,
                         placeholder="i like spicy so i like",
@@ -108,12 +111,12 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
     )
     return html.Div(
         [
-            dcc.Location(id="url", refresh=False),
-            dcc.Store(id="selection"),
-            dcc.Store(id="rendered"),
-            dcc.Store(id="grid-click"),
-            dcc.Interval(id="play-interval", interval=700, disabled=True),
-            dcc.Interval(id="live-poll", interval=live_ms, disabled=live_ms <= 0),
+            dcc.Location(id=ids.URL, refresh=False),
+            dcc.Store(id=ids.SELECTION),
+            dcc.Store(id=ids.RENDERED),
+            dcc.Store(id=ids.GRID_CLICK),
+            dcc.Interval(id=ids.PLAY_INTERVAL, interval=700, disabled=True),
+            dcc.Interval(id=ids.LIVE_POLL, interval=live_ms, disabled=live_ms <= 0),
             dbc.Navbar(
                 dbc.Container(
                     [
@@ -128,15 +131,15 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
             ),
             dbc.Container(
                 [
-                    html.Div(id="notices"),
+                    html.Div(id=ids.NOTICES),
                     panel(
                         "Run, checkpoint and prompt",
-                        [controls, html.Div(id="token-chips", className="mt-2")],
+                        [controls, html.Div(id=ids.TOKEN_CHIPS, className="mt-2")],
                     ),
                     dbc.Row(
                         [
-                            dbc.Col(panel("Loss", graph("loss-curve", 260)), md=6),
-                            dbc.Col(panel("Prediction", graph("prediction", 300)), md=3),
+                            dbc.Col(panel("Loss", graph(ids.LOSS_CURVE, 260)), md=6),
+                            dbc.Col(panel("Prediction", graph(ids.PREDICTION, 300)), md=3),
                             dbc.Col(
                                 panel(
                                     "Head grid",
@@ -145,7 +148,7 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                             [
                                                 dbc.Col(
                                                     dcc.Dropdown(
-                                                        id="metric-picker",
+                                                        id=ids.METRIC_PICKER,
                                                         options=[
                                                             {"label": v, "value": k}
                                                             for k, v in METRICS.items()
@@ -157,7 +160,7 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                                 ),
                                                 dbc.Col(
                                                     dcc.Dropdown(
-                                                        id="source-picker",
+                                                        id=ids.SOURCE_PICKER,
                                                         clearable=False,
                                                         placeholder="source",
                                                     ),
@@ -166,12 +169,12 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                             ],
                                             className="g-1 mb-1",
                                         ),
-                                        graph("head-grid", 300),
+                                        graph(ids.HEAD_GRID, 300),
                                         html.Div(
                                             [
                                                 dbc.Button(
                                                     "Ablate",
-                                                    id="ablate-button",
+                                                    id=ids.ABLATE_BUTTON,
                                                     size="sm",
                                                     color="danger",
                                                     outline=True,
@@ -179,7 +182,7 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                                     className="me-2 py-0",
                                                 ),
                                                 dbc.RadioItems(
-                                                    id="ablate-mode",
+                                                    id=ids.ABLATE_MODE,
                                                     options=[
                                                         {"label": "zero", "value": "zero"},
                                                         {
@@ -218,7 +221,7 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                             dbc.Col(
                                 panel(
                                     "Attention pattern of the selected head",
-                                    graph("attention-pattern", 380),
+                                    graph(ids.ATTENTION_PATTERN, 380),
                                 ),
                                 md=6,
                             ),
@@ -227,7 +230,7 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                     "All heads, layers x heads",
                                     [
                                         dbc.RadioItems(
-                                            id="multiples-mode",
+                                            id=ids.MULTIPLES_MODE,
                                             options=[
                                                 {"label": "this step", "value": "step"},
                                                 {
@@ -239,9 +242,9 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                             inline=True,
                                             className="small",
                                         ),
-                                        graph("head-multiples", 380),
+                                        graph(ids.HEAD_MULTIPLES, 380),
                                         dcc.Graph(
-                                            id="head-sparkline",
+                                            id=ids.HEAD_SPARKLINE,
                                             config={"displayModeBar": False},
                                             style={"height": "150px"},
                                         ),
@@ -253,16 +256,16 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                     ),
                     dbc.Row(
                         [
-                            dbc.Col(panel("Head timeline", graph("head-timeline", 220)), md=8),
+                            dbc.Col(panel("Head timeline", graph(ids.HEAD_TIMELINE, 220)), md=8),
                             dbc.Col(
                                 panel(
-                                    "Prediction over training", graph("prediction-timeline", 300)
+                                    "Prediction over training", graph(ids.PREDICTION_TIMELINE, 300)
                                 ),
                                 md=4,
                             ),
                         ]
                     ),
-                    panel("Token attributions", graph("token-attributions", 200)),
+                    panel("Token attributions", graph(ids.TOKEN_ATTRIBUTIONS, 200)),
                     panel(
                         "Activation patching",
                         [
@@ -271,14 +274,14 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                     dbc.Col(
                                         dbc.Label(
                                             "Corrupted prompt (same number of tokens; Enter)",
-                                            html_for="corrupt-input",
+                                            html_for=ids.CORRUPT_INPUT,
                                             className="small mb-0",
                                         ),
                                         width="auto",
                                     ),
                                     dbc.Col(
                                         dbc.Input(
-                                            id="corrupt-input",
+                                            id=ids.CORRUPT_INPUT,
                                             type="text",
                                             debounce=True,
                                             size="sm",
@@ -288,7 +291,7 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                                 ],
                                 className="g-2 align-items-center mb-1",
                             ),
-                            graph("patching", 300),
+                            graph(ids.PATCHING, 300),
                             html.Div(
                                 "Patching runs on the model without ablation: heads ablated "
                                 "above are not ablated here. When the two prompts' logit "
@@ -304,11 +307,11 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
                             dbc.Col(
                                 panel(
                                     "Residual-stream contributions",
-                                    graph("residual-contributions", 320),
+                                    graph(ids.RESIDUAL_CONTRIBUTIONS, 320),
                                 ),
                                 md=7,
                             ),
-                            dbc.Col(panel("Logit lens", graph("logit-lens", 260)), md=5),
+                            dbc.Col(panel("Logit lens", graph(ids.LOGIT_LENS, 260)), md=5),
                         ]
                     ),
                     *views_3d(graph, panel),

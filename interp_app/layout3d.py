@@ -5,6 +5,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc
 
+from interp_app import ids
 from interp_app.figures3d import DEFAULT_THRESHOLD, EMBEDDING_SETS
 
 
@@ -18,7 +19,7 @@ def views_3d(graph, panel) -> list:
             ),
             dbc.Col(
                 dcc.Slider(
-                    id="attention-threshold",
+                    id=ids.ATTENTION_THRESHOLD,
                     min=0.05,
                     max=0.95,
                     step=0.05,
@@ -31,7 +32,7 @@ def views_3d(graph, panel) -> list:
             dbc.Col(
                 dbc.Button(
                     "⤓ Export 3D view as HTML",
-                    id="export-3d",
+                    id=ids.EXPORT_3D,
                     size="sm",
                     color="secondary",
                     outline=True,
@@ -39,8 +40,8 @@ def views_3d(graph, panel) -> list:
                 ),
                 width="auto",
             ),
-            dcc.Download(id="export-3d-file"),
-            dcc.Store(id="forward-key"),
+            dcc.Download(id=ids.EXPORT_3D_FILE),
+            dcc.Store(id=ids.FORWARD_KEY),
         ],
         className="g-2 align-items-center mb-1",
     )
@@ -52,8 +53,8 @@ def views_3d(graph, panel) -> list:
                 controls,
                 dbc.Row(
                     [
-                        dbc.Col(graph("forward-3d", 560), md=8),
-                        dbc.Col(graph("nearest-tokens", 560), md=4),
+                        dbc.Col(graph(ids.FORWARD_3D, 560), md=8),
+                        dbc.Col(graph(ids.NEAREST_TOKENS, 560), md=4),
                     ],
                     className="g-2",
                 ),
@@ -63,14 +64,14 @@ def views_3d(graph, panel) -> list:
             "Token embeddings at the selected checkpoint",
             [
                 dbc.RadioItems(
-                    id="embedding-set",
+                    id=ids.EMBEDDING_SET,
                     options=[{"label": name, "value": name} for name in EMBEDDING_SETS],
                     value="fruits",
                     inline=True,
                     className="small",
                 ),
-                graph("embedding-stacks", 360),
-                dcc.Store(id="embedding-key"),
+                graph(ids.EMBEDDING_STACKS, 360),
+                dcc.Store(id=ids.EMBEDDING_KEY),
             ],
         ),
     ]

@@ -1,0 +1,57 @@
+"""Every component id of the page, in one place: the public contract of links, tests and
+the browser-side script (``assets/shift-click.js``), and a typo here is a NameError, not a
+silent dead callback. Names follow the ids (``head-grid`` is ``HEAD_GRID``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ABLATE_BUTTON = "ablate-button"
+ABLATE_MODE = "ablate-mode"
+ATTENTION_PATTERN = "attention-pattern"
+ATTENTION_THRESHOLD = "attention-threshold"
+COMPARE_STEP = "compare-step"
+CORRUPT_INPUT = "corrupt-input"
+EMBEDDING_KEY = "embedding-key"
+EMBEDDING_SET = "embedding-set"
+EMBEDDING_STACKS = "embedding-stacks"
+EXPORT_3D = "export-3d"
+EXPORT_3D_FILE = "export-3d-file"
+FORWARD_3D = "forward-3d"
+FORWARD_KEY = "forward-key"
+GRID_CLICK = "grid-click"
+HEAD_GRID = "head-grid"
+HEAD_MULTIPLES = "head-multiples"
+HEAD_SPARKLINE = "head-sparkline"
+HEAD_TIMELINE = "head-timeline"
+LIVE_POLL = "live-poll"
+LOGIT_LENS = "logit-lens"
+LOSS_CURVE = "loss-curve"
+METRIC_PICKER = "metric-picker"
+MULTIPLES_MODE = "multiples-mode"
+NEAREST_TOKENS = "nearest-tokens"
+NOTICES = "notices"
+PATCHING = "patching"
+PLAY_BUTTON = "play-button"
+PLAY_INTERVAL = "play-interval"
+PLAY_SPEED = "play-speed"
+PREDICTION = "prediction"
+PREDICTION_TIMELINE = "prediction-timeline"
+PROMPT_INPUT = "prompt-input"
+RENDERED = "rendered"
+RESIDUAL_CONTRIBUTIONS = "residual-contributions"
+RUN_PICKER = "run-picker"
+SELECTION = "selection"
+SOURCE_PICKER = "source-picker"
+STEP_LABEL = "step-label"
+STEP_SLIDER = "step-slider"
+TOKEN_ATTRIBUTIONS = "token-attributions"
+TOKEN_CHIPS = "token-chips"
+URL = "url"
+
+CHIP = "chip"  # pattern-matching type of the token chips: {"type": CHIP, "index": i}
+
+
+def chip(index: Any) -> dict[str, Any]:
+    """The id of the token chip at one position."""
+    return {"type": CHIP, "index": index}
