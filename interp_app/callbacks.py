@@ -368,6 +368,9 @@ def register(app: Dash, store: RunStore) -> None:
             out[(ids.LOSS_CURVE, "figure")] = figures.loss_figure(
                 store.loss_history(sel.run), sel.step, bad
             )
+            skipped = store.metrics_notice(sel.run)
+            if skipped:
+                forged = notices_children([*notes, skipped])
         elif "step" in changed:  # only the marker moves: send a patch, not the curve
             out[(ids.LOSS_CURVE, "figure")] = patch(
                 figures.loss_title(sel.step), [figures.loss_marker(sel.step)]

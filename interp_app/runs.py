@@ -198,6 +198,11 @@ class RunStore:
     def loss_history(self, run: str):
         return ckpt.loss_history(self.run_dir(run))
 
+    def metrics_notice(self, run: str) -> str | None:
+        """One line when the run's metrics log has lines that are not records (the loss
+        curve skips them), else None."""
+        return ckpt.read_metrics_checked(self.run_dir(run)).notice()
+
     def _graphdef(self, info: ckpt.RunInfo):
         if info.model not in self._graphdefs:
             self._graphdefs[info.model] = abstract_model(info.model)[0]

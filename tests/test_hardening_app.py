@@ -353,3 +353,23 @@ def test_healthz_overtakes_queued_callbacks(small_root, tmp_path):
                 f.result()
         assert health.status_code == 200
         assert finished_before < 10, f"/healthz waited for {finished_before} of 20 callbacks"
+
+
+def test_bad_metrics_lines_are_one_notice_and_the_page_draws(small_root, tmp_path):
+    """Regression: one bad line in metrics.jsonl (invalid UTF-8, ``{}``, ``5``, a string
+    step) made every render a 500 and the page blank."""
+    src, _ = small_root
+    root = tmp_path / "root"
+    shutil.copytree(src, root)
+    log = root / "small" / "metrics.jsonl"
+    good = log.read_bytes().splitlines(keepends=True)
+    bad = [b"\xff\xfe not utf-8\n", b"{}\n", b"5\n", b'{"step": "x"}\n']
+    log.write_bytes(b"".join([good[0], *bad, *good[1:]]))
+    client = DashClient(create_app(root))
+    sel = client.select(None, search="?run=small")["selection"]["data"]
+    panels = client.render(sel)
+    assert client.last_status == 200
+    curve = panels["loss-curve"]["figure"]["data"]
+    assert curve and len(curve[0]["x"]) > 0
+    notes = [n["props"]["children"] for n in panels["notices"]["children"]]
+    assert notes == ["metrics.jsonl: 4 bad lines skipped (first: line 2)"], notes
