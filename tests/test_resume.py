@@ -61,10 +61,13 @@ def test_kill_during_training_never_lists_a_partial_step(tmp_path):
             while len(ckpt.list_steps(run)) <= seen + 1 and time.monotonic() < deadline:
                 time.sleep(0.005)
             time.sleep(rng.uniform(0.0, 0.4))
+        listed = ckpt.list_steps(run)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        ckpt.clean_partial(run)  # what the next start does first (puts back a step set aside)
         steps = ckpt.list_steps(run)
         assert steps, proc.stderr.read().decode()
+        assert set(listed) <= set(steps), sorted(set(listed) - set(steps))  # no step lost
         for step in steps:
             ckpt.load_params(run, step)
             ckpt.read_sidecar(run, step)
