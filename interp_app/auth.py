@@ -162,6 +162,16 @@ class Verifier:
                 self._dummies.setdefault(method, dummy)
         return self._dummies[method]
 
+    def known_good(self, username: str | None, password: str | None) -> bool:
+        """Whether this pair already passed a hash check (costs no hash: a throttled
+        address's users who logged in before are not locked out by a stranger's guesses)."""
+        hashed = self.users.get(username or "")
+        if hashed is None or not password:
+            return False
+        token = hashlib.sha256(f"{username}\0{password}\0{hashed}".encode()).digest()
+        with self._lock:
+            return token in self._good
+
     def __call__(self, username: str | None, password: str | None) -> str | None:
         users = self.users
         hashed = users.get(username or "")
@@ -238,7 +248,7 @@ def check_request(verify: Verifier, throttle: Throttle) -> int:
         return 401
     address = request.remote_addr or "unknown"
     if throttle.retry_after(address) > 0:
-        return 429
+        return 200 if verify.known_good(creds.username, creds.password) else 429
     if verify(creds.username, creds.password):
         return 200
     throttle.failed(address)

@@ -66,8 +66,13 @@ class Served(BaseApplication):
 
 
 def ensure_default_run(root: str) -> int:
-    """Train the built-in default run in a child process when the root has no runs."""
-    if ckpt.list_runs(root):
+    """Train the built-in default run in a child process when the root has no runs (a root
+    this user may not read is left to the server, which says so in the page)."""
+    try:
+        if ckpt.list_runs(root):
+            return 0
+    except OSError as err:
+        print(f"interp-app: warning: cannot read {root}: {err.strerror}; not training")
         return 0
     print(f"interp-app: no runs in {root}; training the default run first (about a minute)")
     command = [sys.executable, "-m", "training.cli", "--root", root, "--run", "fruits"]

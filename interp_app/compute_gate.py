@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import threading
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 
 SPARE_THREADS = 32  # per worker, beyond the computing ones: they cost a stack each, no CPU
 CALLBACK_PATH = "/_dash-update-component"
+WAIT_SECONDS = 60.0  # a callback waits this long for a slot, then gets a 503
 
 
 def install_compute_gate(server: Flask, slots: int) -> None:
@@ -22,10 +23,15 @@ def install_compute_gate(server: Flask, slots: int) -> None:
     gate = threading.BoundedSemaphore(slots)
 
     @server.before_request
-    def _enter() -> None:
-        if request.path == CALLBACK_PATH:
-            gate.acquire()
-            g.compute_slot = True
+    def _enter() -> Response | None:
+        if request.path != CALLBACK_PATH:
+            return None
+        if not gate.acquire(timeout=WAIT_SECONDS):  # overloaded: say so, free the thread
+            busy = Response("The server is busy; try again shortly.\n", 503, mimetype="text/plain")
+            busy.headers["Retry-After"] = "5"
+            return busy
+        g.compute_slot = True
+        return None
 
     @server.teardown_request
     def _leave(_error: BaseException | None) -> None:

@@ -98,6 +98,29 @@ def encode_prompt(tokenizer: Tokenizer, context: int, text: str) -> Prompt:
     )
 
 
+def _unreadable_parts(run: Path) -> list[str]:
+    """The parts of a readable run that this process may not open: its metrics log, its
+    steps folder or its newest step (a run resumed by another user keeps its old modes)."""
+    parts = []
+    try:
+        with open(run / ckpt.METRICS_FILE, "rb"):
+            pass
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        parts.append(f"{ckpt.METRICS_FILE} cannot be read ({err.strerror})")
+    try:
+        steps = ckpt.list_steps(run)
+        if steps:
+            with open(ckpt.step_dir(run, steps[-1]) / ckpt.PARAMS_FILE, "rb"):
+                pass
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        parts.append(f"its steps cannot be read ({err.strerror})")
+    return parts
+
+
 class RunStore:
     """Reads runs under one root. Listing is cheap; parameters and captures are LRU-cached."""
 
@@ -158,12 +181,21 @@ class RunStore:
                 run = self.run_dir(name)
                 with open(run / ckpt.RUN_FILE, "rb"):
                     pass
-                ckpt.list_steps(run)
             except (CheckpointError, FileNotFoundError, NotADirectoryError):
                 continue  # not a run (or not a name a run may have)
             except OSError as err:
                 found.append(f"run {name!r} cannot be read by this server: {err.strerror}")
+                continue
+            found.extend(f"run {name!r}: {p}" for p in _unreadable_parts(run))
         return found
+
+    def generation(self, run: str) -> tuple[str, int]:
+        """The run's name and its run.json's change time: part of every cached key, so a run
+        trained again under the same name (``--overwrite``) is never served from the old one."""
+        try:
+            return run, (self.run_dir(run) / ckpt.RUN_FILE).stat().st_mtime_ns
+        except OSError:
+            raise ckpt.CheckpointError(f"no run named {run!r} in {self.root}") from None
 
     def info(self, run: str) -> ckpt.RunInfo:
         """Run metadata, re-read when run.json changes (a resumed run may grow its steps)."""
@@ -196,12 +228,20 @@ class RunStore:
             return []  # unreadable: ``problems`` names it
 
     def loss_history(self, run: str):
-        return ckpt.loss_history(self.run_dir(run))
+        """The loss curve's arrays; empty when the metrics log cannot be read (see
+        ``metrics_notice``)."""
+        try:
+            return ckpt.loss_history(self.run_dir(run))
+        except OSError:
+            return tuple(np.zeros(0) for _ in range(4))
 
     def metrics_notice(self, run: str) -> str | None:
         """One line when the run's metrics log has lines that are not records (the loss
-        curve skips them), else None."""
-        return ckpt.read_metrics_checked(self.run_dir(run)).notice()
+        curve skips them) or cannot be read at all, else None."""
+        try:
+            return ckpt.read_metrics_checked(self.run_dir(run)).notice()
+        except OSError as err:
+            return f"{ckpt.METRICS_FILE} of run {run!r} cannot be read: {err.strerror}"
 
     def _graphdef(self, info: ckpt.RunInfo):
         if info.model not in self._graphdefs:
@@ -219,7 +259,8 @@ class RunStore:
 
     def params(self, run: str, step: int) -> dict[str, np.ndarray]:
         """Named float32 arrays; raises CheckpointError for a missing or corrupt step."""
-        return self._params.get_or_make((run, step), lambda: self._read_params(run, step))
+        key = (self.generation(run), step)
+        return self._params.get_or_make(key, lambda: self._read_params(run, step))
 
     def stacked(self, run: str, steps: list[int]) -> tuple[list[int], list[dict], list[int]]:
         """(readable steps, their parameters stacked in chunks, unreadable steps).
@@ -231,7 +272,8 @@ class RunStore:
         """
         from interp_app.timeline import stack_chunks
 
-        key = (run, tuple(steps))
+        gen = self.generation(run)
+        key = (gen, tuple(steps))
         found = self._stacks.peek(key)
         if found is not None:
             return found
@@ -239,7 +281,7 @@ class RunStore:
         ok, flats, bad = [], [], []
         for step in steps:
             try:
-                cached = self._params.peek((run, step))
+                cached = self._params.peek((gen, step))
                 if cached is None:
                     cached = self.params(run, step) if fits else self._read_params(run, step)
                 flats.append(cached)
@@ -247,7 +289,9 @@ class RunStore:
             except CheckpointError:
                 bad.append(step)
         result = (ok, stack_chunks(flats) if flats else [], bad)
-        if sum(a.nbytes for f in flats[:1] for a in f.values()) * len(flats) <= STACK_BUDGET:
+        whole = list(steps) == self.steps(run)  # what the next new prompt asks for again
+        size = sum(a.nbytes for f in flats[:1] for a in f.values()) * len(flats)
+        if whole and size <= STACK_BUDGET:
             self._stacks.put(key, result)
         return result
 
@@ -255,7 +299,7 @@ class RunStore:
         """(graph definition, parameter state) of one step, for the jitted passes."""
         info = self.info(run)
         state = self._states.get_or_make(
-            (run, step),
+            (self.generation(run), step),
             lambda: unflatten_params(info.model, self.params(run, step))[1],
         )
         return self._graphdef(info), state
@@ -280,7 +324,7 @@ class RunStore:
             )
             return jax.device_get(out)
 
-        key = (run, step, prompt.padded, ablate, mode if ablate else "")
+        key = (self.generation(run), step, prompt.padded, ablate, mode if ablate else "")
         return self._captures.get_or_make(key, run_model)
 
     def reference(self, run: str, mode: str):
@@ -311,7 +355,7 @@ class RunStore:
         from training.params import unflatten_stacked
 
         info = self.info(run)
-        key = (run, prompt.padded, pos, target, src, ablate, mode)
+        key = (self.generation(run), prompt.padded, pos, target, src, ablate, mode)
         known: dict[int, dict[str, np.ndarray]] = self._timelines.get_or_make(key, dict)
         missing = [step for step in self.steps(run) if step not in known]
         read, chunks, bad = self.stacked(run, missing) if missing else ([], [], [])

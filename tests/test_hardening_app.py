@@ -373,3 +373,35 @@ def test_bad_metrics_lines_are_one_notice_and_the_page_draws(small_root, tmp_pat
     assert curve and len(curve[0]["x"]) > 0
     notes = [n["props"]["children"] for n in panels["notices"]["children"]]
     assert notes == ["metrics.jsonl: 4 bad lines skipped (first: line 2)"], notes
+
+
+def test_partly_unreadable_runs_are_named_and_never_a_500(world_readable_root, tmp_path):
+    """A run written by an older version and resumed by another user keeps owner-only parts:
+    its run.json alone, or its metrics log and step folders. Neither may blank the page."""
+    root = world_readable_root
+    shutil.copytree(root / "small", root / "resumed")
+    _unlock(root / "resumed")
+    _lock(root / "theirs")
+    (root / "theirs").chmod(0o755)  # the folder is open, its run.json is not
+    for part in [root / "resumed" / "metrics.jsonl", *(root / "resumed" / "steps").iterdir()]:
+        _lock(part)
+    port = free_port()
+    argv = _unprivileged(app_command(root, port))
+    with serve(argv, port, timeout=120, log=tmp_path / "app.log") as url:
+        health = requests.get(url + "/healthz", timeout=30).json()
+        assert health["runs"] == 2, health  # 'theirs' is not listed: its run.json is closed
+        problems = " ".join(health["problems"])
+        assert "'theirs' cannot be read" in problems
+        assert "'resumed': metrics.jsonl cannot be read" in problems
+        assert "'resumed': its steps cannot be read" in problems
+        client = DashClient(create_app(root), base_url=url)
+        r = client.select(None, search="?run=resumed")
+        assert client.last_status == 200
+        sel = r["selection"]["data"]
+        assert sel["run"] == "resumed"
+        panels = client.render(sel)
+        assert client.last_status == 200
+        notes = str(panels["notices"]["children"])
+        assert "cannot be read" in notes
+        r = client.select(None, search="")  # the default run is unreadable: another one shows
+        assert r["selection"]["data"]["run"] in ("resumed", "small")

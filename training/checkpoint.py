@@ -181,7 +181,7 @@ def list_runs(root: str | Path) -> list[str]:
     for entry in os.scandir(base):
         try:
             path = run_dir(base, entry.name)
-            if path.is_dir() and (path / RUN_FILE).is_file():
+            with open(path / RUN_FILE, "rb"):  # readable by this process, not only present
                 names.append(entry.name)
         except (CheckpointError, OSError):
             continue
@@ -211,10 +211,16 @@ def read_sidecar(run: Path, step: int) -> dict[str, Any]:
 def load_params(run: Path, step: int) -> dict[str, np.ndarray]:
     """One step's parameters as named arrays; needs no optimizer state and no model objects."""
     path = step_dir(run, step) / PARAMS_FILE
-    if not path.is_file():
-        raise CheckpointError(f"step {step} of run {run.name!r} does not exist")
     try:
+        if not path.is_file():
+            raise CheckpointError(f"step {step} of run {run.name!r} does not exist")
         return load_file(str(path))
+    except CheckpointError:
+        raise
+    except OSError as err:  # another user's owner-only step: unreadable, not corrupt
+        raise CheckpointError(
+            f"step {step} of run {run.name!r} cannot be read: {err.strerror}"
+        ) from None
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise CheckpointError(f"step {step} of run {run.name!r} is corrupt: {err}") from None
 
