@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.9
 ARGS ?=
 
-.PHONY: run test lint train bench passwd clean
+.PHONY: run test test-fast lint train bench passwd clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -32,6 +32,13 @@ lint: $(UV)
 
 test: lint
 	$(UV) run --no-sync pytest $(ARGS)
+
+# make test-fast: the fast tier, no lint (under 90 s on two cores); tests/conftest.py marks
+# slow every test that needs the full default run, serves the app, drives a browser, trains
+# a run of its own or starts a Python process
+test-fast: $(UV)
+	$(UV) sync --locked --inexact --group dev --quiet
+	$(UV) run --no-sync pytest -m "not slow and not browser" $(ARGS)
 
 bench: $(UV)
 	$(UV) sync --locked --inexact --group dev --quiet

@@ -1,29 +1,51 @@
 """Shared fixtures (real runs trained once per session into a temporary checkpoint root) and
 the test tiers.
 
-Tiers: ``make test`` runs every test; ``make test-fast`` runs ``pytest -m "not slow"``, the
-fast tier. :func:`pytest_collection_modifyitems` marks a test ``slow`` when it
+Tiers: ``make test`` runs every test; ``make test-fast`` runs the fast tier,
+``pytest -m "not slow and not browser"`` (under 90 s on two cores; browser tests are slow
+too, so ``-m "not slow"`` is the same set). :func:`pytest_collection_modifyitems` marks a
+test ``slow`` when it
 
-1. needs the fully trained default run (it asks for the ``default_root`` fixture, directly
-   or through another fixture: 10,000 steps, the reproduction's golden outcomes), or
-2. starts the app as a server process (its body calls ``tests.browser.serve``): it is marked
-   ``served`` as well, or
-3. drives a real browser (its module is marked ``browser``).
+1. needs the fully trained default run: it asks for the ``default_root`` fixture, directly
+   or through another fixture (10,000 steps; the reproduction's golden outcomes);
+2. starts the app as a server process: its code calls ``tests.browser.serve`` (gunicorn or
+   the app's own server); such a test is marked ``served`` as well;
+3. drives a real browser: its module is marked ``browser``;
+4. trains a run of its own, in process (``training.train.train``, ``training.cli.main``
+   with steps to train) or as a subprocess (``tests.browser.train_command``);
+5. starts a Python process of its own (``subprocess``): each pays an interpreter start and
+   usually JAX's import and compilations; or
+6. is a fuzz or scale test named in ``SCALE_TESTS``: one check repeated over many inputs
+   (every hostile value in every callback slot, corpus sizes and layouts), each taking
+   from 4 to 17 s on two cores.
 
-The rule lives here, so no test module marks itself ``slow``. Everything else is the fast
-tier: in-process tests on random or hand-set weights, or on the 300-step ``small_root`` run.
-A test whose assertions hold for any trained model belongs on ``small_root``; only a test
-of what the full run learns (``chili``, the article's attention) needs ``default_root``.
+"Its code" is the test function and every function and fixture of its own module that the
+test reaches by name (a static look at names, not a trace), so a helper such as ``_train``
+or a module fixture such as ``base_root`` marks the tests that use it. The session's
+``small_root`` run (300 steps, trained once) is the fast tier's trained model. A call to
+``training.cli.main`` that only checks refusals trains nothing: a module's tests reach
+``main`` through ``REFUSAL_HELPERS`` (``_refused``) without counting as training.
+
+Everything else is the fast tier: in-process tests on random or hand-set weights, or on
+``small_root``. A test whose assertions hold for any trained model belongs on
+``small_root``; only a test of what the full run learns (``chili``, the article's
+attention) needs ``default_root``. The rule lives here, so no test module marks itself.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+import subprocess
+import types
+import warnings
 
 import pytest
 
 from tests import browser
+from training import cli as training_cli
 from training import runtime
+from training import train as training_train
 from training.config import ModelConfig, TrainConfig
 from training.corpus import builtin_corpus
 from training.train import train
@@ -33,27 +55,93 @@ runtime.configure()  # XLA's CPU flags (two host devices), before any test start
 # Figures skip Plotly's validation in production for speed; tests validate every property.
 os.environ.setdefault("INTERP_VALIDATE_FIGURES", "1")
 
+#: What a test's code may reach, and why reaching it makes the test slow.
+SLOW_CALLS: list[tuple[object, str]] = [
+    (browser.serve, "serves the app in a server process"),
+    (training_train.train, "trains a run of its own"),
+    (training_cli.main, "trains a run of its own through the CLI"),
+    (browser.train_command, "trains a run of its own in a subprocess"),
+    (subprocess, "starts a Python process of its own"),
+]
+#: Module helpers that call ``training.cli.main`` only to see it refuse (nothing trains).
+REFUSAL_HELPERS = frozenset({"_refused"})
+#: Fuzz and scale tests (module, function): in process, but long (rule 6).
+SCALE_TESTS = {
+    ("test_hardening_app", "test_forged_callback_payloads_never_get_a_5xx"),
+    ("test_hardening_training", "test_batched_evaluation_equals_one_pass"),
+    ("test_hardening_training", "test_evaluation_memory_does_not_grow_with_the_corpus"),
+}
 
-def _starts_a_server(item: pytest.Item) -> bool:
-    """The test's own body calls ``tests.browser.serve`` (a gunicorn or app subprocess)."""
-    function = getattr(item, "function", None)
-    code = getattr(function, "__code__", None)
+
+def _code_of(obj: object) -> types.CodeType | None:
+    function = inspect.unwrap(obj) if callable(obj) else obj  # a fixture: its function
+    return getattr(function, "__code__", None)
+
+
+def _reached(item: pytest.Item) -> list[object]:
+    """Every global of the test's module its code reaches by name: the test function's
+    names, and recursively those of the module's own functions and fixtures it names."""
     module = getattr(item, "module", None)
-    return (
-        code is not None
-        and "serve" in code.co_names
-        and getattr(module, "serve", None) is browser.serve
-    )
+    function = getattr(item, "function", None)
+    if module is None or function is None:
+        return []
+    names = vars(module)
+    todo = [c for c in [_code_of(function)] if c is not None]
+    todo += [
+        c
+        for f in getattr(item, "fixturenames", ())
+        if f in names and (c := _code_of(names[f])) is not None
+    ]
+    seen: set[types.CodeType] = set()
+    reached: list[object] = []
+    while todo:
+        code = todo.pop()
+        if code in seen:
+            continue
+        seen.add(code)
+        todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]  # nested code
+        for name in code.co_names:
+            if name not in names or name in REFUSAL_HELPERS:
+                continue
+            obj = names[name]
+            reached.append(obj)
+            own = getattr(inspect.unwrap(obj) if callable(obj) else obj, "__module__", None)
+            if own == module.__name__ and (c := _code_of(obj)) is not None:
+                todo.append(c)
+    return reached
+
+
+def slow_reasons(item: pytest.Item) -> list[str]:
+    """Why ``item`` is not in the fast tier (empty: it is)."""
+    reasons = []
+    if "default_root" in getattr(item, "fixturenames", ()):
+        reasons.append("needs the fully trained default run")
+    if item.get_closest_marker("browser"):
+        reasons.append("drives a real browser")
+    module = getattr(getattr(item, "module", None), "__name__", "")
+    if (module.rsplit(".", 1)[-1], getattr(item, "originalname", item.name)) in SCALE_TESTS:
+        reasons.append("repeats one check over many inputs (a fuzz or scale test)")
+    reached = _reached(item)
+    for obj, why in SLOW_CALLS:
+        if any(r is obj for r in reached) and why not in reasons:
+            reasons.append(why)
+    return reasons
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    collected = set()
     for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        if _starts_a_server(item):
+        module = getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
+        collected.add((module, getattr(item, "originalname", item.name)))
+        reasons = slow_reasons(item)
+        if reasons:
+            item.add_marker(pytest.mark.slow(reasons=reasons))
+        if any(r is browser.serve for r in _reached(item)):
             item.add_marker(pytest.mark.served)
-            item.add_marker(pytest.mark.slow)
-        if "default_root" in fixtures or item.get_closest_marker("browser"):
-            item.add_marker(pytest.mark.slow)
+    modules = {module for module, _ in collected}
+    for module, name in sorted(SCALE_TESTS - collected):
+        if module in modules:  # renamed or removed: the fast tier would get it back
+            warnings.warn(f"SCALE_TESTS names {module}::{name}, which is gone", stacklevel=1)
 
 
 @pytest.fixture(scope="session")
