@@ -1,18 +1,23 @@
-"""Every link of the selection, and every kind of bad input, through Dash's callback endpoint."""
+"""Every link of the selection, and every kind of bad input, through Dash's callback endpoint.
+
+The links are checked on the short ``small`` run (any trained model has them); what the
+fully trained run shows by default (``chili``, then ``apple``) is checked at the end."""
 
 import shutil
 
 import pytest
 
 from interp_app.app import create_app
+from interp_app.callbacks import PANELS
+from interp_app.causal import MODES
 from tests.dash_client import DashClient
 
-DEFAULT_QUERY = "?run=fruits&step=10000&prompt=i+like+spicy+so+i+like&pos=5&target=chili&head=L1H0"
+PROMPT = "i like spicy so i like"
 
 
 @pytest.fixture(scope="module")
-def client(default_root):
-    root, _ = default_root
+def client(small_root):
+    root, _ = small_root
     return DashClient(create_app(root))
 
 
@@ -22,24 +27,36 @@ def start(client):
     return r["selection"]["data"]
 
 
+@pytest.fixture(scope="module")
+def query(start):
+    """The default view's URL query."""
+    return (
+        f"?run=small&step={start['step']}&prompt=i+like+spicy+so+i+like&pos=5"
+        f"&target={start['target']}&head=L1H0"
+    )
+
+
 def _notices(r) -> str:
     return str(r.get("notices", {}).get("children", ""))
 
 
-def test_page_opens_on_the_default_view(client, start):
+def test_page_opens_on_the_default_view(client, start, small_root, query):
+    _, summary = small_root
+    vocab = client.app.server.config["RUN_STORE"].info("small").tokenizer.vocab
     assert start == {
-        "run": "fruits",
-        "step": 10000,
-        "prompt": "i like spicy so i like",
+        "run": "small",
+        "step": summary.steps[-1],
+        "prompt": PROMPT,
         "pos": 5,
-        "target": "chili",
+        "target": start["target"],
         "layer": 1,
         "head": 0,
         "ablate": [],
         "mode": "zero",
         "corrupt": "i like sweet so i like",
     }
-    assert client.select(None, search="")["url"]["search"] == DEFAULT_QUERY
+    assert start["target"] in vocab  # the model's most likely word (see the golden test)
+    assert client.select(None, search="")["url"]["search"] == query
 
 
 @pytest.mark.parametrize(
@@ -48,13 +65,12 @@ def test_page_opens_on_the_default_view(client, start):
         ("grid-click.data", {"head": "L0H1", "shift": False}, "head", 1),
         ("head-multiples.clickData", {"points": [{"customdata": "L0H0"}]}, "layer", 0),
         ("residual-contributions.clickData", {"points": [{"customdata": "L1H1"}]}, "head", 1),
-        ("prediction.clickData", {"points": [{"customdata": "orange"}]}, "target", "orange"),
-        ("step-slider.value", 13, "step", 100),
-        ("loss-curve.clickData", {"points": [{"x": 4420}]}, "step", 4400),
+        ("prediction.clickData", {"points": [{"customdata": "so"}]}, "target", "so"),
     ],
 )
-def test_each_click_writes_the_selection(client, start, source, value, field, expected):
-    r = client.select(source, value, start, DEFAULT_QUERY)
+def test_each_click_writes_the_selection(client, start, query, source, value, field, expected):
+    assert start[field] != expected
+    r = client.select(source, value, start, query)
     sel = r["selection"]["data"]
     assert sel[field] == expected
     # everything else is kept: scrubbing time keeps prompt, position, target and head
@@ -63,10 +79,21 @@ def test_each_click_writes_the_selection(client, start, source, value, field, ex
     assert "?" in r["url"]["search"]
 
 
-def test_chip_click_writes_the_position(client, start):
+def test_slider_and_loss_curve_clicks_pick_a_checkpoint(client, start, query, small_root):
+    steps = small_root[1].steps
+    r = client.select("step-slider.value", 2, start, query)  # the slider moves by index
+    assert r["selection"]["data"]["step"] == steps[2]
+    between = (steps[-3] + 2 * steps[-2]) / 3  # on the loss curve: nearer steps[-2]
+    r = client.select("loss-curve.clickData", {"points": [{"x": between}]}, start, query)
+    assert r["selection"]["data"]["step"] == steps[-2]
+    assert r["selection"]["data"]["prompt"] == start["prompt"]
+    assert client.select("step-slider.value", len(steps), start, query) == {}  # off the end
+
+
+def test_chip_click_writes_the_position(client, start, query):
     chip = '{"index":2,"type":"chip"}.n_clicks'
     values = {
-        "url.search": DEFAULT_QUERY,
+        "url.search": query,
         '{"index":["ALL"],"type":"chip"}.n_clicks': [
             {"id": {"type": "chip", "index": i}, "property": "n_clicks", "value": int(i == 2)}
             for i in range(6)
@@ -85,18 +112,23 @@ def test_non_head_bar_changes_nothing(client, start):
 
 
 def test_new_prompt_resets_position_and_target(client, start):
-    r = client.select("prompt-input.value", "i like sweet so i like", start)
+    # the new prompt's defaults: its last position and the model's word there, as a link
+    # to that prompt alone opens it
+    linked = client.select(None, search="?run=small&prompt=i+like+sweet+so+i+like")
+    default = linked["selection"]["data"]["target"]
+    moved = {**start, "pos": 2, "target": "so" if default != "so" else "lemon"}
+    r = client.select("prompt-input.value", "i like sweet so i like", moved)
     sel = r["selection"]["data"]
-    assert sel["pos"] == 5 and sel["target"] == "apple"
+    assert sel["pos"] == 5 and sel["target"] == default
     assert sel["layer"] == start["layer"] and sel["head"] == start["head"]
 
 
 def test_deep_link_restores_the_view(client):
-    q = "?run=fruits&step=500&prompt=lemon+tastes+sour&pos=1&target=sour&head=L0H1"
+    q = "?run=small&step=150&prompt=lemon+tastes+sour&pos=1&target=sour&head=L0H1"
     sel = client.select(None, search=q)["selection"]["data"]
     assert {k: sel[k] for k in ("run", "step", "prompt", "pos", "target", "layer", "head")} == {
-        "run": "fruits",
-        "step": 500,
+        "run": "small",
+        "step": 150,
         "prompt": "lemon tastes sour",
         "pos": 1,
         "target": "sour",
@@ -106,22 +138,22 @@ def test_deep_link_restores_the_view(client):
 
 
 @pytest.mark.parametrize(
-    "query, field, expected, notice",
-    [
-        ("?run=../etc&head=L0H1", "run", "fruits", "does not exist"),
-        ("?run=%2Fetc%2Fpasswd", "run", "fruits", "does not exist"),
-        ("?step=123", "step", 10000, "step 123 does not exist"),
-        ("?step=abc", "step", 10000, "not a number"),
-        ("?head=L7H3", "head", 0, "head 'L7H3' does not exist"),
-        ("?target=durian", "target", "chili", "target 'durian'"),
-        ("?pos=40", "pos", 5, "outside the prompt"),
-        ("?prompt=", "prompt", "i like spicy so i like", "empty"),
+    "bad, field, expected, notice",
+    [  # expected None: the default view's value
+        ("?run=../etc&head=L0H1", "run", None, "does not exist"),
+        ("?run=%2Fetc%2Fpasswd", "run", None, "does not exist"),
+        ("?step=123", "step", None, "step 123 does not exist"),
+        ("?step=abc", "step", None, "not a number"),
+        ("?head=L7H3", "head", None, "head 'L7H3' does not exist"),
+        ("?target=durian", "target", None, "target 'durian'"),
+        ("?pos=40", "pos", None, "outside the prompt"),
+        ("?prompt=", "prompt", None, "empty"),
         ("?prompt=i+like+durian", "prompt", "i like durian", "UNKNOWN: 'durian'"),
     ],
 )
-def test_bad_url_values_fall_back_with_a_notice(client, query, field, expected, notice):
-    r = client.select(None, search=query)
-    assert r["selection"]["data"][field] == expected
+def test_bad_url_values_fall_back_with_a_notice(client, start, bad, field, expected, notice):
+    r = client.select(None, search=bad)
+    assert r["selection"]["data"][field] == (start[field] if expected is None else expected)
     assert notice in _notices(r)
 
 
@@ -174,13 +206,13 @@ def test_empty_root_says_how_to_train(tmp_path):
     assert "interp-train" in _notices(r)
 
 
-def test_healthz_counts_runs_and_steps(client):
+def test_healthz_counts_runs_and_steps(client, small_root):
     data = client.client.get("/healthz").get_json()
-    assert data["runs"] == 1 and data["steps"] >= 101
+    assert data["runs"] == 1 and data["steps"] == len(small_root[1].steps)
 
 
-def test_ablation_from_the_url_and_the_toggle(client, start):
-    r = client.select(None, search=DEFAULT_QUERY + "&ablate=L0H1,L0H0,L9H9&ablate_mode=mean")
+def test_ablation_from_the_url_and_the_toggle(client, start, query):
+    r = client.select(None, search=query + "&ablate=L0H1,L0H0,L9H9&ablate_mode=mean")
     sel = r["selection"]["data"]
     assert sel["ablate"] == ["L0H0", "L0H1"] and sel["mode"] == "mean"
     assert "cannot ablate 'L9H9'" in _notices(r)
@@ -200,17 +232,60 @@ def test_ablation_from_the_url_and_the_toggle(client, start):
     assert shifted["selection"]["data"]["head"] == start["head"]  # shift-click only ablates
 
 
-def test_ablating_nothing_changes_no_panel(client, start):
-    a = client.render(start)
-    b = client.render({**start, "mode": "mean"})
-    for panel in ("residual-contributions", "attention-pattern"):
-        assert a[panel]["figure"]["layout"]["title"] == b[panel]["figure"]["layout"]["title"]
+def _panels(root, sel) -> tuple[dict, str]:
+    """Every panel's figure for ``sel`` and the notices, from a fresh app: no capture or view
+    is shared with another render, so equal figures were computed twice."""
+    r = DashClient(create_app(root)).render(sel)
+    return {p: r[p]["figure"] for p in PANELS}, _notices(r)
+
+
+NUMBER_PANELS = ("prediction", "residual-contributions", "head-grid", "logit-lens")
+
+
+def test_ablating_nothing_changes_no_panel(client, start, query, small_root):
+    """A mode picked with nothing ablated changes no panel (every figure, data included);
+    ablating a head does change the numbers, and differently in each mode, so the same
+    comparison would see a difference."""
+    root, _ = small_root
+    plain, _ = _panels(root, start)
+    ablated = {}
+    for mode in MODES:
+        picked = client.select("ablate-mode.value", mode, start)["selection"]["data"]
+        assert picked["ablate"] == []
+        panels, _ = _panels(root, picked)
+        for panel in PANELS:
+            assert panels[panel] == plain[panel], (mode, panel)
+        linked = client.select(None, search=f"{query}&ablate=L1H0&ablate_mode={mode}")
+        sel = linked["selection"]["data"]
+        assert (sel["ablate"], sel["mode"]) == (["L1H0"], mode)
+        r = client.render(sel)  # an ablated capture is kept per mode: one app will do
+        ablated[mode] = {p: r[p]["figure"] for p in PANELS}
+        assert _notices(r) == ""
+        for panel in NUMBER_PANELS:
+            assert ablated[mode][panel]["data"] != plain[panel]["data"], (mode, panel)
+    for panel in ("prediction", "residual-contributions"):
+        data = [ablated[mode][panel]["data"] for mode in MODES]
+        assert all(a != b for i, a in enumerate(data) for b in data[i + 1 :]), panel
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: interp_app.callbacks._raw rebuilds a selection from its URL query, "
+    "which has no ablate_mode while nothing is ablated, so a mode picked before ablating "
+    "is lost and the server calls its own selection replaced",
+)
+def test_a_mode_picked_before_ablating_is_kept(client, start):
+    picked = client.select("ablate-mode.value", "mean", start)["selection"]["data"]
+    assert picked["mode"] == "mean"
+    assert _notices(client.render(picked)) == ""  # a selection this server wrote
+    ablated = client.select("ablate-button.n_clicks", 1, picked)["selection"]["data"]
+    assert (ablated["ablate"], ablated["mode"]) == (["L1H0"], "mean")
 
 
 def test_patching_panel_and_clicks(client, start):
     r = client.render(start)
     fig = r["patching"]["figure"]
-    assert "'chili' − 'apple'" in fig["layout"]["title"]["text"]
+    assert f"('{start['target']}' − '" in fig["layout"]["title"]["text"]
     head = client.select(
         "patching.clickData", {"points": [{"curveNumber": 0, "x": "H1", "y": "L0"}]}, start
     )
@@ -232,9 +307,32 @@ def test_patching_panel_and_clicks(client, start):
 def test_render_echoes_of_run_and_prompt_change_nothing(client):
     """``render`` writes the run picker and the prompt box; those writes come back to
     ``select`` as events and must not reset a deep link's step, position or target."""
-    q = "?run=fruits&step=500&prompt=apple+is+so+sweet&pos=2&target=so&head=L0H0"
+    q = "?run=small&step=150&prompt=apple+is+so+sweet&pos=2&target=so&head=L0H0"
     sel = client.select(None, search=q)["selection"]["data"]
-    assert client.select("run-picker.value", "fruits", sel, q) == {}
+    assert client.select("run-picker.value", "small", sel, q) == {}
     assert client.select("prompt-input.value", "apple is so sweet", sel, q) == {}
     changed = client.select("prompt-input.value", "apple is so sour", sel, q)
     assert changed["selection"]["data"]["pos"] == 3  # a typed prompt does reset them
+
+
+# --- what the fully trained run shows (golden outcomes: the slow tier) ----------------------
+
+
+@pytest.fixture(scope="module")
+def trained(default_root):
+    root, _ = default_root
+    return DashClient(create_app(root))
+
+
+def test_trained_run_opens_on_chili_and_reads_sweet_as_apple(trained):
+    r = trained.select(None, search="")
+    assert r["url"]["search"] == (
+        "?run=fruits&step=10000&prompt=i+like+spicy+so+i+like&pos=5&target=chili&head=L1H0"
+    )
+    start = r["selection"]["data"]
+    sweet = trained.select("prompt-input.value", "i like sweet so i like", start)
+    assert sweet["selection"]["data"]["target"] == "apple"
+    fallback = trained.select(None, search="?target=durian")["selection"]["data"]
+    assert fallback["target"] == "chili"
+    patching = trained.render(start)["patching"]["figure"]["layout"]["title"]["text"]
+    assert "'chili' − 'apple'" in patching
