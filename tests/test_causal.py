@@ -1,31 +1,37 @@
 """Interventions are exact: ablating nothing changes nothing, patching everything restores
-the clean run, vectorised sweeps equal loops, and a plain-numpy forward agrees."""
+the clean run, vectorised sweeps equal loops, and a plain-numpy forward agrees (on the short
+``small`` run: exactness needs no trained model); the trained run reads chili over apple."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from interp_app import causal
 from interp_app.runs import RunStore, encode_prompt
 from tests.numpy_reference import forward
-from training.model import Intervention, capture
-from training.params import unflatten_params
+from training.model import GPT, Intervention, capture
+from training.params import flat_params, unflatten_params
 
 CLEAN, CORRUPT = "i like spicy so i like", "i like sweet so i like"
 
 
-@pytest.fixture(scope="module")
-def model(default_root):
-    store = RunStore(default_root[0])
-    info = store.info("fruits")
-    flat = store.params("fruits", 10_000)
+def _model(root, run):
+    store = RunStore(root)
+    info = store.info(run)
+    flat = store.params(run, store.steps(run)[-1])
     graphdef, params = unflatten_params(info.model, flat)
 
     def tokens(text):
         return jnp.asarray([encode_prompt(info.tokenizer, info.model.context, text).padded])
 
     return info, flat, graphdef, params, tokens
+
+
+@pytest.fixture(scope="module")
+def model(small_root):
+    return _model(small_root[0], "small")
 
 
 def _reference(info, mode):
@@ -97,19 +103,43 @@ def test_mean_ablation_of_a_constant_head_changes_nothing(model):
 
 
 def test_head_patching_matches_a_plain_numpy_forward(model):
-    info, flat, graphdef, params, tokens = model
+    info, _, _, _, tokens = model
+    # random weights with noise everywhere (biases and LayerNorms too): the short run barely
+    # tells spicy from sweet yet, and normalising by a tiny gap would amplify float32 noise
+    rng = np.random.default_rng(1)
+    flat = {
+        name: (value + 0.3 * rng.standard_normal(value.shape)).astype(np.float32)
+        for name, value in flat_params(nnx.state(GPT(info.model, nnx.Rngs(1)), nnx.Param)).items()
+    }
+    graphdef, params = unflatten_params(info.model, flat)
     vocab = info.tokenizer.vocab
-    chili, apple = vocab.index("chili"), vocab.index("apple")
-    result = causal.patching(graphdef, params, tokens(CLEAN), tokens(CORRUPT), 5, chili, apple)
     clean_ids, corrupt_ids = info.tokenizer.encode(CLEAN), info.tokenizer.encode(CORRUPT)
     clean = forward(flat, clean_ids, 2, 2)
     corrupt = forward(flat, corrupt_ids, 2, 2)
-    diff = lambda ref: ref["logits"][5, chili] - ref["logits"][5, apple]  # noqa: E731
+    # chili against the word whose logit difference the corruption moves most: a gap far
+    # from zero, so normalising by it keeps the comparison exact to float32
+    chili = vocab.index("chili")
+    moved = (clean["logits"][5] - clean["logits"][5, chili]) - (
+        corrupt["logits"][5] - corrupt["logits"][5, chili]
+    )
+    other = int(np.argmax(np.abs(moved)))
+    diff = lambda ref: ref["logits"][5, chili] - ref["logits"][5, other]  # noqa: E731
+    assert abs(diff(clean) - diff(corrupt)) > 0.1
+    result = causal.patching(graphdef, params, tokens(CLEAN), tokens(CORRUPT), 5, chili, other)
     for layer in range(2):
         for head in range(2):
             source = clean["heads"][(layer, head)][1].sum(1)
             patched = forward(flat, corrupt_ids, 2, 2, {(layer, head): source})
             expected = (diff(patched) - diff(corrupt)) / (diff(clean) - diff(corrupt))
             assert abs(float(result["heads"][layer, head]) - expected) < 1e-4
-    # the answer the patching reads is the clean run's: chili over apple
+
+
+def test_trained_run_reads_chili_after_spicy_and_apple_after_sweet(default_root):
+    """The answer the default patching experiment reads is the trained run's."""
+    info, flat, _, _, _ = _model(default_root[0], "fruits")
+    vocab = info.tokenizer.vocab
+    chili, apple = vocab.index("chili"), vocab.index("apple")
+    clean = forward(flat, info.tokenizer.encode(CLEAN), 2, 2)
+    corrupt = forward(flat, info.tokenizer.encode(CORRUPT), 2, 2)
+    diff = lambda ref: ref["logits"][5, chili] - ref["logits"][5, apple]  # noqa: E731
     assert diff(clean) > 0 > diff(corrupt)

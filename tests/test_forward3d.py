@@ -1,4 +1,5 @@
-"""The 3D views on the trained default run: stacks, attention lines, nearest tokens, export."""
+"""The 3D views: stacks, attention lines, nearest tokens, export (on the short ``small`` run);
+what the trained default run reads there (``chili``, the article's attention: slow tier)."""
 
 import numpy as np
 import pytest
@@ -18,8 +19,13 @@ def store(default_root):
 
 
 @pytest.fixture(scope="module")
-def client(default_root):
-    return DashClient(create_app(default_root[0]))
+def small(small_root):
+    return RunStore(small_root[0])
+
+
+@pytest.fixture(scope="module")
+def client(small_root):
+    return DashClient(create_app(small_root[0]))
 
 
 def _traces(figure, meta):
@@ -47,9 +53,9 @@ def test_final_like_is_read_as_chili_and_the_rankings_are_reported(store):
     np.testing.assert_allclose(fwd.near_cos[-1, 0], cos)
 
 
-def test_forward_view_has_a_stack_per_token_and_layer(store):
-    sel, _ = resolve(store, {"prompt": TWELVE})
-    fwd = compute_forward(store, sel)
+def test_forward_view_has_a_stack_per_token_and_layer(small):
+    sel, _ = resolve(small, {"prompt": TWELVE})
+    fwd = compute_forward(small, sel)
     assert len(fwd.words) == 12
     fig = forward_figure(fwd, sel, 0.3)
     assert len(_traces(fig, "stack")) == 12 * 3
@@ -57,16 +63,19 @@ def test_forward_view_has_a_stack_per_token_and_layer(store):
     assert len(_traces(fig, "query")) == 1
 
 
-def test_threshold_sets_the_lines_and_the_selected_head_is_strong(store):
-    sel, _ = resolve(store, {"head": "L0H1"})
-    fwd = compute_forward(store, sel)
+def _lines(fig):
+    return _traces(fig, "attn") + _traces(fig, "attn-strong")
+
+
+def test_threshold_sets_the_lines_and_the_selected_head_is_strong(small):
+    sel, _ = resolve(small, {"head": "L0H1"})
+    fwd = compute_forward(small, sel)
     counts = []
     for threshold in (0.05, 0.3, 0.6, 0.95):
         fig = forward_figure(fwd, sel, threshold)
-        lines = _traces(fig, "attn") + _traces(fig, "attn-strong")
-        weights = [float(t["hovertemplate"].split("weight ")[1][:5]) for t in lines]
+        weights = [float(t["hovertemplate"].split("weight ")[1][:5]) for t in _lines(fig)]
         assert min(weights) >= threshold  # the hover rounds: 0.0503 shows as 0.050
-        counts.append(len(lines))
+        counts.append(len(weights))
     assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]
     fig = forward_figure(fwd, sel, 0.3)
     strong = _traces(fig, "attn-strong")
@@ -75,7 +84,12 @@ def test_threshold_sets_the_lines_and_the_selected_head_is_strong(store):
     faded = _traces(fig, "attn")
     assert faded and all(t["opacity"] < 0.5 for t in faded)
     assert "L0H1" not in {t["customdata"][0][0] for t in faded}
-    # the article's observation: the final 'like' attends to 'spicy' in layer 0 (L0H1)
+
+
+def test_final_like_attends_to_spicy_in_the_trained_run(store):
+    """The article's observation: the final 'like' attends to 'spicy' in layer 0 (L0H1)."""
+    sel, _ = resolve(store, {"head": "L0H1"})
+    strong = _traces(forward_figure(compute_forward(store, sel), sel, 0.3), "attn-strong")
     assert any(
         t["customdata"][0] == ["L0H1", 5] and "'spicy'@2" in t["hovertemplate"] for t in strong
     )
@@ -111,7 +125,9 @@ def test_panels_through_the_endpoint_and_a_line_click(client):
     assert strong and set(strong) == {"L0H1"}
     assert client.last_bytes < len(str(fig)) / 10
     cells = table["data"][0]["cells"]["values"]
-    assert cells[1][-1] == "chili"  # the prediction row names chili first
+    store = client.app.server.config["RUN_STORE"]
+    fwd = compute_forward(store, resolve(store, {})[0])  # the default view, as sel
+    assert cells[1][-1] == fwd.vocab[int(fwd.pred_ids[0])]  # the prediction row: its top word
     line = _traces(fig, "attn")[0]
     head, query = line["customdata"][0]
     clicked = client.select(
@@ -144,7 +160,7 @@ def test_export_is_a_standalone_html_file(client):
         {"selection.data": sel, "attention-threshold.value": 0.3},
     )
     data = out["export-3d-file"]["data"]
-    assert data["filename"] == "forward-fruits-step10000-L1H0.html"
+    assert data["filename"] == f"forward-small-step{sel['step']}-L1H0.html"
     page = data["content"]
     assert page.startswith("<!doctype html>") and "mesh3d" in page
     assert "<script src=" not in page  # plotly.js is inside: no network needed to open it

@@ -1,5 +1,6 @@
-"""All-checkpoint metrics: the vectorised pass equals the per-checkpoint loop, and the
-default run's history says what training did."""
+"""All-checkpoint metrics: the vectorised pass equals the per-checkpoint loop, the timeline's
+clicks and controls (on the short ``small`` run), and the default run's history says what
+training did (the fully trained run: the slow tier)."""
 
 import numpy as np
 import pytest
@@ -15,21 +16,27 @@ def store(default_root):
     return RunStore(default_root[0])
 
 
-def _query(store, text="i like spicy so i like", target="chili"):
-    info = store.info("fruits")
+@pytest.fixture(scope="module")
+def small(small_root):
+    return RunStore(small_root[0])
+
+
+def _query(store, run="fruits", text="i like spicy so i like", target="chili"):
+    info = store.info(run)
     prompt = encode_prompt(info.tokenizer, info.model.context, text)
     return info, prompt, info.tokenizer.vocab.index(target)
 
 
 @pytest.mark.parametrize("pos, src", [(5, 2), (3, 0)])
-def test_vectorised_metrics_equal_the_loop(store, pos, src):
-    info, prompt, target = _query(store)
-    steps, values, bad = store.timeline("fruits", prompt, pos, target, src)
-    assert bad == [] and steps == store.steps("fruits")
+def test_vectorised_metrics_equal_the_loop(small, pos, src):
+    store = small
+    info, prompt, target = _query(store, "small")
+    steps, values, bad = store.timeline("small", prompt, pos, target, src)
+    assert bad == [] and steps == store.steps("small")
     for i, step in enumerate(steps):
-        cap = store.capture("fruits", step, prompt)
+        cap = store.capture("small", step, prompt)
         ref = analysis.head_metrics(
-            cap, store.params("fruits", step), pos, target, prompt.length, src
+            cap, store.params("small", step), pos, target, prompt.length, src
         )
         for name, expected in ref.items():
             scale = max(1.0, float(np.abs(expected).max()))
@@ -66,42 +73,46 @@ def test_timeline_grows_with_new_steps(tmp_path, small_root):
     np.testing.assert_array_equal(values2["dla"][:-1], values["dla"])
 
 
-def test_timeline_click_moves_step_and_head(default_root):
-    client = DashClient(create_app(default_root[0]))
-    sel = client.select(None, search="")["selection"]["data"]
-    point = {"points": [{"x": store_index(client, 500), "y": "L0H1"}]}
+def test_timeline_click_moves_step_and_head(small_root):
+    client = DashClient(create_app(small_root[0]))
+    sel = client.select(None, search="?run=small")["selection"]["data"]
+    point = {"points": [{"x": store_index(client, 150), "y": "L0H1"}]}
     new = client.select("head-timeline.clickData", point, sel)["selection"]["data"]
-    assert (new["step"], new["layer"], new["head"]) == (500, 0, 1)
+    assert (new["step"], new["layer"], new["head"]) == (150, 0, 1)
     assert new["prompt"] == sel["prompt"] and new["target"] == sel["target"]
     r = client.render(new)
     fig = r["head-timeline"]["figure"]
-    assert "selected L0H1 at step 500" in fig["layout"]["title"]["text"]
+    assert "selected L0H1 at step 150" in fig["layout"]["title"]["text"]
     marker = [s for s in fig["layout"]["shapes"] if s["type"] == "line"][0]
-    assert fig["layout"]["xaxis"]["ticktext"][0] == "0" and marker["x0"] == store_index(client, 500)
+    assert fig["layout"]["xaxis"]["ticktext"][0] == "0" and marker["x0"] == store_index(client, 150)
 
 
 def store_index(client, step):
-    return client.app.server.config["RUN_STORE"].steps("fruits").index(step)
+    return client.app.server.config["RUN_STORE"].steps("small").index(step)
 
 
-def test_play_advances_and_loops(default_root):
-    client = DashClient(create_app(default_root[0]))
-    sel = client.select(None, search="?step=9900")["selection"]["data"]
+def test_play_advances_and_loops(small_root):
+    client = DashClient(create_app(small_root[0]))
+    steps = small_root[1].steps
+    sel = client.select(None, search=f"?run=small&step={steps[-2]}")["selection"]["data"]
     nxt = client.select("play-interval.n_intervals", 1, sel)["selection"]["data"]
-    assert nxt["step"] == 10000 and nxt["head"] == sel["head"]
+    assert nxt["step"] == steps[-1] and nxt["head"] == sel["head"]
     first = client.select("play-interval.n_intervals", 2, nxt)["selection"]["data"]
     assert first["step"] == 0
 
 
-def test_compare_two_steps_shows_differences(default_root):
-    client = DashClient(create_app(default_root[0]))
-    sel = client.select(None, search="")["selection"]["data"]
+def test_compare_two_steps_shows_differences(small_root):
+    client = DashClient(create_app(small_root[0]))
+    steps = small_root[1].steps
+    last, before = steps[-1], steps[-2]
+    sel = client.select(None, search="?run=small")["selection"]["data"]
+    assert sel["step"] == last
     plain = client.render(sel)
     values = {
         "selection.data": sel,
         "metric-picker.value": "dla",
         "source-picker.value": 0,
-        "compare-step.value": 500,
+        "compare-step.value": 100,
         "multiples-mode.value": "change",
     }
     diff = client.call(
@@ -111,9 +122,10 @@ def test_compare_two_steps_shows_differences(default_root):
         {"rendered.data": plain["rendered"]["data"]},
     )
     grid = diff["head-grid"]["figure"]
-    assert "step 500 → 10000" in grid["layout"]["title"]["text"]
+    assert f"step 100 → {last}" in grid["layout"]["title"]["text"]
     bars = diff["residual-contributions"]["figure"]
-    assert "step 500 → 10000" in bars["layout"]["title"]["text"]
+    assert f"step 100 → {last}" in bars["layout"]["title"]["text"]
     z_now = decode_array(plain["head-grid"]["figure"]["data"][0]["z"])
     assert not np.allclose(decode_array(grid["data"][0]["z"]), z_now)
-    assert "Change since step 9900" in diff["head-multiples"]["figure"]["layout"]["title"]["text"]
+    title = diff["head-multiples"]["figure"]["layout"]["title"]["text"]
+    assert f"Change since step {before}" in title
