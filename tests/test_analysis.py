@@ -1,15 +1,19 @@
-"""The app's numbers against an independent numpy forward pass from the checkpoint."""
+"""The app's numbers against an independent numpy forward pass from the checkpoint (on the
+short ``small`` run: any weights will do), and the trained run's defaults and reading."""
 
+import jax
 import numpy as np
+import pytest
 
 from interp_app.runs import RunStore
 from interp_app.selection import Selection
 from interp_app.view import compute_view, resolve
 from tests.numpy_reference import forward, head_token_attributions
 
+PROMPT = "i like spicy so i like"
 
-def _setup(default_root, prompt="i like spicy so i like"):
-    root, _ = default_root
+
+def _setup(root, prompt=PROMPT):
     store = RunStore(root)
     sel, notes = resolve(store, {"prompt": prompt})
     assert notes == []
@@ -19,23 +23,23 @@ def _setup(default_root, prompt="i like spicy so i like"):
     return store, sel, info, ref
 
 
-def test_defaults_and_logits_match_numpy(default_root):
-    store, sel, info, ref = _setup(default_root)
-    assert (sel.run, sel.step, sel.pos, sel.target, sel.head_name) == (
-        "fruits",
-        10_000,
-        5,
-        "chili",
-        "L1H0",
-    )
+@pytest.fixture(scope="module")
+def small(small_root):
+    return _setup(small_root[0])
+
+
+@pytest.mark.parametrize("target", ["chili", "apple", None])
+def test_logits_and_attribution_match_numpy(small, target):
+    store, sel, info, ref = small
+    sel = sel if target is None else sel.with_(target=target)  # None: the default target
     view = compute_view(store, sel)
-    target = info.tokenizer.vocab.index("chili")
-    assert abs(view.logit - ref["logits"][5, target]) < 1e-4
+    t = info.tokenizer.vocab.index(sel.target)
+    assert abs(view.logit - ref["logits"][5, t]) < 1e-4
     assert abs(view.comp_attr.sum() - view.logit) < 1e-4 * max(1, abs(view.logit))
 
 
-def test_token_attributions_sum_to_head_bar_and_match_numpy(default_root):
-    store, sel, info, ref = _setup(default_root)
+def test_token_attributions_sum_to_head_bar_and_match_numpy(small):
+    store, sel, info, ref = small
     for layer in range(info.model.n_layers):
         for head in range(info.model.n_heads):
             for pos in (2, 5):
@@ -56,20 +60,47 @@ def test_token_attributions_sum_to_head_bar_and_match_numpy(default_root):
                     )
 
 
+def test_any_prompt_length_uses_one_compiled_shape(small):
+    """After the first prompt, prompts of other lengths compile nothing (JAX reports every
+    backend compilation through its public monitoring events)."""
+    store, sel, _, _ = small
+    compute_view(store, sel)
+    compiled: list[str] = []
+
+    def count(event: str, _seconds: float, **_kwargs) -> None:
+        if event.endswith("backend_compile_duration"):
+            compiled.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        for text in ("i", "apple is so sweet", "i like the sour taste of lemon and i like"):
+            s, _ = resolve(store, {"prompt": text})
+            compute_view(store, s)
+        jax.jit(lambda x: x + 1)(np.zeros(3))  # a new function: the listener hears it
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert len(compiled) == 1, compiled
+
+
+# --- the fully trained run (golden outcomes: the slow tier) ---------------------------------
+
+
+def test_defaults_and_logits_match_numpy(default_root):
+    store, sel, info, ref = _setup(default_root[0])
+    assert (sel.run, sel.step, sel.pos, sel.target, sel.head_name) == (
+        "fruits",
+        10_000,
+        5,
+        "chili",
+        "L1H0",
+    )
+    view = compute_view(store, sel)
+    target = info.tokenizer.vocab.index("chili")
+    assert abs(view.logit - ref["logits"][5, target]) < 1e-4
+
+
 def test_logit_lens_ends_in_chili(default_root):
-    store, sel, info, _ = _setup(default_root)
+    store, sel, info, _ = _setup(default_root[0])
     view = compute_view(store, sel)
     assert info.tokenizer.vocab[view.lens_top[-1, 5]] == "chili"
     assert view.lens_top.shape == (info.model.n_layers + 1, 6)
-
-
-def test_any_prompt_length_uses_one_compiled_shape(default_root):
-    from training.model import capture
-
-    store, sel, _, _ = _setup(default_root)
-    compute_view(store, sel)
-    before = capture._cache_size()
-    for text in ("i", "apple is so sweet", "i like the sour taste of lemon and i like"):
-        s, _ = resolve(store, {"prompt": text})
-        compute_view(store, s)
-    assert capture._cache_size() == before

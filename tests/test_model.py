@@ -1,5 +1,7 @@
 """Parameter count and the exact decompositions of DESIGN.md, on random and trained weights."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,45 +118,100 @@ def test_dropout_only_with_a_key(seed):
     assert not np.allclose(a, c)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _dropout_capture(graphdef, state, tokens, key, first_row):
+    """The model's own forward pass with dropout on, every internal captured."""
+    model = nnx.merge(graphdef, state)
+    return model(tokens, dropout_key=key, first_row=first_row, capture=True)
+
+
+def _dropout_keeps(model, tokens, key, first_row=0, queries=5):
+    """Which elements each dropout site of each layer kept, read from the forward pass.
+
+    From a capture with dropout on: the attention and MLP outputs are recorded before their
+    dropout and the residual stream after it, so a kept element is one the residual moved by
+    (an exact zero where dropped); the attention pattern's mask is solved for from the
+    recorded (undropped) patterns and values, per query row (rows ``< queries``, whose
+    unknowns are fewer than the width)."""
+    cfg = model.cfg
+    graphdef, state = nnx.split(model)
+    cap = _dropout_capture(graphdef, state, tokens, key, jnp.int32(first_row))
+    scale = 1.0 / (1.0 - cfg.dropout)
+    keeps = []
+    for layer in range(cfg.n_layers):
+        attn = model.blocks[layer].attn
+        moved = np.asarray(cap.resid_mid[:, layer] - cap.resid[:, layer])
+        attn_keep = np.abs(moved) > 0.5 * scale * np.abs(np.asarray(cap.attn_out[:, layer]))
+        moved = np.asarray(cap.resid[:, layer + 1] - cap.resid_mid[:, layer])
+        mlp_keep = np.abs(moved) > 0.5 * scale * np.abs(np.asarray(cap.mlp_out[:, layer]))
+        p = np.asarray(cap.patterns[:, layer], np.float64)  # [B, H, T, T]
+        writes = np.einsum(
+            "bhsk,hkd->bhsd",
+            np.asarray(cap.values[:, layer], np.float64),
+            np.asarray(attn.w_o[...], np.float64),
+        )
+        out = np.asarray(cap.attn_out[:, layer], np.float64) - np.asarray(attn.b_o[...])
+        rows = []
+        for b in range(p.shape[0]):
+            for q in range(queries):
+                cols = scale * p[b, :, q, : q + 1, None] * writes[b, :, : q + 1]  # [H, S, D]
+                solved = np.linalg.lstsq(cols.reshape(-1, cfg.d_model).T, out[b, q], rcond=None)
+                rows.append(solved[0])
+        pattern = np.concatenate(rows)
+        assert np.abs(pattern - np.round(pattern)).max() < 1e-3  # a 0/1 mask, exactly solved
+        keeps.append((pattern > 0.5, attn_keep, mlp_keep))
+    return keeps
+
+
 def test_dropout_masks_keep_the_rate_and_are_independent():
-    """The hashed masks: each site keeps 1 - rate of its elements; sites, steps and
-    neighbouring elements agree only as often as independent Bernoulli draws would."""
+    """The masks the forward pass applies: each site keeps 1 - rate of its elements;
+    sites, steps and neighbouring elements agree only as often as independent Bernoulli
+    draws would."""
     cfg = ModelConfig()
     model = GPT(cfg, nnx.Rngs(params=0))
+    tokens = jax.random.randint(jax.random.key(0), (64, cfg.context), 0, cfg.vocab_size)
 
     def z_agree(x: np.ndarray, y: np.ndarray) -> float:
         """How far the agreement of two masks is from independence, in standard errors."""
         expected = x.mean() * y.mean() + (1 - x.mean()) * (1 - y.mean())
         return ((x == y).mean() - expected) / np.sqrt(expected * (1 - expected) / len(x))
 
-    a = model._masks(jax.random.key(1), 64, cfg.context)
-    b = model._masks(jax.random.key(2), 64, cfg.context)
-    sites = [np.asarray(m).ravel() for layer in a for m in layer]
-    others = [np.asarray(m).ravel() for layer in b for m in layer]
+    a = _dropout_keeps(model, tokens, jax.random.key(1))
+    b = _dropout_keeps(model, tokens, jax.random.key(2))
+    sites = [m.ravel() for layer in a for m in layer]
+    others = [m.ravel() for layer in b for m in layer]
     for mask in sites + others:
-        se = np.sqrt(0.8 * 0.2 / len(mask))
+        se = np.sqrt(cfg.dropout * (1 - cfg.dropout) / len(mask))
         assert abs(mask.mean() - (1.0 - cfg.dropout)) < 5 * se, mask.mean()
         assert abs(z_agree(mask[1:], mask[:-1])) < 5  # neighbours
     for x, y in zip(sites, others, strict=True):  # another step: another mask
         assert abs(z_agree(x, y)) < 5
     n = len(sites[1])
-    assert abs(z_agree(sites[1], sites[4][:n])) < 5  # another site or layer
+    assert abs(z_agree(sites[1], sites[5][:n])) < 5  # another site and layer
+    assert abs(z_agree(sites[0], sites[3])) < 5  # the pattern site of the next layer
     # the same key gives the same masks (training is repeatable and resumable)
-    again = [
-        np.asarray(m) for layer in model._masks(jax.random.key(1), 64, cfg.context) for m in layer
-    ]
-    assert all(np.array_equal(x.ravel(), y) for x, y in zip(again, sites, strict=True))
+    again = _dropout_keeps(model, tokens, jax.random.key(1))
+    for layer_again, layer_a in zip(again, a, strict=True):
+        for x, y in zip(layer_again, layer_a, strict=True):
+            np.testing.assert_array_equal(x, y)
 
 
 def test_a_shard_draws_its_rows_of_the_whole_batch_masks():
     cfg = ModelConfig()
     model = GPT(cfg, nnx.Rngs(params=0))
+    tokens = jax.random.randint(jax.random.key(0), (64, cfg.context), 0, cfg.vocab_size)
     key = jax.random.key(3)
-    whole = model._masks(key, 64, cfg.context)
-    upper = model._masks(key, 32, cfg.context, first_row=32)
-    for w_layer, u_layer in zip(whole, upper, strict=True):
-        for w, u in zip(w_layer, u_layer, strict=True):
-            np.testing.assert_array_equal(np.asarray(w)[32:], np.asarray(u))
+    whole = _dropout_keeps(model, tokens, key)
+    upper = _dropout_keeps(model, tokens[32:], key, first_row=32)
+    alone = _dropout_keeps(model, tokens[32:], key)  # the same rows, as a batch of their own
+    for w_layer, u_layer, a_layer in zip(whole, upper, alone, strict=True):
+        for w, u, a in zip(w_layer, u_layer, a_layer, strict=True):
+            np.testing.assert_array_equal(w[len(w) // 2 :], u)
+            assert not np.array_equal(u, a)
+    graphdef, state = nnx.split(model)
+    logits = _dropout_capture(graphdef, state, tokens, key, jnp.int32(0)).logits
+    shard = _dropout_capture(graphdef, state, tokens[32:], key, jnp.int32(32)).logits
+    np.testing.assert_allclose(np.asarray(logits)[32:], np.asarray(shard), atol=1e-5)
 
 
 @pytest.mark.parametrize("heads", [1, 2, 4])
