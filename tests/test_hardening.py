@@ -179,8 +179,8 @@ def test_runs_outside_the_root_are_never_read(guarded, sandbox, opened_outside):
         assert r["selection"]["data"]["run"] == "small", name
         assert "does not exist" in _notes(r), name
         picked = guarded.select("run-picker.value", name, current=r["selection"]["data"])
-        if picked:
-            assert picked["selection"]["data"]["run"] == "small", name
+        assert picked["selection"]["data"]["run"] == "small", name
+        assert "does not exist" in _notes(picked), name
         forged = guarded.render({**r["selection"]["data"], "run": name})
         assert "does not exist" in _notes(forged), name
         assert "canary secret" not in json.dumps(forged)
@@ -319,14 +319,26 @@ def test_forged_control_values_never_break_a_callback(guarded):
             {"embedding-key.data": {"bogus": 1}},
         )
         assert "embedding-stacks" in r
-    for n_clicks, threshold in ((1, "x"), ("many", 0.5)):
+    name = f"forward-small-step{sel['step']}-L1H0.html"  # the default view's
+    for n_clicks, threshold, data, exported in (
+        (1, "x", sel, name),  # a forged threshold: the default threshold
+        ("many", 0.5, sel, name),  # any truthy click count is a click
+        (1, 0.5, {"run": "../x", "step": -1}, name),  # a forged selection: resolved again
+        (0, 0.5, sel, None),  # not clicked: no download
+        (None, {"a": 1}, sel, None),
+    ):
         r = guarded.call(
             "export-3d-file.data",
             {"export-3d.n_clicks": n_clicks},
             ["export-3d.n_clicks"],
-            {"selection.data": sel, "attention-threshold.value": threshold},
+            {"selection.data": data, "attention-threshold.value": threshold},
         )
-        assert r == {} or r["export-3d-file"]["data"]["content"].startswith("<!doctype html>")
+        if exported is None:
+            assert r == {}, (n_clicks, r)  # no output is updated
+        else:
+            file = r["export-3d-file"]["data"]
+            assert file["filename"] == exported, (n_clicks, threshold, data)
+            assert file["content"].startswith("<!doctype html>") and "mesh3d" in file["content"]
     for hover, data in (({"points": [{"customdata": "L9H9"}]}, sel), ("x", {"run": "../x"})):
         r = guarded.call(
             "head-sparkline.figure",
