@@ -61,7 +61,8 @@ def _raw(sel: Any) -> dict[str, Any]:
     s = Selection.parse(sel)
     if s is None:
         return {}
-    return {**parse_query(s.to_query()), "step": s.step, "pos": s.pos}
+    # the mode too: the URL leaves it out while nothing is ablated, a picked mode is kept
+    return {**parse_query(s.to_query()), "step": s.step, "pos": s.pos, "ablate_mode": s.mode}
 
 
 def control_values(metric: Any, src: Any, context: int) -> tuple[str, int]:

@@ -268,12 +268,6 @@ def test_ablating_nothing_changes_no_panel(client, start, query, small_root):
         assert all(a != b for i, a in enumerate(data) for b in data[i + 1 :]), panel
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: interp_app.callbacks._raw rebuilds a selection from its URL query, "
-    "which has no ablate_mode while nothing is ablated, so a mode picked before ablating "
-    "is lost and the server calls its own selection replaced",
-)
 def test_a_mode_picked_before_ablating_is_kept(client, start):
     picked = client.select("ablate-mode.value", "mean", start)["selection"]["data"]
     assert picked["mode"] == "mean"
