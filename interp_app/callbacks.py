@@ -259,6 +259,7 @@ def register(app: Dash, store: RunStore) -> None:
         trigger = ctx.triggered_id
         known = Selection.parse(current)
         search = search if isinstance(search, str) else ""
+        raw: dict[str, Any] | None
         if trigger is None or trigger == ids.URL or known is None:
             if known is not None and search == known.to_query():
                 return nothing
