@@ -152,7 +152,7 @@ def click_to_raw(trigger: Any, point: dict[str, Any], raw: dict, steps: list[int
     if trigger == ids.PREDICTION:
         target = point.get("customdata")
         return {**raw, "target": target} if isinstance(target, str) else None
-    if trigger in (ids.HEAD_GRID, ids.HEAD_MULTIPLES, ids.RESIDUAL_CONTRIBUTIONS):
+    if trigger in (ids.HEAD_MULTIPLES, ids.RESIDUAL_CONTRIBUTIONS):  # the grid: grid-click
         name = point.get("customdata")
         if not isinstance(name, str) or not name.startswith("L") or " " in name:
             return None

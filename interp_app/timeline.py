@@ -8,7 +8,6 @@ prompt length) are traced, so changing them never recompiles either.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 
 import jax
@@ -76,13 +75,6 @@ def _metrics_chunk(graphdef, stacked, tokens, pos, target, src, length, ablated,
         return _metrics_one(graphdef, p, tokens, pos, target, src, length, ablated, mode, reference)
 
     return jax.vmap(one)(stacked)
-
-
-@dataclass(frozen=True)
-class Timeline:
-    steps: list[int]
-    metrics: dict[str, np.ndarray]  # name -> [S, L, H]
-    probs: np.ndarray  # [S, V] next-token probabilities at the selected position
 
 
 def compute_timeline(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import shutil
 import stat
@@ -238,7 +239,9 @@ def test_truncated_latest_optimizer_resumes_from_the_step_before(base_root, base
     opt.write_bytes(opt.read_bytes()[:100])
     with pytest.raises(ckpt.CheckpointError, match="corrupt"):
         ckpt.load_optimizer(run, 40)
-    summary = _train(root, "base", LONGER, resume=True)
+    said = io.StringIO()
+    summary = _train(root, "base", LONGER, resume=True, out=said)
+    assert "resuming from step 20; removing the later step(s) 40" in said.getvalue()
     assert summary.steps[-1] == 60
     _assert_consistent(run, 60)
     assert [s for s in ckpt.list_steps(run) if ckpt.has_optimizer(run, s)] == [40, 60]

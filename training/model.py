@@ -51,16 +51,6 @@ class Intervention:
     resid_keep: jax.Array  # [L+1, T] residual stream at each layer boundary
     resid_value: jax.Array  # [B, L+1, T, D]
 
-    @classmethod
-    def none(cls, cfg: ModelConfig, batch: int = 1) -> Intervention:
-        n, h, t, d = cfg.n_layers, cfg.n_heads, cfg.context, cfg.d_model
-        return cls(
-            head_keep=jnp.ones((n, h), jnp.float32),
-            head_value=jnp.zeros((batch, n, h, t, d), jnp.float32),
-            resid_keep=jnp.ones((n + 1, t), jnp.float32),
-            resid_value=jnp.zeros((batch, n + 1, t, d), jnp.float32),
-        )
-
     def at_boundary(self, x: jax.Array, layer: int) -> jax.Array:
         t = x.shape[1]
         keep = self.resid_keep[layer, :t, None]

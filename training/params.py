@@ -29,10 +29,6 @@ def _name(path: tuple) -> str:
     return ".".join(parts)
 
 
-def param_names(state: nnx.State) -> list[str]:
-    return [_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
-
-
 def flat_params(state: nnx.State) -> dict[str, np.ndarray]:
     """``blocks.0.attn.w_qkv`` -> array; the names are the checkpoint's public schema."""
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]

@@ -238,9 +238,16 @@ def _open_run(
     start, params, opt_state = _whole_step(
         path, name, ModelConfig.from_dict(meta["model"]), opt_state
     )
-    for step in ckpt.list_steps(path):
-        if step > start:
-            ckpt.remove_step(path, step)
+    later = [step for step in ckpt.list_steps(path) if step > start]
+    if later:  # never silently: say which steps go and why
+        print(
+            f"interp-train: warning: resuming from step {start}; removing the later "
+            f"step(s) {', '.join(map(str, later))}, whose parameters or optimizer state "
+            "cannot be loaded",
+            file=out,
+        )
+    for step in later:
+        ckpt.remove_step(path, step)
     _trim_metrics(path, start, out)
     ckpt.write_json_atomic(
         path / ckpt.RUN_FILE, {**ckpt.read_run(root, name).meta, "train": tc.to_dict()}
