@@ -155,9 +155,10 @@ class RunStore:
                 self._dirs[run] = path
         return path
 
-    def memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
-        """Results derived from cached captures (views, patching), kept per selection."""
-        return self._derived.get_or_make(key, make)
+    def memo(self, run: str, key: Hashable, make: Callable[[], Any]) -> Any:
+        """Results derived from cached captures (views, patching), kept per selection and
+        per generation of the run (a run trained again under its name starts afresh)."""
+        return self._derived.get_or_make((self.generation(run), key), make)
 
     def runs(self) -> list[str]:
         """Runs this server can list (an unreadable root lists none: see ``problems``)."""

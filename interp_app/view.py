@@ -167,7 +167,7 @@ def display_words(prompt: Prompt, vocab: tuple[str, ...]) -> list[str]:
 def compute_view(store: RunStore, sel: Selection, src: int = 0, k: int = 8) -> View:
     """Kept per (selection, source): scrubbing back and forth or many sessions on one server
     ask for the same views again."""
-    return store.memo(("view", sel, src, k), lambda: _compute_view(store, sel, src, k))
+    return store.memo(sel.run, ("view", sel, src, k), lambda: _compute_view(store, sel, src, k))
 
 
 def _compute_view(store: RunStore, sel: Selection, src: int, k: int) -> View:
@@ -232,7 +232,7 @@ def compute_patching(store: RunStore, sel: Selection) -> tuple[np.ndarray, np.nd
     prompts whose logit differences are too close to normalise). Always on the unablated
     model: the selection's ablation is not applied here."""
     key = ("patch", sel.run, sel.step, sel.prompt, sel.pos, sel.target, sel.corrupt)
-    return store.memo(key, lambda: _compute_patching(store, sel))
+    return store.memo(sel.run, key, lambda: _compute_patching(store, sel))
 
 
 def _compute_patching(store: RunStore, sel: Selection) -> tuple[np.ndarray, np.ndarray, str] | str:

@@ -14,12 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
+import numpy as np
 import pytest
 import requests
 
 from interp_app.app import create_app
 from tests.browser import app_command, free_port, serve
 from tests.dash_client import DashClient
+from training.config import ModelConfig, TrainConfig
+from training.corpus import builtin_corpus
+from training.train import train
 
 
 def _bundle_paths(root) -> list[str]:
@@ -405,3 +409,37 @@ def test_partly_unreadable_runs_are_named_and_never_a_500(world_readable_root, t
         assert "cannot be read" in notes
         r = client.select(None, search="")  # the default run is unreadable: another one shows
         assert r["selection"]["data"]["run"] in ("resumed", "small")
+
+
+def _train_again(root: Path, seed: int) -> None:
+    """A short run named 'again', replacing any earlier one (``--overwrite``)."""
+    tc = TrainConfig(steps=20, save_every=10, seed=seed)
+    train(root, "again", ModelConfig(), tc, builtin_corpus(), progress=False, overwrite=True)
+
+
+def test_a_run_trained_again_under_its_name_is_never_served_from_caches(tmp_path):
+    """Review finding: after ``--overwrite`` the caches keyed by run name served the old
+    parameters. Every cache is keyed by the run's generation (run.json's change time)."""
+    from interp_app.runs import RunStore, encode_prompt
+    from interp_app.selection import Selection
+    from interp_app.view import compute_view
+
+    _train_again(tmp_path, 0)
+    store = RunStore(tmp_path, param_cache=2)
+    sel = Selection("again", 20, "i like spicy so i like", 5, "chili", 1, 0)
+    info = store.info("again")
+    prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
+    chili = info.tokenizer.vocab.index("chili")
+    old_view = compute_view(store, sel)
+    old_timeline = store.timeline("again", prompt, 5, chili)
+    time.sleep(0.01)
+    _train_again(tmp_path, 1)
+    fresh = RunStore(tmp_path)
+    new_view = compute_view(store, sel)
+    assert new_view.logit == compute_view(fresh, sel).logit != old_view.logit
+    other = encode_prompt(info.tokenizer, info.model.context, "apple is so sweet")
+    got = store.timeline("again", other, 3, chili)[1]["dla"]
+    np.testing.assert_array_equal(got, fresh.timeline("again", other, 3, chili)[1]["dla"])
+    assert not np.array_equal(
+        store.timeline("again", prompt, 5, chili)[1]["dla"], old_timeline[1]["dla"]
+    )
