@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import default_root  # noqa: E402
 
-from interp_app.app import create_app  # noqa: E402
+from interp_app.server.app import create_app  # noqa: E402
 from tests.browser import app_command, free_port  # noqa: E402
 from tests.dash_client import DashClient  # noqa: E402
 
@@ -68,7 +68,7 @@ def main() -> None:
             client.render(s)
             costs.append((time.perf_counter() - t0) * 1000)
         print(f"  {length:2d} tokens: median {statistics.median(costs):6.1f} ms")
-    from training.model import capture
+    from training.model.gpt import capture
 
     print(f"  compiled capture shapes: {capture._cache_size()} (one means no recompilation)")
 

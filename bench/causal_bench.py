@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import default_root  # noqa: E402
 
-from interp_app.runs import RunStore, encode_prompt  # noqa: E402
-from interp_app.view import compute_patching, compute_view, resolve  # noqa: E402
+from interp_app.core.store import RunStore, encode_prompt  # noqa: E402
+from interp_app.core.view import compute_patching, compute_view, resolve  # noqa: E402
 
 
 def ms(t0: float) -> float:

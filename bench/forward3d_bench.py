@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import default_root  # noqa: E402
 
-from interp_app.app import create_app  # noqa: E402
+from interp_app.server.app import create_app  # noqa: E402
 from tests.dash_client import DashClient  # noqa: E402
 
 TWELVE = "i like spicy so i like chili and lemon is so sour"

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import default_root  # noqa: E402
 
-from interp_app.app import create_app  # noqa: E402
+from interp_app.server.app import create_app  # noqa: E402
 from tests.browser import free_port, serve  # noqa: E402
 from tests.dash_client import DashClient  # noqa: E402
 
@@ -103,7 +103,7 @@ def session(
 def main() -> None:
     root, tmp = default_root(__doc__)
     port = free_port()
-    command = [sys.executable, "-m", "interp_app.cli", "--no-train", "--root", str(root)]
+    command = [sys.executable, "-m", "interp_app.server.cli", "--no-train", "--root", str(root)]
     command += ["--port", str(port)]
     app = create_app(root)  # only for the callback map: requests go to gunicorn
     with serve(command, port, timeout=120) as url:

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import default_root  # noqa: E402
 
-from interp_app import analysis  # noqa: E402
-from interp_app.app import create_app  # noqa: E402
-from interp_app.runs import RunStore, encode_prompt  # noqa: E402
+from interp_app.core import analysis  # noqa: E402
+from interp_app.core.store import RunStore, encode_prompt  # noqa: E402
+from interp_app.server.app import create_app  # noqa: E402
 from tests.dash_client import DashClient  # noqa: E402
 from training import checkpoint as ckpt  # noqa: E402
 

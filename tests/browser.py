@@ -96,7 +96,7 @@ def app_command(root: Path, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "interp_app.cli",
+        "interp_app.server.cli",
         "--no-train",
         "--root",
         str(root),

@@ -5,9 +5,9 @@ import jax
 import numpy as np
 import pytest
 
-from interp_app.runs import RunStore
-from interp_app.selection import Selection
-from interp_app.view import compute_view, resolve
+from interp_app.core.selection import Selection
+from interp_app.core.store import RunStore
+from interp_app.core.view import compute_view, resolve
 from tests.numpy_reference import forward, head_token_attributions
 
 PROMPT = "i like spicy so i like"

@@ -15,9 +15,10 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
-from interp_app import api, capture_cli
-from interp_app.runs import RunStore, encode_prompt
-from interp_app.view import compute_patching, compute_view, resolve
+from interp_app.core import api
+from interp_app.core.store import RunStore, encode_prompt
+from interp_app.core.view import compute_patching, compute_view, resolve
+from interp_app.server import capture_cli
 from training.checkpoint import CheckpointError
 
 PROMPT, CORRUPT = "i like spicy so i like", "i like sweet so i like"
@@ -435,7 +436,8 @@ def test_interp_capture_sets_xla_flags_before_jax_starts(tmp_path):
 
     code = """
 import json, os, sys
-from interp_app import api, capture_cli
+from interp_app.core import api
+from interp_app.server import capture_cli
 def probe(*args, **kwargs):
     import jax
     print(json.dumps({"flags": os.environ.get("XLA_FLAGS"), "devices": jax.local_device_count()}))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from plotly.colors import sample_colorscale
 
-from interp_app.boxes import (
+from interp_app.panels.boxes import (
     GAP,
     MIN_SIZE,
     PAD,

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from interp_app.app import create_app
-from interp_app.callbacks import PANELS
-from interp_app.causal import MODES
+from interp_app.core.causal import MODES
+from interp_app.server.app import create_app
+from interp_app.ui.callbacks import PANELS
 from tests.dash_client import DashClient
 
 PROMPT = "i like spicy so i like"

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from interp_app import causal
-from interp_app.runs import RunStore, encode_prompt
+from interp_app.core import causal
+from interp_app.core.store import RunStore, encode_prompt
 from tests.numpy_reference import forward
-from training.model import GPT, Intervention, capture
-from training.params import flat_params, unflatten_params
+from training.model.gpt import GPT, Intervention, capture
+from training.model.params import flat_params, unflatten_params
 
 CLEAN, CORRUPT = "i like spicy so i like", "i like sweet so i like"
 

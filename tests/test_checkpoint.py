@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from training import checkpoint as ckpt
-from training.params import ParamsError, unflatten_params
+from training.model.params import ParamsError, unflatten_params
 
 
 def test_steps_are_safetensors_and_json_only(small_root):

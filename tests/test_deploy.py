@@ -13,8 +13,8 @@ import pytest
 import requests
 import yaml
 
-from interp_app.app import create_app
-from interp_app.settings import Settings, env_name, parse_args
+from interp_app.server.app import create_app
+from interp_app.server.settings import Settings, env_name, parse_args
 from tests.browser import free_port, serve
 from tests.dash_client import DashClient
 
@@ -117,7 +117,7 @@ def test_settings_flag_beats_environment_beats_default():
 )
 def test_bad_settings_are_one_line_errors(argv, env, message):
     result = subprocess.run(
-        [sys.executable, "-m", "interp_app.cli", *argv],
+        [sys.executable, "-m", "interp_app.server.cli", *argv],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -131,7 +131,7 @@ def test_plain_text_users_file_stops_the_app(tmp_path):
     users = tmp_path / "users"
     users.write_text("alice:secret-in-plain-text\n")
     result = subprocess.run(
-        [sys.executable, "-m", "interp_app.cli", "--no-train", "--users-file", str(users)],
+        [sys.executable, "-m", "interp_app.server.cli", "--no-train", "--users-file", str(users)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -142,7 +142,7 @@ def test_plain_text_users_file_stops_the_app(tmp_path):
 
 def test_served_app_asks_for_the_users_file_logins(small_root, tmp_path):
     """Under gunicorn, configured through the environment as the container is."""
-    from interp_app.auth import hash_line
+    from interp_app.server.auth import hash_line
 
     root, _ = small_root
     users = tmp_path / "users"
@@ -157,7 +157,7 @@ def test_served_app_asks_for_the_users_file_logins(small_root, tmp_path):
         "INTERP_USERS_FILE": str(users),
     }
     log = tmp_path / "app.log"
-    command = [sys.executable, "-m", "interp_app.cli"]
+    command = [sys.executable, "-m", "interp_app.server.cli"]
     with serve(command, port, timeout=120, env=env, log=log) as url:
         assert requests.get(url + "/", timeout=30).status_code == 401
         assert requests.get(url + "/healthz", timeout=30).json() == {"status": "ok"}

@@ -4,10 +4,10 @@ what the trained default run reads there (``chili``, the article's attention: sl
 import numpy as np
 import pytest
 
-from interp_app.app import create_app
-from interp_app.figures3d import forward_figure
-from interp_app.runs import RunStore, encode_prompt
-from interp_app.view import compute_forward, resolve
+from interp_app.core.store import RunStore, encode_prompt
+from interp_app.core.view import compute_forward, resolve
+from interp_app.panels.figures3d import forward_figure
+from interp_app.server.app import create_app
 from tests.dash_client import DashClient
 
 TWELVE = "i like spicy so i like chili and lemon is so sour"

@@ -13,8 +13,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from interp_app.app import create_app
-from interp_app.auth import UsersFileError, hash_line, passwd_main, read_users
+from interp_app.server.app import create_app
+from interp_app.server.auth import UsersFileError, hash_line, passwd_main, read_users
 from tests.dash_client import DashClient
 
 USER, PASSWORD = "alice", "correct horse battery"

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import requests
 
-from interp_app.app import create_app
+from interp_app.server.app import create_app
 from tests.browser import app_command, free_port, serve
 from tests.dash_client import DashClient
 from training.config import ModelConfig, TrainConfig
@@ -303,7 +303,7 @@ def test_timelines_over_more_steps_than_the_cache_read_each_checkpoint_once(
 ):
     """Regression: with more checkpoints than ``--cache-steps``, every new prompt's timeline
     evicted each step before its next use and read them all again (1.6-3.7 s at 1,501)."""
-    from interp_app.runs import RunStore, encode_prompt
+    from interp_app.core.store import RunStore, encode_prompt
     from training import checkpoint as ckpt
 
     src, _ = small_root
@@ -420,9 +420,9 @@ def _train_again(root: Path, seed: int) -> None:
 def test_a_run_trained_again_under_its_name_is_never_served_from_caches(tmp_path):
     """Review finding: after ``--overwrite`` the caches keyed by run name served the old
     parameters. Every cache is keyed by the run's generation (run.json's change time)."""
-    from interp_app.runs import RunStore, encode_prompt
-    from interp_app.selection import Selection
-    from interp_app.view import compute_view
+    from interp_app.core.selection import Selection
+    from interp_app.core.store import RunStore, encode_prompt
+    from interp_app.core.view import compute_view
 
     _train_again(tmp_path, 0)
     store = RunStore(tmp_path, param_cache=2)

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from interp_app import auth
-from interp_app.app import create_app
-from interp_app.auth import hash_line, passwd_main
-from interp_app.settings import parse_args
+from interp_app.server import auth
+from interp_app.server.app import create_app
+from interp_app.server.auth import hash_line, passwd_main
+from interp_app.server.settings import parse_args
 from tests.browser import free_port, serve
 
 USER, PASSWORD = "alice", "correct horse battery"
@@ -105,13 +105,13 @@ def test_broken_or_missing_users_file_keeps_the_last_good_copy(
     root, _ = small_root
     client = create_app(root, users=auth.UsersFile(users_path)).server.test_client()
     alice = _basic(USER, PASSWORD)
-    caplog.set_level(logging.INFO, logger="interp_app.auth")
+    caplog.set_level(logging.INFO, logger="interp_app.server.auth")
     _write_users(users_path, "alice:plain-text-password")
     for _ in range(3):
         assert client.get("/", headers=alice).status_code == 200
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "keeping the last good copy" in warnings[0].getMessage()
-    assert warnings[0].name == "interp_app.auth"
+    assert warnings[0].name == "interp_app.server.auth"
     users_path.unlink()
     assert client.get("/", headers=alice).status_code == 200
     assert "cannot read users file" in caplog.records[-1].getMessage()
@@ -151,7 +151,7 @@ def test_worker_restart_without_the_users_file_keeps_the_server_up(
     }
     log = tmp_path / "app.log"
     with serve(
-        [sys.executable, "-m", "interp_app.cli"], port, timeout=120, env=env, log=log
+        [sys.executable, "-m", "interp_app.server.cli"], port, timeout=120, env=env, log=log
     ) as url:
         users_path.unlink()
         _restart_worker(log)
@@ -164,8 +164,8 @@ def test_worker_restart_without_the_users_file_keeps_the_server_up(
 def test_master_reads_the_users_file_again_before_each_fork(users_path, lines):
     """So a worker forked while the file is gone gets its latest good state, not the one from
     the server's start (which may still hold a removed user)."""
-    from interp_app.cli import Served
-    from interp_app.settings import Settings
+    from interp_app.server.cli import Served
+    from interp_app.server.settings import Settings
 
     served = Served(Settings(users_file=str(users_path), train=False))
     shared = auth.shared_users_file(users_path)  # what main() read at start
@@ -305,7 +305,7 @@ def test_unknown_component_suite_paths_are_404(open_app, locked):
     for path in (
         "/_dash-component-suites/no_such_package/x.js",
         "/_dash-component-suites/dash/no/such/file.v4_4_1m1.js",
-        "/_dash-component-suites/dash/../interp_app/auth.py",
+        "/_dash-component-suites/dash/../interp_app/server/auth.py",
         "/_dash-component-suites/plotly/package_data/plotly.js",
     ):
         r = client.get(path)

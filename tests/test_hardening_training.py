@@ -83,7 +83,7 @@ def test_batched_evaluation_equals_one_pass(same_valid, parallel):
     with each host device taking its share of every batch."""
     from flax import nnx
 
-    from training.model import init_params
+    from training.model.gpt import init_params
     from training.steps import build_evaluate, data_mesh
 
     mesh = data_mesh(64) if parallel else None
@@ -107,7 +107,7 @@ def test_batched_evaluation_equals_one_pass(same_valid, parallel):
 def test_evaluation_memory_does_not_grow_with_the_corpus():
     """The compiled chunk of a 4,000-line corpus with 2,000 words (its logits alone would be
     384 MB) needs far less memory than those logits: evaluation goes in bounded batches."""
-    from training.params import abstract_model
+    from training.model.params import abstract_model
     from training.steps import build_chunk_fn, eval_rows, placeholders
     from training.train import make_optimizer
 

@@ -49,23 +49,23 @@ from training.cli import main
 main(["--root", root, "--quiet"])
 """,
     "interp-app": """
-import interp_app.cli
-interp_app.cli.Served = probe  # what the forked gunicorn workers inherit
-interp_app.cli.main(["--no-train", "--root", root])
+import interp_app.server.cli
+interp_app.server.cli.Served = probe  # what the forked gunicorn workers inherit
+interp_app.server.cli.main(["--no-train", "--root", root])
 """,
     "gunicorn worker (Served.load)": """
-import interp_app.app
-interp_app.app.app_from_settings = probe
-from interp_app.cli import Served
-from interp_app.settings import parse_args
+import interp_app.server.app
+interp_app.server.app.app_from_settings = probe
+from interp_app.server.cli import Served
+from interp_app.server.settings import parse_args
 Served(parse_args(["--no-train", "--root", root])).load()
 """,
-    "interp_app.app:server()": """
+    "interp_app.server.app:server()": """
 import os
 os.environ["INTERP_ROOT"] = root
-import interp_app.app
-interp_app.app.app_from_settings = probe
-interp_app.app.server()
+import interp_app.server.app
+interp_app.server.app.app_from_settings = probe
+interp_app.server.app.server()
 """,
 }
 
@@ -98,7 +98,7 @@ def test_entry_point_sets_flags_before_jax_starts(entry, tmp_path):
     assert seen == {"flags": OURS, "devices": DEVICES}
 
 
-@pytest.mark.parametrize("entry", ["interp-train", "interp_app.app:server()"])
+@pytest.mark.parametrize("entry", ["interp-train", "interp_app.server.app:server()"])
 def test_user_flags_win(entry, tmp_path):
     mine = f"{runtime.HOST_DEVICES}=3"
     seen = _run(PROBE + ENTRY_POINTS[entry], mine, str(tmp_path))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from interp_app import ids
-from interp_app.app import create_app
+from interp_app.server.app import create_app
+from interp_app.ui import ids
 
 
 def _walk(component: Any):

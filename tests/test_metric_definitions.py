@@ -7,14 +7,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from interp_app import analysis, causal, figures
-from interp_app.layout import build_layout
-from interp_app.runs import RunStore, encode_prompt
-from interp_app.timeline import compute_timeline
-from interp_app.view import SPECIAL_TOKENS, compute_patching, compute_view, default_target, resolve
+from interp_app.core import analysis, causal
+from interp_app.core.store import RunStore, encode_prompt
+from interp_app.core.timeline import compute_timeline
+from interp_app.core.view import (
+    SPECIAL_TOKENS,
+    compute_patching,
+    compute_view,
+    default_target,
+    resolve,
+)
+from interp_app.panels import figures
+from interp_app.ui.layout import build_layout
 from training.corpus import builtin_corpus
-from training.model import Capture, Intervention, capture
-from training.params import unflatten_params, unflatten_stacked
+from training.model.gpt import Capture, Intervention, capture
+from training.model.params import unflatten_params, unflatten_stacked
 
 PROMPT = "i like spicy so i like"
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from interp_app.analysis import direct_logit_attribution, source_attributions
+from interp_app.core.analysis import direct_logit_attribution, source_attributions
 from training import checkpoint as ckpt
 from training.config import ModelConfig
 from training.corpus import builtin_corpus
-from training.model import GPT, capture, count_params
-from training.params import flat_params, unflatten_params
+from training.model.gpt import GPT, capture, count_params
+from training.model.params import flat_params, unflatten_params
 from training.tokenizer import Tokenizer
 
 

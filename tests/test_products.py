@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from training.loss import mean_cross_entropy
-from training.norm import layer_norm
+from training.model.norm import layer_norm
 from training.products import dense, dense_t, matmul, matmul_nt, split3
 
 KEYS = jax.random.split(jax.random.key(0), 3)

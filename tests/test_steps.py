@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from training.config import ModelConfig, TrainConfig
-from training.model import dropout_seed, init_params
+from training.model.gpt import dropout_seed, init_params
 from training.steps import (
     data_mesh,
     data_parallel,

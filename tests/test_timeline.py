@@ -5,9 +5,9 @@ training did (the fully trained run: the slow tier)."""
 import numpy as np
 import pytest
 
-from interp_app import analysis
-from interp_app.app import create_app
-from interp_app.runs import RunStore, encode_prompt
+from interp_app.core import analysis
+from interp_app.core.store import RunStore, encode_prompt
+from interp_app.server.app import create_app
 from tests.dash_client import DashClient, decode_array
 
 

@@ -2,8 +2,8 @@
 
 Importing ``training`` (or any of its modules) never touches the environment: the entry
 points call :func:`configure` themselves - ``interp-train`` (``training.cli.main``),
-``interp-app`` (``interp_app.cli.main`` and each gunicorn worker's ``Served.load``), the
-bare WSGI factory ``interp_app.app.server()``, the bench scripts and the test conftest.
+``interp-app`` (``interp_app.server.cli.main`` and each gunicorn worker's ``Served.load``), the
+bare WSGI factory ``interp_app.server.app.server()``, the bench scripts and the test conftest.
 
 Why these flags: a model this small is bound by per-operation overhead, not arithmetic,
 so two single-threaded host devices each taking half the batch beat one device using both

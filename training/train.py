@@ -23,8 +23,8 @@ import optax
 from training import checkpoint as ckpt
 from training.config import ModelConfig, TrainConfig
 from training.corpus import Corpus, check_fits
-from training.model import init_params
-from training.params import (
+from training.model.gpt import init_params
+from training.model.params import (
     abstract_model,
     flat_params,
     flatten_tree,

@@ -1,6 +1,6 @@
 """Interventions: ablate heads, patch activations from a clean prompt into a corrupted one.
 
-Every experiment is an :class:`~training.model.Intervention` (which values to keep, what to
+Every experiment is an :class:`~training.model.gpt.Intervention` (which values to keep, what to
 put instead) fed to the one capture pass; sweeps over heads or positions map that pass over
 a stack of one-hot masks with ``jax.vmap``, so a whole heatmap is one compiled call.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from training.corpus import builtin_corpus
-from training.model import Capture, Intervention
+from training.model.gpt import Capture, Intervention
 from training.tokenizer import Tokenizer
 
 MODES = ("zero", "mean", "valid-mean")
@@ -252,7 +252,7 @@ def patching(graphdef, params, clean_tokens, corrupt_tokens, pos, target, answer
 
 
 def head_mask(names: tuple[str, ...], n_layers: int, n_heads: int) -> np.ndarray:
-    from interp_app.analysis import parse_head
+    from interp_app.core.analysis import parse_head
 
     mask = np.zeros((n_layers, n_heads), np.float32)
     for name in names:

@@ -12,9 +12,9 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 
-from interp_app.auth import UsersFileError, shared_users_file
-from interp_app.compute_gate import SPARE_THREADS
-from interp_app.settings import Settings, parse_args
+from interp_app.server.auth import UsersFileError, shared_users_file
+from interp_app.server.compute_gate import SPARE_THREADS
+from interp_app.server.settings import Settings, parse_args
 from training import checkpoint as ckpt
 from training import runtime
 
@@ -56,11 +56,11 @@ class Served(BaseApplication):
         try:
             shared_users_file(self.settings.users_file).current()
         except UsersFileError as err:  # only if the master never read it
-            logging.getLogger("interp_app.auth").warning("%s", err)
+            logging.getLogger("interp_app.server.auth").warning("%s", err)
 
     def load(self):
         runtime.configure()  # XLA's CPU flags, before this worker's JAX starts
-        from interp_app.app import app_from_settings
+        from interp_app.server.app import app_from_settings
 
         return app_from_settings(self.settings).server
 
@@ -81,7 +81,7 @@ def ensure_default_run(root: str) -> int:
 
 def log_auth_events() -> None:
     """Users-file changes and failures go to stderr beside gunicorn's own lines."""
-    logger = logging.getLogger("interp_app.auth")
+    logger = logging.getLogger("interp_app.server.auth")
     if logger.handlers:
         return
     handler = logging.StreamHandler()
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings.open_to_network:
             print(f"interp-app: warning: bound to {settings.host}, open to the network", flush=True)
     if settings.debug:
-        from interp_app.app import app_from_settings
+        from interp_app.server.app import app_from_settings
 
         app_from_settings(settings).run(host=settings.host, port=settings.port, debug=True)
         return 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from plotly.colors import sample_colorscale
 
-from interp_app.plotly_arrays import typed
+from interp_app.panels.plotly_arrays import typed
 
 PER_BOX = 4
 PAD = 0.0

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from interp_app import ids
-from interp_app.analysis import METRICS
-from interp_app.causal import PATCH_MIN_GAP
-from interp_app.layout3d import views_3d
+from interp_app.core.analysis import METRICS
+from interp_app.core.causal import PATCH_MIN_GAP
+from interp_app.ui import ids
+from interp_app.ui.layout3d import views_3d
 
 GRAPH_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 

@@ -15,14 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from interp_app.analysis import attribution_share
+from interp_app.core.analysis import attribution_share
 
 CHUNK = 64  # steps per vmapped call; the last chunk is padded
 
 
 def _metrics_one(graphdef, params, tokens, pos, target, src, length, ablated, mode, reference):
     """All per-head metrics for one step: each [L, H]; probabilities [V] at ``pos``."""
-    from interp_app.causal import ablation, effects, mode_means
+    from interp_app.core.causal import ablation, effects, mode_means
 
     model = nnx.merge(graphdef, params)
     clean = model(tokens, capture=True)

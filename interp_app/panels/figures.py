@@ -19,10 +19,10 @@ import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 
-from interp_app.analysis import METRICS, head_name
-from interp_app.causal import ablated_as
-from interp_app.selection import Selection
-from interp_app.view import View
+from interp_app.core.analysis import METRICS, head_name
+from interp_app.core.causal import ablated_as
+from interp_app.core.selection import Selection
+from interp_app.core.view import View
 
 HIGHLIGHT = "#e8590c"
 MUTED = "#adb5bd"

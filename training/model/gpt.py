@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx, struct
 
 from training.config import ModelConfig
-from training.norm import layer_norm
+from training.model.norm import layer_norm
 from training.products import dense, dense_t, matmul, matmul_nt, split3
 
 

@@ -13,11 +13,12 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import ALL, ClientsideFunction, Dash, Input, Output, Patch, State, ctx, html, no_update
 
-from interp_app import figures, ids
-from interp_app.analysis import METRICS, parse_head
-from interp_app.runs import RunStore, encode_prompt
-from interp_app.selection import Selection, as_float, as_int, parse_query
-from interp_app.view import compute_patching, compute_view, resolve
+from interp_app.core.analysis import METRICS, parse_head
+from interp_app.core.selection import Selection, as_float, as_int, parse_query
+from interp_app.core.store import RunStore, encode_prompt
+from interp_app.core.view import compute_patching, compute_view, resolve
+from interp_app.panels import figures
+from interp_app.ui import ids
 from training.checkpoint import CheckpointError
 
 PANELS = (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc
 
-from interp_app import ids
-from interp_app.figures3d import DEFAULT_THRESHOLD, EMBEDDING_SETS
+from interp_app.panels.figures3d import DEFAULT_THRESHOLD, EMBEDDING_SETS
+from interp_app.ui import ids
 
 
 def views_3d(graph, panel) -> list:

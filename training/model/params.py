@@ -10,7 +10,7 @@ import numpy as np
 from flax import nnx
 
 from training.config import ModelConfig
-from training.model import GPT
+from training.model.gpt import GPT
 
 
 class ParamsError(ValueError):

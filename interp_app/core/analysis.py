@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.model import Capture
+from training.model.gpt import Capture
 
 
 def head_name(layer: int, head: int) -> str:

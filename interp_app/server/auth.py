@@ -34,7 +34,7 @@ from flask import Flask, Response, request
 from flask_httpauth import HTTPBasicAuth
 from werkzeug.security import check_password_hash, generate_password_hash
 
-log = logging.getLogger("interp_app.auth")
+log = logging.getLogger("interp_app.server.auth")
 
 PUBLIC = ("/healthz",)
 HASH_PREFIXES = ("scrypt:", "pbkdf2:")

@@ -7,20 +7,20 @@ from pathlib import Path
 import dash_bootstrap_components as dbc
 from dash import Dash, html
 
-from interp_app import ids
-from interp_app.auth import UsersFile, is_authorized, protect, shared_users_file
-from interp_app.callback_guard import callback_shapes, refuse_malformed_callbacks
-from interp_app.callbacks import register
-from interp_app.callbacks3d import register_3d
-from interp_app.compute_gate import install_compute_gate
-from interp_app.http_guard import install_http_guards
-from interp_app.layout import build_layout
-from interp_app.runs import RunStore
-from interp_app.settings import Settings, from_env
-from interp_app.view import warm_up
+from interp_app.core.store import RunStore
+from interp_app.core.view import warm_up
+from interp_app.server.auth import UsersFile, is_authorized, protect, shared_users_file
+from interp_app.server.callback_guard import callback_shapes, refuse_malformed_callbacks
+from interp_app.server.compute_gate import install_compute_gate
+from interp_app.server.http_guard import install_http_guards
+from interp_app.server.settings import Settings, from_env
+from interp_app.ui import ids
+from interp_app.ui.callbacks import register
+from interp_app.ui.callbacks3d import register_3d
+from interp_app.ui.layout import build_layout
 from training import runtime
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).parent.parent / "ui" / "assets"
 
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -105,6 +105,7 @@ def app_from_settings(settings: Settings) -> Dash:
 
 
 def server():
-    """WSGI entry for a bare gunicorn (``gunicorn 'interp_app.app:server()'``): reads INTERP_*."""
+    """WSGI entry for a bare gunicorn (``gunicorn 'interp_app.server.app:server()'``); reads
+    INTERP_*."""
     runtime.configure()  # XLA's CPU flags, before this worker's JAX starts
     return app_from_settings(from_env()).server

@@ -21,8 +21,8 @@ import numpy as np
 
 from training import checkpoint as ckpt
 from training.checkpoint import CheckpointError
-from training.model import Capture, capture
-from training.params import ParamsError, abstract_model, unflatten_params
+from training.model.gpt import Capture, capture
+from training.model.params import ParamsError, abstract_model, unflatten_params
 from training.tokenizer import Tokenizer
 
 STACK_BUDGET = 512 * 1024 * 1024  # bytes of stacked parameters kept for timelines
@@ -271,7 +271,7 @@ class RunStore:
         reload them all for each prompt; so the stack is kept whole (while it fits in
         ``STACK_BUDGET``) and steps outside the cache are read past it, not into it.
         """
-        from interp_app.timeline import stack_chunks
+        from interp_app.core.timeline import stack_chunks
 
         gen = self.generation(run)
         key = (gen, tuple(steps))
@@ -310,7 +310,7 @@ class RunStore:
     ) -> Capture:
         """One jitted pass over the padded prompt ([1, context]: one shape, one compilation),
         with the named heads ablated (zero or mean) when ``ablate`` is given."""
-        from interp_app import causal
+        from interp_app.core import causal
 
         info = self.info(run)
 
@@ -330,7 +330,7 @@ class RunStore:
 
     def reference(self, run: str, mode: str):
         """The reference lines a mode averages over (``valid-mean``), else None."""
-        from interp_app import causal
+        from interp_app.core import causal
 
         if mode not in causal.REFERENCE_MODES:
             return None
@@ -351,9 +351,9 @@ class RunStore:
 
         Cached per (run, prompt, query); when new steps land only those are computed.
         """
-        from interp_app.causal import head_mask
-        from interp_app.timeline import compute_timeline
-        from training.params import unflatten_stacked
+        from interp_app.core.causal import head_mask
+        from interp_app.core.timeline import compute_timeline
+        from training.model.params import unflatten_stacked
 
         info = self.info(run)
         key = (self.generation(run), prompt.padded, pos, target, src, ablate, mode)

@@ -5,7 +5,7 @@
     interp-capture --root checkpoints --run fruits --step 10000 \\
         --prompt "i like spicy so i like" --target chili --out capture.safetensors
 
-The numbers are the app's (``interp_app.api``, which the panels' functions also use), for
+The numbers are the app's (``interp_app.core.api``, which the panels' functions also use), for
 the prompt's T real tokens. Tensors (L layers, H heads, D width, K head width, V vocabulary,
 C components of the residual stream at ``pos``; the header names them)::
 
@@ -76,8 +76,8 @@ class CaptureError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp_app import api, causal
-    from interp_app.selection import DEFAULT_RUN
+    from interp_app.core import api, causal
+    from interp_app.core.selection import DEFAULT_RUN
 
     metadata = textwrap.fill(
         f"metadata: {HEADER_KEY!r}, JSON: format, run, step, prompt, tokens, words, target, "
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:  # argparse printed the usage and its error (or --help)
         return stop.code if isinstance(stop.code, int) else 2
     runtime.configure()  # XLA's CPU flags, before JAX starts
-    from interp_app import api
+    from interp_app.core import api
 
     out = Path(args.out)
     try:

@@ -3,7 +3,7 @@
 Security headers keep the pages out of other sites' frames (clickjacking) and stop browsers
 guessing content types. A component-suite path Dash does not know is a client's mistake, so
 it gets a 404, not the 500 (and logged traceback) of Dash's ``DependencyException``.
-Credentials, OPTIONS included, are checked in ``interp_app.auth``.
+Credentials, OPTIONS included, are checked in ``interp_app.server.auth``.
 """
 
 from __future__ import annotations

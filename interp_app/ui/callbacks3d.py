@@ -12,10 +12,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from dash import Dash, Input, Output, Patch, State, no_update
 
-from interp_app import figures, figures3d, ids
-from interp_app.callbacks import recheck
-from interp_app.runs import RunStore
-from interp_app.view import compute_forward
+from interp_app.core.store import RunStore
+from interp_app.core.view import compute_forward
+from interp_app.panels import figures, figures3d
+from interp_app.ui import ids
+from interp_app.ui.callbacks import recheck
 from training.checkpoint import CheckpointError
 
 

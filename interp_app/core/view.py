@@ -12,9 +12,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from interp_app import analysis, causal
-from interp_app.runs import Prompt, RunStore, encode_prompt
-from interp_app.selection import (
+from interp_app.core import analysis, causal
+from interp_app.core.selection import (
     DEFAULT_CORRUPT,
     DEFAULT_PROMPT,
     MAX_TEXT_CHARS,
@@ -26,6 +25,7 @@ from interp_app.selection import (
     pick_step,
     shown,
 )
+from interp_app.core.store import Prompt, RunStore, encode_prompt
 from training.checkpoint import CheckpointError
 from training.tokenizer import PADDING, UNKNOWN
 

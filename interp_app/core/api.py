@@ -4,7 +4,7 @@ For notebooks and scripts; the same numbers as the app, because it calls the sam
 (``runs`` for the cached forward passes, ``analysis`` for the exact splits, ``causal`` for
 ablation and patching) on the same inputs::
 
-    from interp_app import api
+    from interp_app.core import api
 
     run = api.open_run("checkpoints", "fruits")        # .name .steps .config .vocab
     cap = run.capture(10_000, "i like spicy so i like")  # .tokens .words .logits .resid ...
@@ -43,10 +43,10 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from interp_app import analysis, causal
-from interp_app.runs import Prompt, RunStore, encode_prompt
-from interp_app.selection import DEFAULT_HEAD, shown
-from interp_app.view import default_target, display_words, run_reference
+from interp_app.core import analysis, causal
+from interp_app.core.selection import DEFAULT_HEAD, shown
+from interp_app.core.store import Prompt, RunStore, encode_prompt
+from interp_app.core.view import default_target, display_words, run_reference
 from training import checkpoint as ckpt
 from training import runtime
 from training.checkpoint import CheckpointError

@@ -1,0 +1,1 @@
+"""Arrays in, arrays out: files, captures, metrics and the public API; no Dash."""

@@ -1,0 +1,1 @@
+"""One module per panel; the registry lists them."""

@@ -1,0 +1,1 @@
+"""App factory, auth, settings and the command lines."""

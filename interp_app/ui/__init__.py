@@ -1,0 +1,1 @@
+"""The page and the only code that knows Dash callbacks."""
