@@ -23,8 +23,8 @@ IMPORT_EVERYTHING = """
 import importlib, json, os, pkgutil, sys
 import training, interp_app
 for package in (training, interp_app):
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(module.name)
 from training import runtime
 print(json.dumps({"flags": os.environ.get("XLA_FLAGS"), "started": runtime.backend_started()}))
 """

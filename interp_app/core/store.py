@@ -139,6 +139,11 @@ class RunStore:
         self._dirs: dict[str, Path] = {}
         self._graphdefs: dict[Any, Any] = {}
 
+    @property
+    def store(self) -> RunStore:
+        """The file-level reads (a bridge while files and computation share this class)."""
+        return self
+
     def forget_results(self, captures: bool = True) -> None:
         """Drop what was computed from the parameters (benchmarks measure cold paths);
         ``captures=False`` keeps the forward passes and drops only what is derived from them."""
