@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from interp_app.core.analysis import head_name, parse_head
+from interp_app.core.heads import head_name, parse_head
 
 DEFAULT_RUN = "fruits"
 DEFAULT_PROMPT = "i like spicy so i like"
