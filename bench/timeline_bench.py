@@ -18,8 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import default_root  # noqa: E402
 
-from interp_app.core import analysis  # noqa: E402
-from interp_app.core.store import RunStore, encode_prompt  # noqa: E402
+from interp_app.core import metrics  # noqa: E402
+from interp_app.core.analyzer import Analyzer  # noqa: E402
+from interp_app.core.prompt import encode_prompt  # noqa: E402
+from interp_app.core.store import RunStore  # noqa: E402
 from interp_app.server.app import create_app  # noqa: E402
 from tests.dash_client import DashClient  # noqa: E402
 from training import checkpoint as ckpt  # noqa: E402
@@ -46,7 +48,8 @@ def synthetic_run(root: Path, source: Path, n: int) -> None:
 def main() -> None:
     root, tmp = default_root(__doc__)
 
-    store = RunStore(root)
+    analyzer = Analyzer(RunStore(root))
+    store = analyzer.store
     info = store.info("fruits")
     steps = store.steps("fruits")
     t0 = time.perf_counter()
@@ -55,7 +58,7 @@ def main() -> None:
     print(f"default run: {len(steps)} checkpoints, parameters loaded in {ms(t0):.0f} ms")
     chili = info.tokenizer.vocab.index("chili")
     warm = encode_prompt(info.tokenizer, 12, "lemon tastes sour")
-    store.timeline("fruits", warm, 2, chili)  # compile once
+    analyzer.timeline("fruits", warm, 2, chili)  # compile once
 
     prompts = [
         "i like spicy so i like",
@@ -69,16 +72,26 @@ def main() -> None:
         p = encode_prompt(info.tokenizer, 12, text)
         pos = p.length - 1
         t0 = time.perf_counter()
-        store.timeline("fruits", p, pos, chili)
+        analyzer.timeline("fruits", p, pos, chili)
         cold.append(ms(t0))
         t0 = time.perf_counter()
-        store.timeline("fruits", p, pos, chili)
+        analyzer.timeline("fruits", p, pos, chili)
         cached.append(ms(t0))
-        store.forget_results()
+        analyzer.forget_results()
         t0 = time.perf_counter()
-        for s in steps:  # the one-call-per-checkpoint loop
-            cap = store.capture("fruits", s, p)
-            analysis.head_metrics(cap, store.params("fruits", s), pos, chili, p.length)
+        for s in steps:  # the one-call-per-checkpoint loop (the panels' one-step pass)
+            cap = analyzer.capture("fruits", s, p)
+            metrics.one_step(
+                cap,
+                store.params("fruits", s),
+                pos=pos,
+                target=chili,
+                length=p.length,
+                src=0,
+                layer=1,
+                head=0,
+                eps=info.model.ln_eps,
+            )
         loop.append(ms(t0))
     print("all-checkpoint metrics on a new prompt (median of 5 prompts)")
     print(f"  vectorised, cold   {statistics.median(cold):7.1f} ms")
@@ -109,9 +122,9 @@ def main() -> None:
     scratch = tempfile.TemporaryDirectory()
     syn = Path(scratch.name)
     synthetic_run(syn, root / "fruits", 1000)
-    s2 = RunStore(syn)
+    s2 = Analyzer(RunStore(syn))
     t0 = time.perf_counter()
-    listed = s2.steps("synthetic")
+    listed = s2.store.steps("synthetic")
     print(f"synthetic run: {len(listed)} checkpoints listed in {ms(t0):.0f} ms")
     p = encode_prompt(info.tokenizer, 12, "i like spicy so i like")
     t0 = time.perf_counter()

@@ -5,22 +5,24 @@ import jax
 import numpy as np
 import pytest
 
+from interp_app.core.analyzer import Analyzer
 from interp_app.core.selection import Selection
 from interp_app.core.store import RunStore
 from interp_app.core.view import compute_view, resolve
-from tests.numpy_reference import forward, head_token_attributions
+from tests.numpy_reference import forward, head_metrics, head_token_attributions, logit_lens
 
 PROMPT = "i like spicy so i like"
 
 
 def _setup(root, prompt=PROMPT):
-    store = RunStore(root)
-    sel, notes = resolve(store, {"prompt": prompt})
+    analyzer = Analyzer(RunStore(root))
+    sel, notes = resolve(analyzer, {"prompt": prompt})
     assert notes == []
-    info = store.info(sel.run)
+    info = analyzer.store.info(sel.run)
     ids = info.tokenizer.encode(prompt)
-    ref = forward(store.params(sel.run, sel.step), ids, info.model.n_layers, info.model.n_heads)
-    return store, sel, info, ref
+    params = analyzer.store.params(sel.run, sel.step)
+    ref = forward(params, ids, info.model.n_layers, info.model.n_heads)
+    return analyzer, sel, info, ref
 
 
 @pytest.fixture(scope="module")
@@ -30,22 +32,22 @@ def small(small_root):
 
 @pytest.mark.parametrize("target", ["chili", "apple", None])
 def test_logits_and_attribution_match_numpy(small, target):
-    store, sel, info, ref = small
+    analyzer, sel, info, ref = small
     sel = sel if target is None else sel.with_(target=target)  # None: the default target
-    view = compute_view(store, sel)
+    view = compute_view(analyzer, sel)
     t = info.tokenizer.vocab.index(sel.target)
     assert abs(view.logit - ref["logits"][5, t]) < 1e-4
     assert abs(view.comp_attr.sum() - view.logit) < 1e-4 * max(1, abs(view.logit))
 
 
 def test_token_attributions_sum_to_head_bar_and_match_numpy(small):
-    store, sel, info, ref = small
+    analyzer, sel, info, ref = small
     for layer in range(info.model.n_layers):
         for head in range(info.model.n_heads):
             for pos in (2, 5):
                 for target in ("chili", "apple"):
                     s = Selection(sel.run, sel.step, sel.prompt, pos, target, layer, head)
-                    view = compute_view(store, s)
+                    view = compute_view(analyzer, s)
                     t = info.tokenizer.vocab.index(target)
                     expected = head_token_attributions(ref, layer, head, pos, t)
                     np.testing.assert_allclose(
@@ -60,11 +62,25 @@ def test_token_attributions_sum_to_head_bar_and_match_numpy(small):
                     )
 
 
+@pytest.mark.parametrize("pos, src", [(5, 2), (3, 0), (2, 4)])
+def test_head_metrics_and_logit_lens_match_numpy(small, pos, src):
+    analyzer, sel, info, ref = small
+    for target in ("chili", "apple"):
+        view = compute_view(analyzer, sel.with_(pos=pos, target=target), src=src)
+        expected = head_metrics(ref, pos, info.tokenizer.vocab.index(target), src)
+        for name, values in expected.items():
+            scale = max(1.0, float(np.abs(values).max()))
+            np.testing.assert_allclose(view.metrics[name], values, atol=2e-5 * scale, err_msg=name)
+    top, prob = logit_lens(ref, info.model.ln_eps)
+    np.testing.assert_array_equal(view.lens_top, top)
+    np.testing.assert_allclose(view.lens_prob, prob, atol=1e-5)
+
+
 def test_any_prompt_length_uses_one_compiled_shape(small):
     """After the first prompt, prompts of other lengths compile nothing (JAX reports every
     backend compilation through its public monitoring events)."""
-    store, sel, _, _ = small
-    compute_view(store, sel)
+    analyzer, sel, _, _ = small
+    compute_view(analyzer, sel)
     compiled: list[str] = []
 
     def count(event: str, _seconds: float, **_kwargs) -> None:
@@ -74,8 +90,8 @@ def test_any_prompt_length_uses_one_compiled_shape(small):
     jax.monitoring.register_event_duration_secs_listener(count)
     try:
         for text in ("i", "apple is so sweet", "i like the sour taste of lemon and i like"):
-            s, _ = resolve(store, {"prompt": text})
-            compute_view(store, s)
+            s, _ = resolve(analyzer, {"prompt": text})
+            compute_view(analyzer, s)
         jax.jit(lambda x: x + 1)(np.zeros(3))  # a new function: the listener hears it
     finally:
         jax.monitoring.unregister_event_duration_listener(count)
@@ -86,7 +102,7 @@ def test_any_prompt_length_uses_one_compiled_shape(small):
 
 
 def test_defaults_and_logits_match_numpy(default_root):
-    store, sel, info, ref = _setup(default_root[0])
+    analyzer, sel, info, ref = _setup(default_root[0])
     assert (sel.run, sel.step, sel.pos, sel.target, sel.head_name) == (
         "fruits",
         10_000,
@@ -94,13 +110,13 @@ def test_defaults_and_logits_match_numpy(default_root):
         "chili",
         "L1H0",
     )
-    view = compute_view(store, sel)
+    view = compute_view(analyzer, sel)
     target = info.tokenizer.vocab.index("chili")
     assert abs(view.logit - ref["logits"][5, target]) < 1e-4
 
 
 def test_logit_lens_ends_in_chili(default_root):
-    store, sel, info, _ = _setup(default_root[0])
-    view = compute_view(store, sel)
+    analyzer, sel, info, _ = _setup(default_root[0])
+    view = compute_view(analyzer, sel)
     assert info.tokenizer.vocab[view.lens_top[-1, 5]] == "chili"
     assert view.lens_top.shape == (info.model.n_layers + 1, 6)

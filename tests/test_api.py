@@ -16,7 +16,9 @@ from safetensors import safe_open
 from safetensors.numpy import load_file
 
 from interp_app.core import api
-from interp_app.core.store import RunStore, encode_prompt
+from interp_app.core.analyzer import Analyzer
+from interp_app.core.prompt import encode_prompt
+from interp_app.core.store import RunStore
 from interp_app.core.view import compute_patching, compute_view, resolve
 from interp_app.server import capture_cli
 from training.checkpoint import CheckpointError
@@ -36,9 +38,9 @@ def run(root):
 
 
 @pytest.fixture(scope="module")
-def store(root):
-    """The app's store, apart from the API's: no cached result is shared between them."""
-    return RunStore(root)
+def analyzer(root):
+    """The app's analyzer, apart from the API's: no cached result is shared between them."""
+    return Analyzer(RunStore(root))
 
 
 SELECTIONS = [
@@ -51,10 +53,10 @@ SELECTIONS = [
 ]
 
 
-def _app_view(store, raw, src=0):
-    sel, notes = resolve(store, {"run": "small", "prompt": PROMPT, **raw})
+def _app_view(analyzer, raw, src=0):
+    sel, notes = resolve(analyzer, {"run": "small", "prompt": PROMPT, **raw})
     assert sel is not None and not notes
-    return sel, compute_view(store, sel, src=src)
+    return sel, compute_view(analyzer, sel, src=src)
 
 
 def _api_metrics(run, raw, src=0):
@@ -92,7 +94,7 @@ def _assert_same_as_view(m: api.Metrics, view, sel) -> None:
     assert m.components == view.comp_names and m.component_kinds == view.comp_kinds
     np.testing.assert_array_equal(m.dla, view.comp_attr)
     np.testing.assert_array_equal(m.token_attr, view.source_attr)
-    assert m.heads.keys() == view.metrics.keys() == set(api.analysis.METRICS)
+    assert m.heads.keys() == view.metrics.keys() == set(api.METRICS)
     for name, values in view.metrics.items():
         np.testing.assert_array_equal(m.heads[name], values, err_msg=name)
     np.testing.assert_array_equal(m.lens_top, view.lens_top)
@@ -102,32 +104,34 @@ def _assert_same_as_view(m: api.Metrics, view, sel) -> None:
 @pytest.mark.parametrize(
     "raw", SELECTIONS, ids=lambda r: ",".join(f"{k}={v}" for k, v in r.items())
 )
-def test_metrics_are_the_apps_view(run, store, raw):
-    sel, view = _app_view(store, raw)
+def test_metrics_are_the_apps_view(run, analyzer, raw):
+    sel, view = _app_view(analyzer, raw)
     m = _api_metrics(run, raw)
     _assert_same_as_view(m, view, sel)
 
 
-def test_source_position_is_the_apps(run, store):
-    sel, view = _app_view(store, {"step": 300}, src=3)
+def test_source_position_is_the_apps(run, analyzer):
+    sel, view = _app_view(analyzer, {"step": 300}, src=3)
     m = _api_metrics(run, {"step": 300}, src=3)
     assert m.src == 3
     np.testing.assert_array_equal(m.heads["attn_src"], view.metrics["attn_src"])
 
 
-def test_run_lists_its_steps_and_config(run, store, small_root):
-    info = store.info("small")
-    assert run.name == "small" and run.steps == store.steps("small") and run.steps[-1] == 300
+def test_run_lists_its_steps_and_config(run, analyzer, small_root):
+    info = analyzer.store.info("small")
+    assert (
+        run.name == "small" and run.steps == analyzer.store.steps("small") and run.steps[-1] == 300
+    )
     assert run.config == info.model and run.train_config == info.train
     assert run.vocab == info.tokenizer.vocab and "chili" in run.vocab
     assert api.list_runs(small_root[0]) == ["small"]
     assert "small" in repr(run)
 
 
-def test_capture_is_the_stores_pass_over_the_real_tokens(run, store):
-    info = store.info("small")
+def test_capture_is_the_analyzers_pass_over_the_real_tokens(run, analyzer):
+    info = analyzer.store.info("small")
     prompt = encode_prompt(info.tokenizer, info.model.context, PROMPT)
-    full = store.capture("small", 300, prompt)
+    full = analyzer.capture("small", 300, prompt)
     cap = run.capture(300, PROMPT)
     n, cfg = prompt.length, info.model
     assert cap.words == tuple(PROMPT.split()) and cap.step == 300
@@ -148,7 +152,7 @@ def test_capture_is_the_stores_pass_over_the_real_tokens(run, store):
     np.testing.assert_array_equal(cap.patterns, full.patterns[0, :, :, :n, :n])
     np.testing.assert_array_equal(cap.head_out, full.head_out[0, :, :, :n])
     np.testing.assert_array_equal(cap.mlp_out, full.mlp_out[0, :, :n])
-    cap.logits[:] = 0  # the caller's own copy: the store's cached pass is untouched
+    cap.logits[:] = 0  # the caller's own copy: the analyzer's cached pass is untouched
     assert np.abs(run.capture(300, PROMPT).logits).max() > 0
 
 
@@ -167,8 +171,8 @@ def test_the_splits_are_exact(run):
     )
 
 
-def test_ablation_is_the_apps(run, store):
-    sel, view = _app_view(store, {"step": 300, "ablate": "L1H0,L0H1", "ablate_mode": "mean"})
+def test_ablation_is_the_apps(run, analyzer):
+    sel, view = _app_view(analyzer, {"step": 300, "ablate": "L1H0,L0H1", "ablate_mode": "mean"})
     ab = run.ablate(300, PROMPT, ["L1H0", (0, 1)], mode="mean", target=sel.target)
     assert ab.heads == ("L0H1", "L1H0") == sel.ablate and ab.mode == "mean"
     assert ab.target_prob == view.target_prob
@@ -180,9 +184,9 @@ def test_ablation_is_the_apps(run, store):
     assert not np.array_equal(ablated.logits, run.capture(300, PROMPT).logits)
 
 
-def test_patching_is_the_apps(run, store):
-    sel, _ = _app_view(store, {"step": 300, "corrupt": CORRUPT})
-    heads, resid, answer = compute_patching(store, sel)
+def test_patching_is_the_apps(run, analyzer):
+    sel, _ = _app_view(analyzer, {"step": 300, "corrupt": CORRUPT})
+    heads, resid, answer = compute_patching(analyzer, sel)
     p = run.patch(300, PROMPT, CORRUPT)
     assert (p.target, p.answer, p.pos) == (sel.target, answer, sel.pos)
     np.testing.assert_array_equal(p.heads, heads)
@@ -194,28 +198,28 @@ def test_patching_is_the_apps(run, store):
     assert (mine.target, mine.answer) == ("chili", "lemon")
 
 
-def test_patching_refuses_what_the_app_cannot_draw(run, store):
-    sel, _ = _app_view(store, {"step": 200, "corrupt": CORRUPT})
-    reason = compute_patching(store, sel)
+def test_patching_refuses_what_the_app_cannot_draw(run, analyzer):
+    sel, _ = _app_view(analyzer, {"step": 200, "corrupt": CORRUPT})
+    reason = compute_patching(analyzer, sel)
     assert isinstance(reason, str) and "too close" in reason
     with pytest.raises(ValueError, match="too close to normalise"):
         run.patch(200, PROMPT, CORRUPT)
 
 
-def test_timeline_is_the_apps_and_agrees_with_each_step(run, store):
-    info = store.info("small")
+def test_timeline_is_the_apps_and_agrees_with_each_step(run, analyzer):
+    info = analyzer.store.info("small")
     prompt = encode_prompt(info.tokenizer, info.model.context, PROMPT)
     chili = info.tokenizer.vocab.index("chili")
     tl = run.timeline(PROMPT, target="chili", src=1, ablate=["L0H0"], mode="mean")
-    steps, values, bad = store.timeline("small", prompt, 5, chili, 1, ("L0H0",), "mean")
+    steps, values, bad = analyzer.timeline("small", prompt, 5, chili, 1, ("L0H0",), "mean")
     assert tl.steps == steps == run.steps and tl.unreadable == bad == []
-    for name in api.analysis.METRICS:
+    for name in api.METRICS:
         np.testing.assert_array_equal(tl.heads[name], values[name], err_msg=name)
     np.testing.assert_array_equal(tl.probs, values["probs"])
     # the vectorised float32 pass against the panels' float64 numbers at one step
     m = run.metrics(300, PROMPT, target="chili", src=1, ablate=["L0H0"], mode="mean")
     i = tl.steps.index(300)
-    for name in api.analysis.METRICS:
+    for name in api.METRICS:
         np.testing.assert_allclose(tl.heads[name][i], m.heads[name], atol=2e-4, err_msg=name)
     np.testing.assert_allclose(tl.probs[i], m.probs, atol=1e-5)
 
@@ -275,16 +279,16 @@ def _read(path):
     return tensors, header
 
 
-def test_interp_capture_writes_the_apps_numbers(root, store, tmp_path, capsys):
+def test_interp_capture_writes_the_apps_numbers(root, analyzer, tmp_path, capsys):
     out = tmp_path / "capture.safetensors"
     assert _cli(root, out, "--step", "300", "--target", "chili", "--src", "2") == 0
     assert "wrote" in capsys.readouterr().out
     tensors, header = _read(out)
 
-    sel, view = _app_view(store, {"step": 300, "target": "chili"}, src=2)
-    info = store.info("small")
+    sel, view = _app_view(analyzer, {"step": 300, "target": "chili"}, src=2)
+    info = analyzer.store.info("small")
     prompt = encode_prompt(info.tokenizer, info.model.context, PROMPT)
-    full = store.capture("small", 300, prompt)
+    full = analyzer.capture("small", 300, prompt)
     n = prompt.length
     assert header["format"] == api.FORMAT
     assert (header["run"], header["step"], header["prompt"]) == ("small", 300, PROMPT)
@@ -330,14 +334,14 @@ def test_interp_capture_writes_the_apps_numbers(root, store, tmp_path, capsys):
     assert not [p.name for p in tmp_path.iterdir() if p != out]  # no temporary file left
 
 
-def test_interp_capture_with_ablation_and_patching(root, store, tmp_path):
+def test_interp_capture_with_ablation_and_patching(root, analyzer, tmp_path):
     out = tmp_path / "ablated.safetensors"
     raw = {"step": 250, "ablate": "L0H1", "ablate_mode": "valid-mean", "corrupt": CORRUPT}
     extra = ["--step", "250", "--ablate", "L0H1", "--mode", "valid-mean", "--corrupt", CORRUPT]
     assert _cli(root, out, *extra) == 0
     tensors, header = _read(out)
-    sel, view = _app_view(store, raw)
-    heads, resid, answer = compute_patching(store, sel)
+    sel, view = _app_view(analyzer, raw)
+    heads, resid, answer = compute_patching(analyzer, sel)
     assert header["ablate"] == ["L0H1"] and header["mode"] == "valid-mean"
     np.testing.assert_array_equal(tensors["clean_probs"], view.clean_probs)
     np.testing.assert_array_equal(tensors["head_ablation"], view.metrics["ablation"])

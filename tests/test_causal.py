@@ -9,7 +9,8 @@ import pytest
 from flax import nnx
 
 from interp_app.core import causal
-from interp_app.core.store import RunStore, encode_prompt
+from interp_app.core.prompt import encode_prompt
+from interp_app.core.store import RunStore
 from tests.numpy_reference import forward
 from training.model.gpt import GPT, Intervention, capture
 from training.model.params import flat_params, unflatten_params

@@ -7,18 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from interp_app.core import analysis, causal
-from interp_app.core.store import RunStore, encode_prompt
+from interp_app.core import causal, metrics
+from interp_app.core.analysis import direct_logit_attribution
+from interp_app.core.analyzer import SPECIAL_TOKENS, Analyzer, default_target
+from interp_app.core.api import Run
+from interp_app.core.heads import METRICS, head_mask
+from interp_app.core.prompt import encode_prompt
+from interp_app.core.store import RunStore
 from interp_app.core.timeline import compute_timeline
-from interp_app.core.view import (
-    SPECIAL_TOKENS,
-    compute_patching,
-    compute_view,
-    default_target,
-    resolve,
-)
+from interp_app.core.view import compute_patching, compute_view, resolve
 from interp_app.panels import figures
 from interp_app.ui.layout import build_layout
+from tests.numpy_reference import forward, head_metrics
 from training.corpus import builtin_corpus
 from training.model.gpt import Capture, Intervention, capture
 from training.model.params import unflatten_params, unflatten_stacked
@@ -28,7 +28,8 @@ PROMPT = "i like spicy so i like"
 
 @pytest.fixture(scope="module")
 def store(default_root):
-    return RunStore(default_root[0])
+    """The app's analyzer (named for the tests' old reading: ``store.store`` reads files)."""
+    return Analyzer(RunStore(default_root[0]))
 
 
 def _hand_capture(head: float, embed: float, logit: float) -> tuple[Capture, dict]:
@@ -55,6 +56,7 @@ def _hand_capture(head: float, embed: float, logit: float) -> tuple[Capture, dic
         "wte": np.array([[1.0, -1.0], [-1.0, 1.0]]),
         "ln_f.scale": np.ones(2),
         "ln_f.bias": np.zeros(2),
+        "blocks.0.attn.w_o": np.zeros((1, 1, 2)),
     }
     return cap, params
 
@@ -63,45 +65,48 @@ def test_share_is_bounded_at_a_negative_logit_by_hand():
     # the issue's numbers: a head adds +0.535 to a logit of -0.115 (the embedding -0.650);
     # "DLA / logit" called that a share of -4.65
     cap, params = _hand_capture(head=0.535, embed=-0.650, logit=-0.115)
-    m = analysis.head_metrics(cap, params, pos=0, target=0, length=1)
+    m = metrics.evaluate(metrics.head_metrics, cap, params, 0, 0, 1, 0)  # pos, target, length, src
     assert m["dla"][0, 0] == pytest.approx(0.535)
     assert m["share"][0, 0] == pytest.approx(0.535 / (0.535 + 0.650))  # 0.451
     # the definition is one function for numpy and jax alike; nothing attributed gives 0
-    assert float(analysis.attribution_share(jnp.float32(0.535), jnp.float32(1.185))) == (
+    assert float(metrics.attribution_share(jnp.float32(0.535), jnp.float32(1.185))) == (
         pytest.approx(0.535 / 1.185)
     )
-    assert analysis.attribution_share(np.zeros(3), 0.0).tolist() == [0.0, 0.0, 0.0]
-    assert "Σ|DLA|" in analysis.METRICS["share"]
+    assert metrics.attribution_share(np.zeros(3), 0.0).tolist() == [0.0, 0.0, 0.0]
+    assert "Σ|DLA|" in METRICS["share"]
 
 
 def _small_logit_case(store):
     """The first (step, target) of the default prompt where some head's attribution is
     larger than the target's whole logit: where DLA / logit left [-1, 1]."""
-    info = store.info("fruits")
+    info = store.store.info("fruits")
     prompt = encode_prompt(info.tokenizer, info.model.context, PROMPT)
-    for step in store.steps("fruits"):
+    for step in store.store.steps("fruits"):
         cap = store.capture("fruits", step, prompt)
-        params = store.params("fruits", step)
+        params = store.store.params("fruits", step)
         for target in range(len(info.tokenizer.vocab)):
-            comps, attr, _ = analysis.direct_logit_attribution(cap, params, 0, 5, target)
+            comps, attr, _ = direct_logit_attribution(cap, params, 0, 5, target)
             heads = np.array([a for a, k in zip(attr, comps.kinds, strict=True) if k == "head"])
             if np.abs(heads).max() > 2 * abs(float(cap.logits[0, 5, target])):
                 return prompt, step, target
     raise AssertionError("no checkpoint has a head larger than its target logit")
 
 
-def test_share_agrees_in_numpy_and_the_vectorised_pass_where_the_logit_is_small(store):
+def test_share_agrees_in_numpy_and_both_passes_where_the_logit_is_small(store):
     prompt, step, target = _small_logit_case(store)
     cap = store.capture("fruits", step, prompt)
-    params = store.params("fruits", step)
-    ref = analysis.head_metrics(cap, params, 5, target, prompt.length)
+    info = store.store.info("fruits")
+    word = info.tokenizer.vocab[target]
+    ref = Run(store, "fruits").metrics(step, prompt, target=word, pos=5).heads  # float64
     logit = float(cap.logits[0, 5, target])
     assert np.abs(ref["dla"] / logit).max() > 2  # the old definition was off its scale here
     assert np.abs(ref["share"]).max() <= 1
+    params = store.store.params("fruits", step)
+    numpy_ref = forward(params, list(prompt.ids), info.model.n_layers, info.model.n_heads)
+    np.testing.assert_allclose(ref["share"], head_metrics(numpy_ref, 5, target)["share"], atol=2e-6)
     steps, values, _ = store.timeline("fruits", prompt, 5, target)
     np.testing.assert_allclose(values["share"][steps.index(step)], ref["share"], atol=2e-6)
     # the denominator is every term the residual panel draws, whose sum is the logit
-    info = store.info("fruits")
     sel, _ = resolve(store, {"step": step, "target": info.tokenizer.vocab[target]})
     view = compute_view(store, sel)
     assert abs(view.comp_attr.sum() - view.logit) < 1e-4
@@ -111,14 +116,14 @@ def test_share_agrees_in_numpy_and_the_vectorised_pass_where_the_logit_is_small(
 
 
 def test_share_agrees_in_both_passes_with_heads_mean_ablated(store):
-    info = store.info("fruits")
+    info = store.store.info("fruits")
     prompt = encode_prompt(info.tokenizer, info.model.context, PROMPT)
     target = info.tokenizer.vocab.index("chili")
     steps, values, _ = store.timeline("fruits", prompt, 5, target, 0, ("L0H1",), "mean")
     for i in (0, len(steps) // 3, len(steps) - 1):
-        cap = store.capture("fruits", steps[i], prompt, ("L0H1",), "mean")
-        ref = analysis.head_metrics(cap, store.params("fruits", steps[i]), 5, target, 6)
-        np.testing.assert_allclose(values["share"][i], ref["share"], atol=2e-6)
+        run = Run(store, "fruits")
+        ref = run.metrics(steps[i], prompt, target="chili", pos=5, ablate=["L0H1"], mode="mean")
+        np.testing.assert_allclose(values["share"][i], ref.heads["share"], atol=2e-6)
         assert np.abs(values["share"][i]).max() <= 1
 
 
@@ -127,10 +132,10 @@ def test_default_target_is_never_a_special_token(store):
     assert default_target(np.array([0.1, 0.2, 0.5, 3.0]), vocab) == "so"
     assert default_target(None, vocab) == "apple"  # no logits (an unreadable step)
     raw_special = 0
-    for step in store.steps("fruits"):
+    for step in store.store.steps("fruits"):
         sel, notes = resolve(store, {"step": step, "prompt": "apple is sweet"})
         assert notes == [] and sel.target not in SPECIAL_TOKENS
-        info = store.info("fruits")
+        info = store.store.info("fruits")
         prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
         logits = np.asarray(store.capture("fruits", step, prompt).logits[0, sel.pos], np.float64)
         words = [i for i, w in enumerate(info.tokenizer.vocab) if w not in SPECIAL_TOKENS]
@@ -150,8 +155,8 @@ def test_patching_threshold_by_hand():
 
 
 def test_patching_says_when_the_prompts_are_too_close(store):
-    info = store.info("fruits")
-    flat = dict(store.params("fruits", 10_000))
+    info = store.store.info("fruits")
+    flat = dict(store.store.params("fruits", 10_000))
     vocab = info.tokenizer.vocab
     sweet, spicy = vocab.index("sweet"), vocab.index("spicy")
     wte = flat["wte"].copy()
@@ -178,9 +183,9 @@ def test_patching_says_when_the_prompts_are_too_close(store):
 
 
 def test_patching_is_drawn_exactly_when_the_gap_is_large_enough(store):
-    for step in store.steps("fruits")[::4]:
+    for step in store.store.steps("fruits")[::4]:
         sel, _ = resolve(store, {"step": step})
-        info = store.info("fruits")
+        info = store.store.info("fruits")
         clean = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
         corrupt = encode_prompt(info.tokenizer, info.model.context, sel.corrupt)
         a = np.asarray(store.capture("fruits", step, clean).logits[0, sel.pos], np.float64)
@@ -208,7 +213,7 @@ def test_patching_ignores_the_ablation_and_says_so(store):
 
 
 def test_reference_lines_are_the_runs_validation_lines(store):
-    info = store.info("fruits")
+    info = store.store.info("fruits")
     assert causal.reference_lines(info.meta) == builtin_corpus().valid
     other = {**info.meta, "corpus": {**info.meta["corpus"], "sha256": "0" * 64}}
     assert causal.reference_lines(other) is None  # a custom corpus: not stored in the run
@@ -220,7 +225,7 @@ def test_reference_lines_are_the_runs_validation_lines(store):
 
 
 def test_validation_mean_ablation_is_the_mean_over_the_validation_positions(store):
-    info = store.info("fruits")
+    info = store.store.info("fruits")
     graphdef, state = store.state("fruits", 10_000)
     prompt = encode_prompt(info.tokenizer, info.model.context, PROMPT)
     tokens = jnp.asarray([prompt.padded])
@@ -256,14 +261,14 @@ def test_validation_mean_ablation_is_the_mean_over_the_validation_positions(stor
 
 
 def test_validation_mean_timeline_equals_the_numpy_metrics(store):
-    info = store.info("fruits")
+    info = store.store.info("fruits")
     prompt = encode_prompt(info.tokenizer, info.model.context, PROMPT)
     tokens = jnp.asarray([prompt.padded])
     target = info.tokenizer.vocab.index("chili")
     reference = causal.reference_batch(info.meta, info.tokenizer, info.model.context)
-    ablate = causal.head_mask(("L0H1",), 2, 2)
-    steps = store.steps("fruits")[-3:]
-    _, chunks, _ = store.stacked("fruits", steps)
+    ablate = head_mask(("L0H1",), 2, 2)
+    steps = store.store.steps("fruits")[-3:]
+    _, chunks, _ = store.store.stacked("fruits", steps)
     chunks = [unflatten_stacked(info.model, c) for c in chunks]
     graphdef = store.state("fruits", steps[0])[0]
     out = compute_timeline(
@@ -274,7 +279,8 @@ def test_validation_mean_timeline_equals_the_numpy_metrics(store):
         cap = causal.ablated_capture(
             graphdef, state, tokens, jnp.asarray(ablate), "valid-mean", 6, reference
         )
-        ref = analysis.head_metrics(cap, store.params("fruits", step), 5, target, 6)
+        params = store.store.params("fruits", step)
+        ref = metrics.evaluate(metrics.head_metrics, cap, params, 5, target, 6, 0)
         for name in ("dla", "share", "attn_src", "entropy", "prev_token"):
             np.testing.assert_allclose(out[name][i], ref[name], atol=2e-5, err_msg=name)
         effects = causal.ablation_effects(

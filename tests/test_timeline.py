@@ -1,53 +1,61 @@
-"""All-checkpoint metrics: the vectorised pass equals the per-checkpoint loop, the timeline's
-clicks and controls (on the short ``small`` run), and the default run's history says what
-training did (the fully trained run: the slow tier)."""
+"""All-checkpoint metrics: the vectorised pass equals an independent numpy forward and the
+panels' one-step pass at every checkpoint, the timeline's clicks and controls (on the short
+``small`` run), and the default run's history says what training did (the fully trained
+run: the slow tier)."""
 
 import numpy as np
 import pytest
 
-from interp_app.core import analysis
-from interp_app.core.store import RunStore, encode_prompt
+from interp_app.core.analyzer import Analyzer
+from interp_app.core.api import Run
+from interp_app.core.prompt import encode_prompt
+from interp_app.core.store import RunStore
 from interp_app.server.app import create_app
 from tests.dash_client import DashClient, decode_array
+from tests.numpy_reference import forward, head_metrics
 
 
 @pytest.fixture(scope="module")
-def store(default_root):
-    return RunStore(default_root[0])
+def analyzer(default_root):
+    return Analyzer(RunStore(default_root[0]))
 
 
 @pytest.fixture(scope="module")
 def small(small_root):
-    return RunStore(small_root[0])
+    return Analyzer(RunStore(small_root[0]))
 
 
-def _query(store, run="fruits", text="i like spicy so i like", target="chili"):
-    info = store.info(run)
+def _query(analyzer, run="fruits", text="i like spicy so i like", target="chili"):
+    info = analyzer.store.info(run)
     prompt = encode_prompt(info.tokenizer, info.model.context, text)
     return info, prompt, info.tokenizer.vocab.index(target)
 
 
 @pytest.mark.parametrize("pos, src", [(5, 2), (3, 0)])
-def test_vectorised_metrics_equal_the_loop(small, pos, src):
-    store = small
-    info, prompt, target = _query(store, "small")
-    steps, values, bad = store.timeline("small", prompt, pos, target, src)
-    assert bad == [] and steps == store.steps("small")
+def test_vectorised_metrics_equal_numpy_and_the_one_step_pass(small, pos, src):
+    info, prompt, target = _query(small, "small")
+    steps, values, bad = small.timeline("small", prompt, pos, target, src)
+    assert bad == [] and steps == small.store.steps("small")
+    run = Run(small, "small")
+    cfg = info.model
     for i, step in enumerate(steps):
-        cap = store.capture("small", step, prompt)
-        ref = analysis.head_metrics(
-            cap, store.params("small", step), pos, target, prompt.length, src
+        ref = forward(
+            small.store.params("small", step), list(prompt.ids), cfg.n_layers, cfg.n_heads
         )
-        for name, expected in ref.items():
+        one = run.metrics(step, prompt, target="chili", pos=pos, src=src)
+        for name, expected in head_metrics(ref, pos, target, src).items():
             scale = max(1.0, float(np.abs(expected).max()))
             np.testing.assert_allclose(values[name][i], expected, atol=2e-5 * scale, err_msg=name)
-        probs = analysis.softmax(np.asarray(cap.logits[0, pos], np.float64))
+            np.testing.assert_allclose(one.heads[name], expected, atol=2e-5 * scale, err_msg=name)
+        logits = ref["logits"][pos]
+        probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         np.testing.assert_allclose(values["probs"][i], probs, atol=1e-5)
+        np.testing.assert_allclose(values["ablation"][i], one.heads["ablation"], atol=2e-5)
 
 
-def test_history_of_the_default_run(store):
-    info, prompt, target = _query(store)
-    steps, values, _ = store.timeline("fruits", prompt, 5, target)
+def test_history_of_the_default_run(analyzer):
+    info, prompt, target = _query(analyzer)
+    steps, values, _ = analyzer.timeline("fruits", prompt, 5, target)
     chili = values["probs"][:, target]
     assert steps[0] == 0 and abs(chili[0] - 1 / 19) < 0.02
     assert int(np.argmax(values["probs"][-1])) == target
@@ -62,8 +70,8 @@ def test_timeline_grows_with_new_steps(tmp_path, small_root):
     last = tmp_path / "small" / "steps" / "step-000000300"
     hidden = tmp_path / "hidden"
     shutil.move(last, hidden)
-    s = RunStore(tmp_path)
-    info = s.info("small")
+    s = Analyzer(RunStore(tmp_path))
+    info = s.store.info("small")
     prompt = encode_prompt(info.tokenizer, info.model.context, "lemon tastes sour")
     steps, values, _ = s.timeline("small", prompt, 2, 0)
     assert steps[-1] == 250
@@ -88,7 +96,7 @@ def test_timeline_click_moves_step_and_head(small_root):
 
 
 def store_index(client, step):
-    return client.app.server.config["RUN_STORE"].steps("small").index(step)
+    return client.app.server.config["RUN_STORE"].store.steps("small").index(step)
 
 
 def test_play_advances_and_loops(small_root):

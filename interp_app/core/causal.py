@@ -249,14 +249,3 @@ def patching(graphdef, params, clean_tokens, corrupt_tokens, pos, target, answer
         "logit_scale": logit_scale,
         "normalised": ok,
     }
-
-
-def head_mask(names: tuple[str, ...], n_layers: int, n_heads: int) -> np.ndarray:
-    from interp_app.core.analysis import parse_head
-
-    mask = np.zeros((n_layers, n_heads), np.float32)
-    for name in names:
-        parsed = parse_head(name, n_layers, n_heads)
-        if parsed:
-            mask[parsed] = 1.0
-    return mask

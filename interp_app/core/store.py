@@ -1,7 +1,8 @@
-"""The run store: find runs, list steps (metadata only), load parameters and captures, cached.
+"""The run store: find runs, list steps (metadata only), load parameters, cached.
 
-The only module of the app that touches the file system. Every name that reaches it from a
-user (URL, picker) goes through ``training.checkpoint.run_dir``, which refuses paths.
+The only module of the app that touches the file system, and it never runs the model (the
+``Analyzer`` does, over a store). Every name that reaches it from a user (URL, picker) goes
+through ``training.checkpoint.run_dir``, which refuses paths.
 """
 
 from __future__ import annotations
@@ -11,21 +12,17 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from training import checkpoint as ckpt
 from training.checkpoint import CheckpointError
-from training.model.gpt import Capture, capture
-from training.model.params import ParamsError, abstract_model, unflatten_params
-from training.tokenizer import Tokenizer
+from training.model.params import ParamsError, unflatten_params
 
 STACK_BUDGET = 512 * 1024 * 1024  # bytes of stacked parameters kept for timelines
+CHUNK = 64  # steps per stacked chunk (the timeline's vmapped call); the last one is padded
 
 
 class LRU:
@@ -63,41 +60,6 @@ class LRU:
             self._data.clear()
 
 
-@dataclass(frozen=True)
-class Prompt:
-    """A prompt as the model sees it: at most ``context`` tokens, padded to ``context``."""
-
-    text: str
-    words: tuple[str, ...]  # as typed (lower-cased), after truncation
-    ids: tuple[int, ...]  # real tokens, unknown words as UNKNOWN
-    padded: tuple[int, ...]  # ids + PADDING up to the context
-    unknown: tuple[str, ...]
-    dropped: int  # leading tokens cut to fit the context
-
-    @property
-    def length(self) -> int:
-        return len(self.ids)
-
-
-def encode_prompt(tokenizer: Tokenizer, context: int, text: str) -> Prompt:
-    """Keep the last ``context`` tokens (the ones next to the prediction) of a long prompt."""
-    from training.tokenizer import split_words
-
-    words = split_words(text)
-    ids = tokenizer.encode(text)
-    dropped = max(0, len(ids) - context)
-    words, ids = words[dropped:], ids[dropped:]
-    padded = tuple(ids) + (tokenizer.padding_id,) * (context - len(ids))
-    return Prompt(
-        text=text,
-        words=tuple(words),
-        ids=tuple(ids),
-        padded=padded,
-        unknown=tuple(tokenizer.unknown_words(" ".join(words))),
-        dropped=dropped,
-    )
-
-
 def _unreadable_parts(run: Path) -> list[str]:
     """The parts of a readable run that this process may not open: its metrics log, its
     steps folder or its newest step (a run resumed by another user keeps its old modes)."""
@@ -122,34 +84,17 @@ def _unreadable_parts(run: Path) -> list[str]:
 
 
 class RunStore:
-    """Reads runs under one root. Listing is cheap; parameters and captures are LRU-cached."""
+    """Reads runs under one root. Listing is cheap; parameters are LRU-cached."""
 
-    def __init__(self, root: str | Path, param_cache: int = 512, capture_cache: int = 512):
+    def __init__(self, root: str | Path, param_cache: int = 512):
         """``param_cache`` counts steps (the default model: about 43 KB each)."""
         self.root = Path(root)
+        self.param_cache = param_cache
         self._params = LRU(param_cache)
-        self._captures = LRU(capture_cache)
-        self._states = LRU(param_cache)
-        self._timelines = LRU(64)
-        self._merged = LRU(64)
         self._runs = LRU(64)
         self._listings = LRU(64)
-        self._derived = LRU(256)
         self._stacks = LRU(2)  # stacked parameters of every step of a run, for timelines
         self._dirs: dict[str, Path] = {}
-        self._graphdefs: dict[Any, Any] = {}
-
-    @property
-    def store(self) -> RunStore:
-        """The file-level reads (a bridge while files and computation share this class)."""
-        return self
-
-    def forget_results(self, captures: bool = True) -> None:
-        """Drop what was computed from the parameters (benchmarks measure cold paths);
-        ``captures=False`` keeps the forward passes and drops only what is derived from them."""
-        caches = [self._derived, self._timelines, self._merged]
-        for cache in [self._captures, *caches] if captures else caches:
-            cache.clear()
 
     def run_dir(self, run: str) -> Path:
         """The run's folder inside the root (checked once per name: resolving costs stats)."""
@@ -159,11 +104,6 @@ class RunStore:
             if len(self._dirs) < 4096:
                 self._dirs[run] = path
         return path
-
-    def memo(self, run: str, key: Hashable, make: Callable[[], Any]) -> Any:
-        """Results derived from cached captures (views, patching), kept per selection and
-        per generation of the run (a run trained again under its name starts afresh)."""
-        return self._derived.get_or_make((self.generation(run), key), make)
 
     def runs(self) -> list[str]:
         """Runs this server can list (an unreadable root lists none: see ``problems``)."""
@@ -249,11 +189,6 @@ class RunStore:
         except OSError as err:
             return f"{ckpt.METRICS_FILE} of run {run!r} cannot be read: {err.strerror}"
 
-    def _graphdef(self, info: ckpt.RunInfo):
-        if info.model not in self._graphdefs:
-            self._graphdefs[info.model] = abstract_model(info.model)[0]
-        return self._graphdefs[info.model]
-
     def _read_params(self, run: str, step: int) -> dict[str, np.ndarray]:
         info = self.info(run)
         flat = ckpt.load_params(info.path, step)
@@ -276,8 +211,6 @@ class RunStore:
         reload them all for each prompt; so the stack is kept whole (while it fits in
         ``STACK_BUDGET``) and steps outside the cache are read past it, not into it.
         """
-        from interp_app.core.timeline import stack_chunks
-
         gen = self.generation(run)
         key = (gen, tuple(steps))
         found = self._stacks.peek(key)
@@ -301,96 +234,12 @@ class RunStore:
             self._stacks.put(key, result)
         return result
 
-    def state(self, run: str, step: int):
-        """(graph definition, parameter state) of one step, for the jitted passes."""
-        info = self.info(run)
-        state = self._states.get_or_make(
-            (self.generation(run), step),
-            lambda: unflatten_params(info.model, self.params(run, step))[1],
-        )
-        return self._graphdef(info), state
 
-    def capture(
-        self, run: str, step: int, prompt: Prompt, ablate: tuple[str, ...] = (), mode: str = "zero"
-    ) -> Capture:
-        """One jitted pass over the padded prompt ([1, context]: one shape, one compilation),
-        with the named heads ablated (zero or mean) when ``ablate`` is given."""
-        from interp_app.core import causal
-
-        info = self.info(run)
-
-        def run_model() -> Capture:
-            graphdef, state = self.state(run, step)
-            tokens = jnp.asarray([prompt.padded], jnp.int32)
-            if not ablate:
-                return jax.device_get(capture(graphdef, state, tokens))
-            mask = causal.head_mask(ablate, info.model.n_layers, info.model.n_heads)
-            out = causal.ablated_capture(
-                graphdef, state, tokens, mask, mode, prompt.length, self.reference(run, mode)
-            )
-            return jax.device_get(out)
-
-        key = (self.generation(run), step, prompt.padded, ablate, mode if ablate else "")
-        return self._captures.get_or_make(key, run_model)
-
-    def reference(self, run: str, mode: str):
-        """The reference lines a mode averages over (``valid-mean``), else None."""
-        from interp_app.core import causal
-
-        if mode not in causal.REFERENCE_MODES:
-            return None
-        info = self.info(run)
-        return causal.reference_batch(info.meta, info.tokenizer, info.model.context)
-
-    def timeline(
-        self,
-        run: str,
-        prompt: Prompt,
-        pos: int,
-        target: int,
-        src: int = 0,
-        ablate: tuple[str, ...] = (),
-        mode: str = "zero",
-    ) -> tuple[list[int], dict[str, np.ndarray], list[int]]:
-        """Metrics at every readable step: (steps, name -> [S, ...], unreadable steps).
-
-        Cached per (run, prompt, query); when new steps land only those are computed.
-        """
-        from interp_app.core.causal import head_mask
-        from interp_app.core.timeline import compute_timeline
-        from training.model.params import unflatten_stacked
-
-        info = self.info(run)
-        key = (self.generation(run), prompt.padded, pos, target, src, ablate, mode)
-        known: dict[int, dict[str, np.ndarray]] = self._timelines.get_or_make(key, dict)
-        missing = [step for step in self.steps(run) if step not in known]
-        read, chunks, bad = self.stacked(run, missing) if missing else ([], [], [])
-        if read:
-            chunks = [unflatten_stacked(info.model, c) for c in chunks]
-            tokens = jnp.asarray([prompt.padded], jnp.int32)
-            ablated = head_mask(ablate, info.model.n_layers, info.model.n_heads)
-            out = compute_timeline(
-                self._graphdef(info),
-                chunks,
-                len(read),
-                tokens,
-                pos,
-                target,
-                src,
-                prompt.length,
-                ablated,
-                mode,
-                self.reference(run, mode),
-            )
-            for i, step in enumerate(read):
-                known[step] = {k: v[i] for k, v in out.items()}
-        steps = sorted(known)
-        done, merged = self._merged.get_or_make(key, lambda: ((), {}))
-        if done != tuple(steps):  # stacking 100+ steps costs more than the lookup
-            merged = (
-                {k: np.stack([known[s][k] for s in steps]) for k in known[steps[0]]}
-                if steps
-                else {}
-            )
-            self._merged.put(key, (tuple(steps), merged))
-        return steps, merged, bad
+def stack_chunks(flats: list[dict[str, np.ndarray]], chunk: int = CHUNK) -> list[dict]:
+    """Stack per-step named arrays into chunks of ``chunk`` steps (last one padded)."""
+    out = []
+    for start in range(0, len(flats), chunk):
+        part = flats[start : start + chunk]
+        part = part + [part[-1]] * (chunk - len(part))
+        out.append({k: np.stack([f[k] for f in part]) for k in part[0]})
+    return out

@@ -1,7 +1,9 @@
-"""Everything the panels show for one selection, computed from one cached capture.
+"""Everything the panels show for one selection, computed through the public API.
 
 ``resolve`` turns untrusted input (URL, clicks, typed text) into a valid selection plus the
-notices that say what was ignored; ``compute_view`` gathers the numbers the figures draw.
+notices that say what was ignored; ``compute_view``, ``compute_patching``,
+``compute_timeline`` and ``compute_forward`` gather the numbers the figures draw, from the
+same code a notebook calls (``api``, over the same ``Analyzer``), cached per selection.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
-from interp_app.core import analysis, causal
+from interp_app.core import causal
+from interp_app.core.analyzer import SPECIAL_TOKENS, Analyzer, default_target
+from interp_app.core.api import Run
+from interp_app.core.forward import Forward, compute_forward
+from interp_app.core.prompt import Prompt
 from interp_app.core.selection import (
     DEFAULT_CORRUPT,
     DEFAULT_PROMPT,
@@ -25,11 +30,21 @@ from interp_app.core.selection import (
     pick_step,
     shown,
 )
-from interp_app.core.store import Prompt, RunStore, encode_prompt
 from training.checkpoint import CheckpointError
-from training.tokenizer import PADDING, UNKNOWN
 
-SPECIAL_TOKENS = (UNKNOWN, PADDING)  # never a default target
+__all__ = [
+    "SPECIAL_TOKENS",
+    "Forward",
+    "View",
+    "compute_forward",
+    "compute_patching",
+    "compute_timeline",
+    "compute_view",
+    "default_target",
+    "previous_view",
+    "resolve",
+    "warm_up",
+]
 
 
 def prompt_notices(prompt: Prompt, context: int) -> list[str]:
@@ -61,25 +76,53 @@ def bounded_text(value: object, what: str, notes: list[str]) -> str | None:
     return value
 
 
-def default_target(logits: np.ndarray | None, vocab: tuple[str, ...]) -> str:
-    """The most likely word (the first word without logits): never a special token, which
-    the model may well rank first (``PADDING`` after ``apple is sweet``, a line's end)."""
-    order = range(len(vocab)) if logits is None else np.argsort(-np.asarray(logits), kind="stable")
-    words = (vocab[int(i)] for i in order if vocab[int(i)] not in SPECIAL_TOKENS)
-    return next(words, vocab[0])
+def _prompt(analyzer: Analyzer, run: str, raw: dict[str, Any], notes: list[str]) -> Prompt:
+    """The typed prompt, or the default one when it is empty or has no words."""
+    text = bounded_text(raw.get("prompt"), "prompt", notes)
+    if text is None or not str(text).strip():
+        if text is not None:
+            notes.append("the prompt was empty; showing the default prompt")
+        text = DEFAULT_PROMPT
+    prompt = analyzer.encode(run, str(text))
+    if prompt.length == 0:
+        notes.append(f"the prompt {shown(text)} has no words; showing the default prompt")
+        prompt = analyzer.encode(run, DEFAULT_PROMPT)
+    notes.extend(prompt_notices(prompt, analyzer.store.info(run).model.context))
+    return prompt
 
 
-def run_reference(info) -> tuple[np.ndarray, np.ndarray] | None:
-    """The reference lines of ``valid-mean`` ablation for a run (see ``causal``)."""
-    return causal.reference_batch(info.meta, info.tokenizer, info.model.context)
+def _mode(analyzer: Analyzer, run: str, ablate: tuple[str, ...], mode: str) -> tuple[str, list]:
+    """A mode the run can ablate in: ``valid-mean`` needs the run's validation lines."""
+    if mode not in causal.REFERENCE_MODES or analyzer.reference_lines(run) is not None:
+        return mode, []
+    note = (
+        f"run {run!r} does not store its validation lines (only their fingerprint), so there "
+        "is no reference set to average over; mean-ablating over this prompt instead"
+    )
+    return "mean", [note] if ablate else []
 
 
-def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, list[str]]:
-    """A valid selection from raw values; every value that had to be replaced is reported."""
+def _target(analyzer: Analyzer, run: str, step: int, prompt: Prompt, pos: int, raw) -> tuple:
+    """(target, notes): the asked word if in the vocabulary, else the analyzer's default."""
+    target = raw.get("target")
+    vocab = analyzer.store.info(run).tokenizer.vocab
+    if target in vocab:
+        return target, []
+    try:
+        top = analyzer.default_target(run, step, prompt, pos)
+    except CheckpointError:
+        top = default_target(None, vocab)  # an unreadable step: the page says so elsewhere
+    notes = [f"target {shown(target)} is not in the vocabulary; showing {top!r}"] if target else []
+    return top, notes
+
+
+def resolve(analyzer: Analyzer, raw: dict[str, Any]) -> tuple[Selection | None, list[str]]:
+    """A valid selection from raw values; every value that had to be replaced is reported.
+    The model runs (through the analyzer's cached pass) only for a default target."""
     notes: list[str] = []
+    store = analyzer.store
     run, note = pick_run(store.runs(), raw.get("run"))
-    if note:
-        notes.append(note)
+    notes += [note] if note else []
     if run is None:
         return None, notes
     info = store.info(run)
@@ -87,49 +130,21 @@ def resolve(store: RunStore, raw: dict[str, Any]) -> tuple[Selection | None, lis
     if not steps:
         return None, [*notes, f"run {run!r} has no complete checkpoint yet"]
     step, note = pick_step(steps, raw.get("step"))
-    if note:
-        notes.append(note)
-    text = bounded_text(raw.get("prompt"), "prompt", notes)
-    if text is None or not str(text).strip():
-        if text is not None:
-            notes.append("the prompt was empty; showing the default prompt")
-        text = DEFAULT_PROMPT
-    prompt = encode_prompt(info.tokenizer, info.model.context, str(text))
-    if prompt.length == 0:
-        notes.append(f"the prompt {shown(text)} has no words; showing the default prompt")
-        text = DEFAULT_PROMPT
-        prompt = encode_prompt(info.tokenizer, info.model.context, text)
-    notes.extend(prompt_notices(prompt, info.model.context))
+    notes += [note] if note else []
+    prompt = _prompt(analyzer, run, raw, notes)
     pos, note = pick_pos(prompt.length, raw.get("pos"))
-    if note:
-        notes.append(note)
+    notes += [note] if note else []
     (layer, head), note = pick_head(info.model.n_layers, info.model.n_heads, raw.get("head"))
-    if note:
-        notes.append(note)
+    notes += [note] if note else []
     ablate, mode, more = pick_ablation(
         info.model.n_layers, info.model.n_heads, raw.get("ablate"), raw.get("ablate_mode")
     )
-    notes.extend(more)
-    if mode in causal.REFERENCE_MODES and run_reference(info) is None:
-        if ablate:
-            notes.append(
-                f"run {run!r} does not store its validation lines (only their fingerprint), "
-                "so there is no reference set to average over; mean-ablating over this "
-                "prompt instead"
-            )
-        mode = "mean"
+    mode, fallback = _mode(analyzer, run, ablate, mode)
+    notes += more + fallback
     corrupt = bounded_text(raw.get("corrupt"), "corrupted prompt", notes) or DEFAULT_CORRUPT
-    target = raw.get("target")
-    if target not in info.tokenizer.vocab:
-        try:
-            logits = store.capture(run, step, prompt).logits[0, pos]
-        except CheckpointError:
-            logits = None
-        top = default_target(logits, info.tokenizer.vocab)
-        if target:
-            notes.append(f"target {shown(target)} is not in the vocabulary; showing {top!r}")
-        target = top
-    sel = Selection(run, step, str(text), pos, target, layer, head, ablate, mode, corrupt)
+    target, more = _target(analyzer, run, step, prompt, pos, raw)
+    notes += more
+    sel = Selection(run, step, prompt.text, pos, target, layer, head, ablate, mode, corrupt)
     return sel, notes
 
 
@@ -156,177 +171,117 @@ class View:
     clean_probs: np.ndarray | None = None  # [V] before ablation (None: nothing ablated)
 
 
-def display_words(prompt: Prompt, vocab: tuple[str, ...]) -> list[str]:
-    """Token labels as typed, with words outside the vocabulary shown as UNKNOWN."""
-    return [
-        vocab[i] if vocab[i] == "UNKNOWN" else w
-        for w, i in zip(prompt.words, prompt.ids, strict=True)
-    ]
-
-
-def compute_view(store: RunStore, sel: Selection, src: int = 0, k: int = 8) -> View:
+def compute_view(analyzer: Analyzer, sel: Selection, src: int = 0, k: int = 8) -> View:
     """Kept per (selection, source): scrubbing back and forth or many sessions on one server
     ask for the same views again."""
-    return store.memo(sel.run, ("view", sel, src, k), lambda: _compute_view(store, sel, src, k))
+    return analyzer.memo(sel.run, ("view", sel, src, k), lambda: _view(analyzer, sel, src, k))
 
 
-def _compute_view(store: RunStore, sel: Selection, src: int, k: int) -> View:
-    info = store.info(sel.run)
-    prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
-    cap = store.capture(sel.run, sel.step, prompt, sel.ablate, sel.mode)
-    params = store.params(sel.run, sel.step)
-    n = prompt.length
-    target = info.tokenizer.vocab.index(sel.target)
-    pred_ids, pred_probs = analysis.top_k(cap.logits[0, sel.pos], k)
-    clean_probs = None
-    if sel.ablate:
-        clean = store.capture(sel.run, sel.step, prompt)
-        clean_probs = analysis.softmax(np.asarray(clean.logits[0, sel.pos], np.float64))
-    metrics = analysis.head_metrics(cap, params, sel.pos, target, n, src)
-    graphdef, state = store.state(sel.run, sel.step)
-    mask = causal.head_mask(sel.ablate, info.model.n_layers, info.model.n_heads)
-    reference = run_reference(info) if sel.mode in causal.REFERENCE_MODES else None
-    metrics["ablation"] = np.asarray(
-        causal.ablation_effects(
-            graphdef,
-            state,
-            jnp.asarray([prompt.padded]),
-            mask,
-            sel.mode,
-            n,
-            sel.pos,
-            target,
-            reference,
-        )
+def _view(analyzer: Analyzer, sel: Selection, src: int, k: int) -> View:
+    """:meth:`Run.metrics` for the selection (a source past the query reads the query)."""
+    run = Run(analyzer, sel.run)
+    m = run.metrics(
+        sel.step,
+        sel.prompt,
+        target=sel.target,
+        pos=sel.pos,
+        head=(sel.layer, sel.head),
+        src=min(max(src, 0), sel.pos),
+        ablate=sel.ablate,
+        mode=sel.mode,
     )
-    comps, attr, ln_bias = analysis.direct_logit_attribution(cap, params, 0, sel.pos, target)
-    lens_top, lens_prob = analysis.logit_lens(cap, params, info.model.ln_eps)
-    words = display_words(prompt, info.tokenizer.vocab)
+    n = len(m.words)
+    cap = analyzer.capture(sel.run, m.step, run.encode(sel.prompt), m.ablate, m.mode)
+    order = np.argsort(-m.probs, kind="stable")[:k]
     return View(
-        words=words,
+        words=list(m.words),
         length=n,
-        target_id=target,
-        vocab=info.tokenizer.vocab,
-        pred_ids=pred_ids,
-        pred_probs=pred_probs,
-        metrics=metrics,
-        clean_probs=clean_probs,
-        target_prob=float(analysis.softmax(np.asarray(cap.logits[0, sel.pos], np.float64))[target]),
+        target_id=m.target_id,
+        vocab=run.vocab,
+        pred_ids=order,
+        pred_probs=m.probs[order],
+        metrics=m.heads,
         patterns=np.asarray(cap.patterns[0, :, :, :n, :n]),
-        # an ablated head's output is a constant, not a mix of sources: nothing to split
-        source_attr=np.zeros(n)
-        if sel.head_name in sel.ablate
-        else analysis.source_attributions(cap, params, 0, sel.layer, sel.head, sel.pos, target)[:n],
-        comp_names=(*comps.names, "final LN bias"),
-        comp_kinds=(*comps.kinds, "ln"),
-        comp_attr=np.append(attr, ln_bias),
-        logit=float(cap.logits[0, sel.pos, target]),
-        lens_top=lens_top[:, :n],
-        lens_prob=lens_prob[:, :n],
+        source_attr=m.token_attr,
+        comp_names=m.components,
+        comp_kinds=m.component_kinds,
+        comp_attr=m.dla,
+        logit=m.logit,
+        lens_top=m.lens_top,
+        lens_prob=m.lens_prob,
+        target_prob=m.target_prob,
+        clean_probs=m.clean_probs,
     )
 
 
-def compute_patching(store: RunStore, sel: Selection) -> tuple[np.ndarray, np.ndarray, str] | str:
+def previous_view(
+    analyzer: Analyzer, sel: Selection, steps: list[int], src: int
+) -> tuple[View, int] | None:
+    """The view at the checkpoint before the selected one, for 'change since previous'."""
+    earlier = [s for s in steps if s < sel.step]
+    if not earlier:
+        return None
+    try:
+        return compute_view(analyzer, sel.with_(step=earlier[-1]), src=src), earlier[-1]
+    except CheckpointError:
+        return None
+
+
+def compute_patching(
+    analyzer: Analyzer, sel: Selection
+) -> tuple[np.ndarray, np.ndarray, str] | str:
     """(heads [L, H], residual [L+1, T], answer) for patching the prompt into the corrupted
     one, or the reason it cannot be done (a corrupted prompt of another length, or two
     prompts whose logit differences are too close to normalise). Always on the unablated
     model: the selection's ablation is not applied here."""
     key = ("patch", sel.run, sel.step, sel.prompt, sel.pos, sel.target, sel.corrupt)
-    return store.memo(sel.run, key, lambda: _compute_patching(store, sel))
+    return analyzer.memo(sel.run, key, lambda: _patching(analyzer, sel))
 
 
-def _compute_patching(store: RunStore, sel: Selection) -> tuple[np.ndarray, np.ndarray, str] | str:
-    info = store.info(sel.run)
-    clean = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
-    corrupt = encode_prompt(info.tokenizer, info.model.context, sel.corrupt)
+def _patching(analyzer: Analyzer, sel: Selection) -> tuple[np.ndarray, np.ndarray, str] | str:
+    clean = analyzer.encode(sel.run, sel.prompt)
+    corrupt = analyzer.encode(sel.run, sel.corrupt)
     if corrupt.length != clean.length:
         return (
             f"The corrupted prompt has {corrupt.length} tokens and the prompt {clean.length}: "
             "patching needs the same number of tokens."
         )
-    vocab = info.tokenizer.vocab
-    graphdef, state = store.state(sel.run, sel.step)
+    vocab = analyzer.store.info(sel.run).tokenizer.vocab
     target = vocab.index(sel.target)
-    corrupt_logits = np.asarray(store.capture(sel.run, sel.step, corrupt).logits[0, sel.pos])
-    answer = next(int(i) for i in np.argsort(-corrupt_logits) if int(i) != target)
-    result = causal.patching(
-        graphdef,
-        state,
-        jnp.asarray([clean.padded]),
-        jnp.asarray([corrupt.padded]),
-        sel.pos,
-        target,
-        answer,
-    )
+    result = analyzer.patching(sel.run, sel.step, clean, corrupt, sel.pos, target, None)
+    answer = vocab[result["answer"]]
     if not bool(result["normalised"]):
         m_clean, m_corrupt = float(result["clean"]), float(result["corrupt"])
         least = causal.PATCH_MIN_GAP * float(result["logit_scale"])
         return (
             f"The prompt and the corrupted prompt give almost the same logit difference "
-            f"{sel.target!r} − {vocab[answer]!r} ({m_clean:+.4f} and {m_corrupt:+.4f}): a gap "
+            f"{sel.target!r} − {answer!r} ({m_clean:+.4f} and {m_corrupt:+.4f}): a gap "
             f"of {abs(m_clean - m_corrupt):.1e}, not over {least:.1e} "
             f"({causal.PATCH_MIN_GAP:.1%} of the logit scale), is too close to normalise. "
             "Pick another target, corrupted prompt or step."
         )
-    resid = np.asarray(result["resid"])[:, : clean.length]
-    return np.asarray(result["heads"]), resid, vocab[answer]
+    return result["heads"], result["resid"], answer
 
 
-def warm_up(store: RunStore) -> None:
+def compute_timeline(
+    analyzer: Analyzer, sel: Selection, src: int
+) -> tuple[list[int], dict[str, np.ndarray], list[int]]:
+    """(steps, metric -> [S, ...], unreadable steps): every head metric and the prediction
+    ("probs") at every readable step, for the selection's prompt, query and ablation."""
+    prompt = analyzer.encode(sel.run, sel.prompt)
+    target = analyzer.store.info(sel.run).tokenizer.vocab.index(sel.target)
+    return analyzer.timeline(sel.run, prompt, sel.pos, target, src, sel.ablate, sel.mode)
+
+
+def warm_up(analyzer: Analyzer) -> None:
     """Compile the capture and timeline passes and load the default run before serving, so
     the first page does not wait for XLA (a missing or broken run just skips this)."""
     try:
-        sel, _ = resolve(store, {})
+        sel, _ = resolve(analyzer, {})
         if sel is None:
             return
-        compute_view(store, sel)
-        compute_patching(store, sel)
-        info = store.info(sel.run)
-        prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
-        store.timeline(sel.run, prompt, sel.pos, info.tokenizer.vocab.index(sel.target))
+        compute_view(analyzer, sel)
+        compute_patching(analyzer, sel)
+        compute_timeline(analyzer, sel, 0)
     except (CheckpointError, ValueError, OSError):
         pass
-
-
-@dataclass(frozen=True)
-class Forward:
-    """What the 3D forward view draws: the residual stream of every real position at every
-    layer boundary, the attention between them, and what the selected position resembles."""
-
-    words: list[str]
-    rows: np.ndarray  # [L+1, T, D]: token + position embedding, then after each layer
-    patterns: np.ndarray  # [L, H, T, T]
-    final: np.ndarray  # [T, D] after the final LayerNorm
-    wte: np.ndarray  # [V, D] token embeddings (tied: also the unembedding)
-    vocab: tuple[str, ...]
-    near_ids: np.ndarray  # [L+2, k] tokens by cosine: each boundary, then the final LN output
-    near_cos: np.ndarray  # [L+2, k]
-    pred_ids: np.ndarray  # [k] tokens by dot product with the final LN output (the logits)
-    pred_dots: np.ndarray  # [k]
-
-
-def compute_forward(store: RunStore, sel: Selection, k: int = 5) -> Forward:
-    info = store.info(sel.run)
-    prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
-    cap = store.capture(sel.run, sel.step, prompt, sel.ablate, sel.mode)
-    wte = store.params(sel.run, sel.step)["wte"]
-    n = prompt.length
-    rows = np.asarray(cap.resid[0, :, :n], np.float64)
-    final = np.asarray(cap.final[0, :n], np.float64)
-    near_ids, near_cos = analysis.cosine_ranking(
-        np.concatenate([rows[:, sel.pos], final[sel.pos][None]]), wte, k
-    )
-    pred_ids, pred_dots = analysis.dot_ranking(final[sel.pos], wte, k)
-    vocab = info.tokenizer.vocab
-    return Forward(
-        words=display_words(prompt, vocab),
-        rows=rows,
-        patterns=np.asarray(cap.patterns[0, :, :, :n, :n], np.float64),
-        final=final,
-        wte=np.asarray(wte, np.float64),
-        vocab=vocab,
-        near_ids=near_ids,
-        near_cos=near_cos,
-        pred_ids=pred_ids,
-        pred_dots=pred_dots,
-    )

@@ -7,6 +7,7 @@ from pathlib import Path
 import dash_bootstrap_components as dbc
 from dash import Dash, html
 
+from interp_app.core.analyzer import Analyzer
 from interp_app.core.store import RunStore
 from interp_app.core.view import warm_up
 from interp_app.server.auth import UsersFile, is_authorized, protect, shared_users_file
@@ -52,7 +53,7 @@ def create_app(
     ``compute_slots``: callbacks computing at once (the served app: ``--threads``); the
     rest wait on spare threads, so light requests never queue behind them.
     """
-    store = RunStore(root, param_cache=param_cache)
+    store = Analyzer(RunStore(root, param_cache=param_cache))
     app = Dash(
         __name__,
         title="Transformer explorer",

@@ -1,0 +1,252 @@
+"""The analyzer: runs the model over a run store's parameters and keeps what it computed.
+
+It owns every forward pass (plain and ablated), the reference lines of ``valid-mean``
+ablation, the incremental all-step timelines and a memo of derived results; the
+:class:`~interp_app.core.store.RunStore` under it only reads files. The public API
+(``api``) and the app's views (``view``) both compute through one analyzer, so their
+numbers are the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from interp_app.core import causal, metrics
+from interp_app.core.heads import head_mask
+from interp_app.core.prompt import Prompt, encode_prompt
+from interp_app.core.store import LRU, RunStore
+from interp_app.core.timeline import compute_timeline
+from training import checkpoint as ckpt
+from training.model.gpt import Capture, capture
+from training.model.params import abstract_model, unflatten_params, unflatten_stacked
+from training.tokenizer import PADDING, UNKNOWN
+
+SPECIAL_TOKENS = (UNKNOWN, PADDING)  # never a default target
+
+
+def default_target(logits: np.ndarray | None, vocab: tuple[str, ...]) -> str:
+    """The most likely word (the first word without logits): never a special token, which
+    the model may well rank first (``PADDING`` after ``apple is sweet``, a line's end)."""
+    order = range(len(vocab)) if logits is None else np.argsort(-np.asarray(logits), kind="stable")
+    words = (vocab[int(i)] for i in order if vocab[int(i)] not in SPECIAL_TOKENS)
+    return next(words, vocab[0])
+
+
+class Analyzer:
+    """Computes over one :class:`RunStore` (``.store``); results are LRU-cached and keyed by
+    the run's generation, so a run trained again under its name starts afresh."""
+
+    def __init__(self, store: RunStore, capture_cache: int = 512):
+        self.store = store
+        self._captures = LRU(capture_cache)
+        self._states = LRU(store.param_cache)
+        self._timelines = LRU(64)
+        self._merged = LRU(64)
+        self._derived = LRU(256)
+        self._graphdefs: dict[Any, Any] = {}
+
+    def forget_results(self, captures: bool = True) -> None:
+        """Drop what was computed from the parameters (benchmarks measure cold paths);
+        ``captures=False`` keeps the forward passes and drops only what is derived from them."""
+        caches = [self._derived, self._timelines, self._merged]
+        for cache in [self._captures, *caches] if captures else caches:
+            cache.clear()
+
+    def memo(self, run: str, key: Hashable, make: Callable[[], Any]) -> Any:
+        """Results derived from cached captures (views, patching), kept per selection and
+        per generation of the run."""
+        return self._derived.get_or_make((self.store.generation(run), key), make)
+
+    def encode(self, run: str, text: str) -> Prompt:
+        """``text`` as run ``run``'s model sees it (its tokenizer, its context)."""
+        info = self.store.info(run)
+        return encode_prompt(info.tokenizer, info.model.context, text)
+
+    def graphdef(self, info: ckpt.RunInfo) -> Any:
+        if info.model not in self._graphdefs:
+            self._graphdefs[info.model] = abstract_model(info.model)[0]
+        return self._graphdefs[info.model]
+
+    def state(self, run: str, step: int) -> tuple[Any, Any]:
+        """(graph definition, parameter state) of one step, for the jitted passes."""
+        info = self.store.info(run)
+        state = self._states.get_or_make(
+            (self.store.generation(run), step),
+            lambda: unflatten_params(info.model, self.store.params(run, step))[1],
+        )
+        return self.graphdef(info), state
+
+    def reference(self, run: str, mode: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The reference lines a mode averages over (``valid-mean``), else None."""
+        if mode not in causal.REFERENCE_MODES:
+            return None
+        return self.reference_lines(run)
+
+    def reference_lines(self, run: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The run's reference lines (its validation lines), None when they are not known."""
+        info = self.store.info(run)
+        return causal.reference_batch(info.meta, info.tokenizer, info.model.context)
+
+    def capture(
+        self, run: str, step: int, prompt: Prompt, ablate: tuple[str, ...] = (), mode: str = "zero"
+    ) -> Capture:
+        """One jitted pass over the padded prompt ([1, context]: one shape, one compilation),
+        with the named heads ablated (zero or mean) when ``ablate`` is given."""
+        model = self.store.info(run).model
+
+        def run_model() -> Capture:
+            graphdef, state = self.state(run, step)
+            tokens = jnp.asarray([prompt.padded], jnp.int32)
+            if not ablate:
+                return jax.device_get(capture(graphdef, state, tokens))
+            mask = head_mask(ablate, model.n_layers, model.n_heads)
+            out = causal.ablated_capture(
+                graphdef, state, tokens, mask, mode, prompt.length, self.reference(run, mode)
+            )
+            return jax.device_get(out)
+
+        key = (self.store.generation(run), step, prompt.padded, ablate, mode if ablate else "")
+        return self._captures.get_or_make(key, run_model)
+
+    def logits(self, run: str, step: int, prompt: Prompt, pos: int) -> np.ndarray:
+        """[V] the clean model's logits at ``pos`` (CheckpointError: an unreadable step)."""
+        return np.asarray(self.capture(run, step, prompt).logits[0, pos])
+
+    def default_target(self, run: str, step: int, prompt: Prompt, pos: int) -> str:
+        """The clean model's most likely word at ``pos``, never PADDING or UNKNOWN."""
+        vocab = self.store.info(run).tokenizer.vocab
+        return default_target(self.logits(run, step, prompt, pos), vocab)
+
+    def ablation_effects(
+        self, run: str, step: int, prompt: Prompt, pos: int, target: int, ablate, mode: str
+    ) -> np.ndarray:
+        """[L, H] float32: change in log P(target) when each head is also ablated."""
+        graphdef, state = self.state(run, step)
+        model = self.store.info(run).model
+        return np.asarray(
+            causal.ablation_effects(
+                graphdef,
+                state,
+                jnp.asarray([prompt.padded]),
+                head_mask(ablate, model.n_layers, model.n_heads),
+                mode,
+                prompt.length,
+                pos,
+                target,
+                self.reference(run, mode),
+            )
+        )
+
+    def step_metrics(
+        self,
+        run: str,
+        step: int,
+        prompt: Prompt,
+        *,
+        pos: int,
+        target: int,
+        head: tuple[int, int],
+        src: int,
+        ablate: tuple[str, ...],
+        mode: str,
+    ) -> dict[str, Any]:
+        """Every number the panels show for one step (``metrics.one_step``, float64) of the
+        model with ``ablate`` ablated, plus the ``ablation`` head metric and, when something
+        is ablated, ``clean_probs`` (the unablated model's [V])."""
+        info = self.store.info(run)
+        cap = self.capture(run, step, prompt, ablate, mode)
+        out = metrics.one_step(
+            cap,
+            self.store.params(run, step),
+            clean=self.capture(run, step, prompt) if ablate else None,
+            pos=pos,
+            target=target,
+            length=prompt.length,
+            src=src,
+            layer=head[0],
+            head=head[1],
+            eps=info.model.ln_eps,
+        )
+        out["heads"]["ablation"] = self.ablation_effects(
+            run, step, prompt, pos, target, ablate, mode
+        )
+        out["logit"] = float(cap.logits[0, pos, target])
+        if not ablate:
+            out["clean_probs"] = None
+        return out
+
+    def patching(
+        self, run: str, step: int, clean: Prompt, corrupt: Prompt, pos: int, target: int, answer
+    ) -> dict[str, Any]:
+        """``causal.patching`` from ``clean`` into ``corrupt`` (same length) on the
+        unablated model, against ``answer`` (None: the corrupted prompt's most likely word
+        other than ``target``): heads [L, H], resid [L+1, T], clean, corrupt, logit_scale,
+        normalised and the answer's id."""
+        if answer is None:
+            corrupt_logits = self.logits(run, step, corrupt, pos)
+            answer = next(int(i) for i in np.argsort(-corrupt_logits) if int(i) != target)
+        graphdef, state = self.state(run, step)
+        result = causal.patching(
+            graphdef,
+            state,
+            jnp.asarray([clean.padded]),
+            jnp.asarray([corrupt.padded]),
+            pos,
+            target,
+            answer,
+        )
+        out = {k: np.asarray(v) for k, v in jax.device_get(result).items()}
+        out["resid"] = out["resid"][:, : clean.length]
+        out["answer"] = answer
+        return out
+
+    def timeline(
+        self,
+        run: str,
+        prompt: Prompt,
+        pos: int,
+        target: int,
+        src: int = 0,
+        ablate: tuple[str, ...] = (),
+        mode: str = "zero",
+    ) -> tuple[list[int], dict[str, np.ndarray], list[int]]:
+        """Metrics at every readable step: (steps, name -> [S, ...], unreadable steps).
+
+        Cached per (run, prompt, query); when new steps land only those are computed.
+        """
+        info = self.store.info(run)
+        key = (self.store.generation(run), prompt.padded, pos, target, src, ablate, mode)
+        known: dict[int, dict[str, np.ndarray]] = self._timelines.get_or_make(key, dict)
+        missing = [step for step in self.store.steps(run) if step not in known]
+        read, chunks, bad = self.store.stacked(run, missing) if missing else ([], [], [])
+        if read:
+            out = compute_timeline(
+                self.graphdef(info),
+                [unflatten_stacked(info.model, c) for c in chunks],
+                len(read),
+                jnp.asarray([prompt.padded], jnp.int32),
+                pos,
+                target,
+                src,
+                prompt.length,
+                head_mask(ablate, info.model.n_layers, info.model.n_heads),
+                mode,
+                self.reference(run, mode),
+            )
+            for i, step in enumerate(read):
+                known[step] = {k: v[i] for k, v in out.items()}
+        steps = sorted(known)
+        done, merged = self._merged.get_or_make(key, lambda: ((), {}))
+        if done != tuple(steps):  # stacking 100+ steps costs more than the lookup
+            merged = (
+                {k: np.stack([known[s][k] for s in steps]) for k in known[steps[0]]}
+                if steps
+                else {}
+            )
+            self._merged.put(key, (tuple(steps), merged))
+        return steps, merged, bad

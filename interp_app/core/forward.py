@@ -1,0 +1,74 @@
+"""The 3D forward view's numbers: the residual stream of every real position at every layer
+boundary, the attention between them, and the tokens the selected position resembles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from interp_app.core.analyzer import Analyzer
+from interp_app.core.api import Run
+from interp_app.core.selection import Selection
+
+
+@dataclass(frozen=True)
+class Forward:
+    """What the 3D forward view draws: the residual stream of every real position at every
+    layer boundary, the attention between them, and what the selected position resembles."""
+
+    words: list[str]
+    rows: np.ndarray  # [L+1, T, D]: token + position embedding, then after each layer
+    patterns: np.ndarray  # [L, H, T, T]
+    final: np.ndarray  # [T, D] after the final LayerNorm
+    wte: np.ndarray  # [V, D] token embeddings (tied: also the unembedding)
+    vocab: tuple[str, ...]
+    near_ids: np.ndarray  # [L+2, k] tokens by cosine: each boundary, then the final LN output
+    near_cos: np.ndarray  # [L+2, k]
+    pred_ids: np.ndarray  # [k] tokens by dot product with the final LN output (the logits)
+    pred_dots: np.ndarray  # [k]
+
+
+def cosine_ranking(vectors: np.ndarray, wte: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each of [R, D] vectors, the k tokens whose embeddings point the same way: ids and
+    cosines, [R, k] each, best first."""
+    v = np.asarray(vectors, np.float64)
+    e = np.asarray(wte, np.float64)
+    cos = (v @ e.T) / (
+        np.linalg.norm(v, axis=-1, keepdims=True) * np.linalg.norm(e, axis=-1)[None] + 1e-12
+    )
+    ids = np.argsort(-cos, axis=-1, kind="stable")[:, :k]
+    return ids, np.take_along_axis(cos, ids, -1)
+
+
+def dot_ranking(vector: np.ndarray, wte: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k tokens with the largest dot product with ``vector``: with tied embeddings and the
+    final LayerNorm's output, these are the logits, i.e. the prediction."""
+    dots = np.asarray(wte, np.float64) @ np.asarray(vector, np.float64)
+    ids = np.argsort(-dots, kind="stable")[:k]
+    return ids, dots[ids]
+
+
+def compute_forward(analyzer: Analyzer, sel: Selection, k: int = 5) -> Forward:
+    """The selection's pass (ablated as selected), read through the public API."""
+    run = Run(analyzer, sel.run)
+    cap = run.capture(sel.step, sel.prompt, ablate=sel.ablate, mode=sel.mode)
+    wte = analyzer.store.params(sel.run, sel.step)["wte"]
+    rows = np.asarray(cap.resid, np.float64)
+    final = np.asarray(cap.final, np.float64)
+    near_ids, near_cos = cosine_ranking(
+        np.concatenate([rows[:, sel.pos], final[sel.pos][None]]), wte, k
+    )
+    pred_ids, pred_dots = dot_ranking(final[sel.pos], wte, k)
+    return Forward(
+        words=list(cap.words),
+        rows=rows,
+        patterns=np.asarray(cap.patterns, np.float64),
+        final=final,
+        wte=np.asarray(wte, np.float64),
+        vocab=run.vocab,
+        near_ids=near_ids,
+        near_cos=near_cos,
+        pred_ids=pred_ids,
+        pred_dots=pred_dots,
+    )

@@ -1,0 +1,234 @@
+"""Every number the panels read from one captured pass, in one jnp implementation.
+
+The same functions serve one step (:func:`one_step`: what the panels, the API and
+``interp-capture`` show) and every step at once (``timeline`` maps them over stacked
+parameters with ``jax.vmap``). One step runs in float64 (JAX's ``enable_x64``, a
+thread-local switch, on the float32 capture cast up), so its exact splits sum to the logit
+to float64 rounding, as the independent numpy reference checks; the vmapped timeline runs
+in float32, as the model does, and agrees with it to float32 rounding.
+
+The final LayerNorm is linear once its 1/std for the query position is held fixed, so
+``logit[t] = sum_c gamma * s * (c - mean(c)) . wte[t] + beta . wte[t]`` over the components
+``c`` that write to the residual stream: that is what makes these splits exact. Everything
+reads the first prompt of a capture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from training.model.gpt import Capture
+
+Array = Any  # a jax or numpy array (traced inside the jitted and vmapped passes)
+
+
+class Readout(NamedTuple):
+    """The parameters the metrics read besides the capture."""
+
+    wte: Array  # [V, D] token embeddings, tied: also the unembedding
+    ln_scale: Array  # [D] the final LayerNorm's scale
+    ln_bias: Array  # [D] and its bias
+    w_o: Array  # [L, H, K, D] each head's output projection
+
+
+def param(params: Any, name: str) -> Array:
+    """A parameter by its checkpoint name (``blocks.0.attn.w_o``), from a flat mapping of
+    those names or from the model's state pytree (each dotted part one level)."""
+    if isinstance(params, Mapping) and name in params:
+        return params[name][...]
+    node = params
+    for part in name.split("."):
+        node = node[int(part) if part.isdigit() else part]
+    return node[...]  # a state's leaf is a variable: its value
+
+
+def readout(params: Any, n_layers: int) -> Readout:
+    return Readout(
+        wte=param(params, "wte"),
+        ln_scale=param(params, "ln_f.scale"),
+        ln_bias=param(params, "ln_f.bias"),
+        w_o=jnp.stack([param(params, f"blocks.{i}.attn.w_o") for i in range(n_layers)]),
+    )
+
+
+def through_final_ln(vectors: Array, ro: Readout, inv_std: Array) -> Array:
+    """The final LayerNorm applied to a part of the residual ([..., D]), its scale held."""
+    centred = vectors - vectors.mean(-1, keepdims=True)
+    return centred * (inv_std * ro.ln_scale)
+
+
+def components(cap: Capture, pos: Array) -> Array:
+    """[C, D] every write to the residual stream at ``pos``, in ``heads.component_names``'
+    order (embeddings; per layer each head, the attention bias, the MLP): they sum to the
+    final residual."""
+    per_layer = jnp.concatenate(
+        [cap.head_out[0, :, :, pos], cap.attn_bias[:, None], cap.mlp_out[0, :, pos][:, None]],
+        axis=1,
+    )  # [L, H + 2, D]
+    embeddings = jnp.stack([cap.tok_emb[0, pos], cap.pos_emb[pos]])
+    return jnp.concatenate([embeddings, per_layer.reshape(-1, per_layer.shape[-1])])
+
+
+def attributions(cap: Capture, ro: Readout, pos: Array, target: Array) -> tuple[Array, Array]:
+    """([C] each component's direct attribution to ``logit[target]``, the LayerNorm-bias
+    term): together they sum to the logit."""
+    u = ro.wte[target]
+    attr = through_final_ln(components(cap, pos), ro, cap.final_inv_std[0, pos]) @ u
+    return attr, ro.ln_bias @ u
+
+
+def head_part(per_component: Array, n_layers: int, n_heads: int) -> Array:
+    """[L, H]: the heads' entries of a [C] array over the components."""
+    return per_component[2:].reshape(n_layers, n_heads + 2)[:, :n_heads]
+
+
+def attribution_share(attr: Array, total_abs: Array) -> Array:
+    """``attr / total_abs``: a term's share of the total absolute direct attribution.
+
+    ``total_abs`` is the sum of |attribution| over every term of the logit's exact split
+    (embeddings, each head, attention biases, MLPs and the final LayerNorm's bias), so the
+    share lies in [-1, 1], keeps the sign of the attribution and the shares' absolute values
+    add to 1, whatever the logit is: dividing by the logit itself, as before, gave a head
+    with +0.535 at a logit of -0.115 the "share" -4.67. When nothing is attributed at all
+    (``total_abs == 0``, so every ``attr`` is 0) the share is 0.
+    """
+    return attr / (total_abs + (total_abs == 0))
+
+
+def head_metrics(
+    cap: Capture, ro: Readout, pos: Array, target: Array, length: Array, src: Array
+) -> dict[str, Array]:
+    """Every head's score under every metric but ablation (``causal``), each [L, H]."""
+    pats = cap.patterns[0]  # [L, H, T, T]
+    n_layers, n_heads, t = pats.shape[0], pats.shape[1], pats.shape[-1]
+    attr, ln_bias = attributions(cap, ro, pos, target)
+    dla = head_part(attr, n_layers, n_heads)
+    total_abs = jnp.abs(attr).sum() + jnp.abs(ln_bias)
+    row = pats[:, :, pos]  # [L, H, T]
+    seen = jnp.arange(t) <= pos  # causal: later keys have weight 0
+    entropy = -jnp.where(seen, row * jnp.log(jnp.clip(row, 1e-12)), 0.0).sum(-1)
+    q = jnp.arange(1, t)
+    prev_mask = (q < length).astype(pats.dtype)  # real query positions after the first
+    prev = (pats[:, :, q, q - 1] * prev_mask).sum(-1) / jnp.maximum(prev_mask.sum(), 1.0)
+    return {
+        "dla": dla,
+        "share": attribution_share(dla, total_abs),
+        "attn_src": row[:, :, jnp.clip(src, 0, pos)],
+        "entropy": entropy,
+        "prev_token": prev,
+    }
+
+
+def source_attributions(
+    cap: Capture, ro: Readout, layer: Array, head: Array, pos: Array, target: Array
+) -> Array:
+    """[T] how much each source token adds to ``logit[target]`` at ``pos`` through one head.
+
+    Source s contributes ``pattern[pos, s] * v[s] @ w_o[head]``; through the final LayerNorm
+    (scale held) and the target's unembedding these sum to the head's direct attribution.
+    """
+    weights = cap.patterns[0, layer, head, pos]  # [T]
+    per_source = weights[:, None] * (cap.values[0, layer, head] @ ro.w_o[layer, head])  # [T, D]
+    return through_final_ln(per_source, ro, cap.final_inv_std[0, pos]) @ ro.wte[target]
+
+
+def logit_lens(cap: Capture, ro: Readout, eps: Array) -> tuple[Array, Array]:
+    """Top token and its probability for every layer boundary x position: [L+1, T] each.
+
+    Each residual is read through the final LayerNorm (its own statistics) and the tied
+    unembedding, as the model reads its last one.
+    """
+    resid = cap.resid[0]  # [L+1, T, D]
+    centred = resid - resid.mean(-1, keepdims=True)
+    normed = centred / jnp.sqrt((centred**2).mean(-1, keepdims=True) + eps)
+    probs = jax.nn.softmax((normed * ro.ln_scale + ro.ln_bias) @ ro.wte.T)  # [L+1, T, V]
+    top = probs.argmax(-1)
+    return top, jnp.take_along_axis(probs, top[..., None], -1)[..., 0]
+
+
+def prediction(cap: Capture, pos: Array) -> Array:
+    """[V] P(word) at ``pos``."""
+    return jax.nn.softmax(cap.logits[0, pos])
+
+
+@jax.jit
+def _step(cap, clean_logits, ro, pos, target, length, src, layer, head, eps) -> dict[str, Array]:
+    attr, ln_bias = attributions(cap, ro, pos, target)
+    lens_top, lens_prob = logit_lens(cap, ro, eps)
+    return {
+        "heads": head_metrics(cap, ro, pos, target, length, src),
+        "attr": attr,
+        "ln_bias": ln_bias,
+        "token_attr": source_attributions(cap, ro, layer, head, pos, target),
+        "probs": prediction(cap, pos),
+        "clean_probs": jax.nn.softmax(clean_logits),
+        "lens_top": lens_top,
+        "lens_prob": lens_prob,
+    }
+
+
+def _host_readout(params: Mapping[str, np.ndarray], cap: Capture) -> Readout:
+    """The readout in float64 numpy (stacked on the host: no device work)."""
+    w_o = [param(params, f"blocks.{i}.attn.w_o") for i in range(cap.head_out.shape[1])]
+    return Readout(
+        wte=np.asarray(param(params, "wte"), np.float64),
+        ln_scale=np.asarray(param(params, "ln_f.scale"), np.float64),
+        ln_bias=np.asarray(param(params, "ln_f.bias"), np.float64),
+        w_o=np.stack(w_o).astype(np.float64),
+    )
+
+
+def _float64(tree: Any) -> Any:
+    return jax.tree.map(
+        lambda a: (
+            np.asarray(a, np.float64)
+            if np.issubdtype(np.asarray(a).dtype, np.floating)
+            else np.asarray(a)
+        ),
+        tree,
+    )
+
+
+def one_step(
+    cap: Capture,
+    params: Mapping[str, np.ndarray],
+    *,
+    clean: Capture | None = None,
+    pos: int,
+    target: int,
+    length: int,
+    src: int,
+    layer: int,
+    head: int,
+    eps: float,
+) -> dict[str, Any]:
+    """Every metric of one captured pass, in float64 numpy: ``heads`` (metric -> [L, H]),
+    ``attr`` [C] with ``ln_bias`` (the exact split of the logit), ``token_attr`` [T] through
+    ``layer``/``head``, ``probs`` [V] at ``pos``, ``lens_top``/``lens_prob`` [L+1, T], and
+    ``clean_probs`` [V]: ``probs`` of ``clean`` (the unablated pass; default ``cap``).
+    Positions, target and head are traced: no prompt or selection ever recompiles."""
+    with jax.enable_x64(True):
+        clean_logits = np.asarray((cap if clean is None else clean).logits[0, pos], np.float64)
+        ro = _host_readout(params, cap)
+        out = _step(_float64(cap), clean_logits, ro, pos, target, length, src, layer, head, eps)
+        return jax.device_get(out)
+
+
+def one_prompt(cap: Capture, b: int) -> Capture:
+    """The capture of prompt ``b`` of a batch, as a batch of one."""
+    shared = ("pos_emb", "attn_bias")  # no batch axis
+    return cap.replace(
+        **{f: getattr(cap, f)[b : b + 1] for f in cap.__dataclass_fields__ if f not in shared}
+    )
+
+
+def evaluate(fn, cap: Capture, params: Mapping[str, np.ndarray], *args: Any) -> Any:
+    """``fn(cap, readout, *args)`` eagerly in float64, numpy in and out (the numpy-facing
+    helpers of ``analysis``)."""
+    with jax.enable_x64(True):
+        return jax.device_get(fn(_float64(cap), _host_readout(params, cap), *args))
