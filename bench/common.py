@@ -11,8 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training import checkpoint as ckpt  # noqa: E402
 from training import runtime  # noqa: E402
-from training.config import ModelConfig, TrainConfig  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
 from training.corpus import builtin_corpus  # noqa: E402
+from training.model.config import ModelConfig  # noqa: E402
 from training.train import train  # noqa: E402
 
 # XLA's CPU flags, before JAX starts: every bench but train_bench imports this module first.

@@ -57,7 +57,8 @@ import json, sys, time
 t0 = time.perf_counter()
 from training import runtime
 runtime.configure()  # XLA's CPU flags, as interp-train sets them
-from training.config import ModelConfig, TrainConfig
+from training.config import TrainConfig
+from training.model.config import ModelConfig
 from training.corpus import load_corpus
 from training.train import train
 imports = time.perf_counter() - t0

@@ -13,8 +13,9 @@ import tempfile
 import time
 
 from training import runtime
-from training.config import ModelConfig, TrainConfig
+from training.config import TrainConfig
 from training.corpus import builtin_corpus
+from training.model.config import ModelConfig
 from training.train import train
 
 

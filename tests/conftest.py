@@ -46,8 +46,9 @@ from tests import browser
 from training import cli as training_cli
 from training import runtime
 from training import train as training_train
-from training.config import ModelConfig, TrainConfig
+from training.config import TrainConfig
 from training.corpus import builtin_corpus
+from training.model.config import ModelConfig
 from training.train import train
 
 runtime.configure()  # XLA's CPU flags (two host devices), before any test starts JAX

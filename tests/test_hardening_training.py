@@ -16,8 +16,9 @@ import pytest
 
 from training import checkpoint as ckpt
 from training.cli import main
-from training.config import ModelConfig, TrainConfig
+from training.config import TrainConfig
 from training.corpus import builtin_corpus
+from training.model.config import ModelConfig
 from training.tokenizer import Tokenizer
 from training.train import train
 

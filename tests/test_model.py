@@ -1,5 +1,7 @@
-"""Parameter count and the exact decompositions of DESIGN.md, on random and trained weights."""
+"""Parameter count, the exact decompositions of DESIGN.md on random and trained weights, and
+the reference and fast attention paths computing the same model."""
 
+import dataclasses
 import functools
 
 import jax
@@ -10,9 +12,12 @@ from flax import nnx
 
 from interp_app.core.analysis import direct_logit_attribution, source_attributions
 from training import checkpoint as ckpt
-from training.config import ModelConfig
 from training.corpus import builtin_corpus
-from training.model.gpt import GPT, capture, count_params
+from training.loss import mean_cross_entropy
+from training.model import fast, gpt
+from training.model.config import ModelConfig
+from training.model.dropout import NO_DROPOUT
+from training.model.gpt import GPT, Capture, Intervention, capture, count_params
 from training.model.params import flat_params, unflatten_params
 from training.tokenizer import Tokenizer
 
@@ -27,9 +32,9 @@ def test_init_matches_the_article():
     assert np.all(flat["blocks.0.attn.b_o"] == 0) and np.all(flat["ln_f.scale"] == 1)
 
 
-def _random_model(seed=1):
+def _random_model(seed=1, cfg=None):
     """Random weights with non-trivial biases and LayerNorm parameters everywhere."""
-    cfg = ModelConfig()
+    cfg = cfg or ModelConfig()
     graphdef, params = nnx.split(GPT(cfg, nnx.Rngs(seed)))
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
@@ -215,18 +220,115 @@ def test_a_shard_draws_its_rows_of_the_whole_batch_masks():
 
 
 @pytest.mark.parametrize("heads", [1, 2, 4])
-def test_attention_equals_plain_per_head_attention(heads):
-    """The head-masked query rows (one product for all heads) against heads on a batch axis."""
+def test_fast_attention_pieces_equal_the_reference(heads):
+    """The head-masked query rows (one product for all heads) against heads on their own axis."""
     cfg = ModelConfig(n_heads=heads, d_model=24, n_layers=1)
     attn = GPT(cfg, nnx.Rngs(params=3)).blocks[0].attn
     x = jax.random.normal(jax.random.key(0), (3, cfg.context, cfg.d_model))
-    pattern, v = attn.pattern_and_values(x)
-    q, k, v_heads = jnp.einsum("btd,dchk->cbhtk", x, attn.w_qkv[...])
-    scores = jnp.einsum("bhqk,bhsk->bhqs", q, k) / np.sqrt(cfg.d_head)
-    causal = jnp.tril(jnp.ones((cfg.context, cfg.context), bool))
-    want = jax.nn.softmax(jnp.where(causal, scores, -jnp.inf), axis=-1)
-    np.testing.assert_allclose(pattern, want, atol=1e-6)
-    np.testing.assert_allclose(attn.split_heads(v), v_heads, atol=1e-6)
-    z = jnp.einsum("bhqs,bhsk->bhqk", want, v_heads)
-    out = jnp.einsum("bhqk,hkd->bqd", z, attn.w_o[...]) + attn.b_o[...]
-    np.testing.assert_allclose(attn.combine(pattern, v), out, atol=1e-6)
+    want = attn.reference(x)
+    pattern, v = fast.pattern_and_values(attn.w_qkv[...], x)
+    np.testing.assert_allclose(pattern, want.pattern, atol=1e-6)
+    np.testing.assert_allclose(fast.split_heads(v, cfg.d_head), want.values, atol=1e-6)
+    out = fast.combine(attn.w_o[...], attn.b_o[...], pattern, v)
+    np.testing.assert_allclose(out, want.out, atol=1e-6)
+
+
+# The two attention paths, compared on every output. Eager (not jitted), so a path
+# monkeypatched by a test is the one that runs.
+
+PATH_CONFIG = ModelConfig(vocab_size=23, n_layers=3, n_heads=4, d_model=24)
+
+
+def _intervention(cfg, batch, seed):
+    """Some heads and residual positions replaced by random vectors, the rest kept."""
+    r = np.random.default_rng(seed)
+    L, H, T, D = cfg.n_layers, cfg.n_heads, cfg.context, cfg.d_model
+    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    return Intervention(
+        head_keep=f32(r.integers(0, 2, (L, H))),
+        head_value=f32(r.normal(size=(batch, L, H, T, D))),
+        resid_keep=f32(r.integers(0, 2, (L + 1, T))),
+        resid_value=f32(r.normal(size=(batch, L + 1, T, D))),
+    )
+
+
+def _path_differences(cfg, seed, intervention):
+    """Per field of the capture (and the logits of the plain forward pass): the largest
+    difference between the two paths, and the tolerance it must keep within."""
+    _, graphdef, params = _random_model(seed, cfg)
+    model = nnx.merge(graphdef, params)
+    tokens = jax.random.randint(jax.random.key(seed), (3, cfg.context), 0, cfg.vocab_size)
+    iv = _intervention(cfg, tokens.shape[0], seed) if intervention else None
+    runs = {
+        path: model(tokens, attention=path, capture=True, intervention=iv)
+        for path in ("reference", "fast")
+    }
+    out = {}
+    for field in dataclasses.fields(Capture):
+        ref, fst = (np.asarray(getattr(runs[p], field.name)) for p in ("reference", "fast"))
+        assert ref.shape == fst.shape, field.name
+        out[field.name] = (np.abs(ref - fst).max(), 1e-5 * max(1.0, np.abs(ref).max()))
+    ref, fst = (np.asarray(model(tokens, attention=p)) for p in ("reference", "fast"))
+    out["forward logits"] = (np.abs(ref - fst).max(), 1e-5 * max(1.0, np.abs(ref).max()))
+    return out
+
+
+@pytest.mark.parametrize("intervention", [False, True], ids=["plain", "intervention"])
+def test_reference_and_fast_paths_agree(intervention):
+    """Logits and every capture field, with and without an intervention, dropout off."""
+    for name, (diff, tol) in _path_differences(PATH_CONFIG, 0, intervention).items():
+        assert diff <= tol, f"{name}: the paths differ by {diff:.2e}"
+
+
+@pytest.mark.parametrize(("wrong", "intervention"), [("fast", False), ("reference", True)])
+def test_the_path_comparison_catches_a_wrong_path(monkeypatch, wrong, intervention):
+    """The two paths are different code: a small error in either one is caught."""
+    if wrong == "fast":
+        real = gpt.fast_attention
+
+        def skewed(w_qkv, *args):  # one head's queries slightly off
+            return real(w_qkv.at[:, 0, -1].multiply(1.01), *args)
+
+        monkeypatch.setattr(gpt, "fast_attention", skewed)
+    else:
+        real = gpt.CausalSelfAttention.reference
+
+        def skewed(self, x, drop=NO_DROPOUT):  # one head's values slightly off
+            got = real(self, x, drop)
+            return got._replace(values=got.values.at[:, -1].multiply(1.001))
+
+        monkeypatch.setattr(gpt.CausalSelfAttention, "reference", skewed)
+    diffs = _path_differences(PATH_CONFIG, 0, intervention)
+    assert any(diff > tol for diff, tol in diffs.values())
+
+
+def test_the_paths_train_alike():
+    """Loss and gradients agree with dropout on (both paths apply the same masks)."""
+    cfg = PATH_CONFIG
+    _, graphdef, params = _random_model(2, cfg)
+    batch = jax.random.randint(jax.random.key(2), (8, cfg.context + 1), 0, cfg.vocab_size)
+
+    @jax.jit
+    def both(params):
+        def loss(params, path):
+            model = nnx.merge(graphdef, params)
+            logits = model(batch[:, :-1], attention=path, dropout_key=jax.random.key(7))
+            return mean_cross_entropy(logits, batch[:, 1:])
+
+        return [jax.value_and_grad(loss)(params, path) for path in ("reference", "fast")]
+
+    (ref_loss, ref_grads), (fast_loss, fast_grads) = both(params)
+    np.testing.assert_allclose(ref_loss, fast_loss, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(ref_grads), jax.tree.leaves(fast_grads), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6 * max(1.0, float(np.abs(a).max())))
+
+
+def test_a_checkpoint_loads_in_either_path():
+    """One parameter schema: names written from one model load and run on both paths."""
+    cfg, graphdef, params = _random_model(4)
+    _, loaded = unflatten_params(cfg, flat_params(params))
+    tokens = _tokens(cfg)
+    want = capture(graphdef, params, tokens)
+    for path in ("reference", "fast"):
+        got = capture(graphdef, loaded, tokens, attention=path)
+        np.testing.assert_allclose(got.logits, want.logits, atol=1e-5)

@@ -10,8 +10,9 @@ import numpy as np
 
 from tests.browser import train_command
 from training import checkpoint as ckpt
-from training.config import ModelConfig, TrainConfig
+from training.config import TrainConfig
 from training.corpus import builtin_corpus
+from training.model.config import ModelConfig
 from training.train import train
 
 

@@ -7,8 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from training.config import ModelConfig, TrainConfig
-from training.model.gpt import dropout_seed, init_params
+from training.config import TrainConfig
+from training.model.config import ModelConfig
+from training.model.dropout import dropout_seed
+from training.model.gpt import init_params
 from training.steps import (
     data_mesh,
     data_parallel,

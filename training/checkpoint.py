@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save
 
-from training.config import ModelConfig, TrainConfig
+from training.config import TrainConfig
+from training.model.config import ModelConfig
 from training.tokenizer import Tokenizer
 
 FORMAT = 1

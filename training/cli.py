@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training.config import ModelConfig, TrainConfig
+from training.config import TrainConfig
+from training.model.config import ModelConfig
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from training.loss import mean_cross_entropy
-from training.model.gpt import dropout_seed
+from training.model.dropout import dropout_seed
 
 
 def sequence_loss(

@@ -21,8 +21,9 @@ import numpy as np
 import optax
 
 from training import checkpoint as ckpt
-from training.config import ModelConfig, TrainConfig
+from training.config import TrainConfig
 from training.corpus import Corpus, check_fits
+from training.model.config import ModelConfig
 from training.model.gpt import init_params
 from training.model.params import (
     abstract_model,

@@ -1,5 +1,12 @@
-"""The model: config, forward pass, capture and interventions, parameter schema."""
+"""The model: start at ``gpt.py`` (the readable reference, with the ``attention`` switch).
 
-from training.model.gpt import GPT, Capture, Intervention, capture
+``config`` its configuration; ``gpt`` the model; ``fast`` the fast attention path training
+uses; ``interp`` capture and interventions (the interpretability contract); ``dropout`` the
+hashed dropout masks; ``norm`` LayerNorm's closed-form gradient; ``params`` the
+checkpoint's parameter schema.
+"""
 
-__all__ = ["GPT", "Capture", "Intervention", "capture"]
+from training.model.config import ModelConfig
+from training.model.gpt import GPT, AttentionPath, Capture, Intervention, capture
+
+__all__ = ["GPT", "AttentionPath", "Capture", "Intervention", "ModelConfig", "capture"]

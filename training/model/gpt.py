@@ -1,65 +1,56 @@
-"""The seed article's GPT as a Flax NNX module, with one forward pass for training and capture.
+"""The GPT, written to be read first: nanoGPT's model.py in Flax NNX, shapes in comments.
 
-Shapes in comments: B batch, T positions, D d_model, H heads, K d_head, M d_mlp, V vocab,
-L layers. Weights are laid out per head (``w_qkv[D, 3, H, K]``, ``w_o[H, K, D]``) so that every
-head's own contribution to the residual stream is one einsum away, and training runs all
-heads in one einsum.
+Shapes: B batch, T positions, D d_model, H heads, K head size (D / H), M d_mlp, V vocab,
+L layers.
+
+    tokens [B, T]
+    x = token embedding + position embedding                       [B, T, D]
+    L blocks:  x = x + attention(LN(x));  x = x + MLP(LN(x))       (pre-LayerNorm)
+    logits = LN(x) @ wte.T                                         [B, T, V] (tied embeddings)
+
+One switch, ``attention``, picks how attention is computed; both read and write the same
+parameters, so a checkpoint loads in either:
+
+- ``"reference"``: :meth:`CausalSelfAttention.reference` below, the obvious way (q, k and v
+  per head, each head's output, their sum);
+- ``"fast"`` (the default, what training runs): ``training.model.fast``, the same numbers
+  with all heads in one product, which XLA's CPU backend runs faster.
+
+Weights are laid out per head (``w_qkv[D, 3, H, K]``, ``w_o[H, K, D]``) so that every head's
+own contribution to the residual stream is one einsum away. Capture and interventions (the
+interpretability contract) are ``training.model.interp``; dropout is
+``training.model.dropout``; the checkpoint's parameter names are ``training.model.params``.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx, struct
+from flax import nnx
 
-from training.config import ModelConfig
+from training.model.config import ModelConfig
+from training.model.dropout import NO_DROPOUT, LayerDropout, dropout_masks, dropout_seed
+from training.model.fast import fast_attention
+from training.model.interp import Attended, Capture, Intervention, Recorder, capture
 from training.model.norm import layer_norm
-from training.products import dense, dense_t, matmul, matmul_nt, split3
+from training.products import dense, dense_t
 
+__all__ = [
+    "GPT",
+    "AttentionPath",
+    "Capture",
+    "Intervention",
+    "capture",
+    "count_params",
+    "dropout_seed",
+    "init_model",
+    "init_params",
+]
 
-@struct.dataclass
-class Capture:
-    """Every internal the app shows, from one pass. Leading axis B everywhere but the biases."""
-
-    tokens: jax.Array  # [B, T]
-    tok_emb: jax.Array  # [B, T, D]
-    pos_emb: jax.Array  # [T, D]
-    resid: jax.Array  # [B, L+1, T, D] residual stream at each layer boundary
-    resid_mid: jax.Array  # [B, L, T, D] after attention, before the MLP
-    patterns: jax.Array  # [B, L, H, Tq, Tk]
-    values: jax.Array  # [B, L, H, T, K]
-    head_out: jax.Array  # [B, L, H, T, D] each head's own write to the residual
-    attn_bias: jax.Array  # [L, D] attention output bias
-    attn_out: jax.Array  # [B, L, T, D] attention block output (heads + bias)
-    mlp_out: jax.Array  # [B, L, T, D]
-    final_inv_std: jax.Array  # [B, T] final LayerNorm's 1/sqrt(var + eps)
-    final: jax.Array  # [B, T, D] after the final LayerNorm
-    logits: jax.Array  # [B, T, V]
-
-
-@struct.dataclass
-class Intervention:
-    """Replace chosen head outputs and residual vectors with given ones, as data.
-
-    ``keep`` is 1 where the model's own value stays and 0 where ``value`` replaces it, so
-    ablating or patching any set of heads or positions reuses one compilation.
-    """
-
-    head_keep: jax.Array  # [L, H]
-    head_value: jax.Array  # [B, L, H, T, D]
-    resid_keep: jax.Array  # [L+1, T] residual stream at each layer boundary
-    resid_value: jax.Array  # [B, L+1, T, D]
-
-    def at_boundary(self, x: jax.Array, layer: int) -> jax.Array:
-        t = x.shape[1]
-        keep = self.resid_keep[layer, :t, None]
-        return keep * x + (1.0 - keep) * self.resid_value[:, layer, :t]
-
-    def on_heads(self, heads: jax.Array, layer: int) -> jax.Array:
-        t = heads.shape[2]
-        keep = self.head_keep[layer][None, :, None, None]
-        return keep * heads + (1.0 - keep) * self.head_value[:, layer, :, :t]
+AttentionPath = Literal["reference", "fast"]
 
 
 def _normal(rngs: nnx.Rngs, shape: tuple[int, ...], std: float) -> nnx.Param:
@@ -73,63 +64,44 @@ def _zeros(*shape: int) -> nnx.Param:
 
 
 class LayerNorm(nnx.Module):
-    def __init__(self, d: int, eps: float):
-        self.scale = nnx.Param(jnp.ones((d,), jnp.float32))
-        self.bias = _zeros(d)
+    def __init__(self, d_model: int, eps: float):
+        self.scale = nnx.Param(jnp.ones((d_model,), jnp.float32))
+        self.bias = _zeros(d_model)
         self.eps = eps
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Returns the output and 1/std, which attribution holds fixed."""
+        """[..., D] -> the normalised output [..., D] and 1/std [...] (attribution holds it
+        fixed); ``training.model.norm`` gives it a closed-form gradient."""
         return layer_norm(x, self.scale[...], self.bias[...], self.eps)
 
 
-class Attention(nnx.Module):
+class CausalSelfAttention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        d, h, k = cfg.d_model, cfg.n_heads, cfg.d_head
-        self.w_qkv = _normal(rngs, (d, 3, h, k), cfg.init_std)  # no bias, as in the article
-        self.w_o = _normal(rngs, (h, k, d), cfg.init_std)
-        self.b_o = _zeros(d)
+        d_model, n_heads, head_size = cfg.d_model, cfg.n_heads, cfg.d_head
+        # queries, keys and values of every head from one matrix; no bias, as in the article
+        self.w_qkv = _normal(rngs, (d_model, 3, n_heads, head_size), cfg.init_std)
+        self.w_o = _normal(rngs, (n_heads, head_size, d_model), cfg.init_std)
+        self.b_o = _zeros(d_model)
 
-    def pattern_and_values(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Attention patterns [B, H, Tq, Tk] and values [B, T, H*K], heads side by side."""
-        b, t, d = x.shape
-        _, _, h, k = self.w_qkv.shape
-        qkv = dense(x, self.w_qkv[...].reshape(d, 3 * h * k)).reshape(b, t, 3, h * k)
-        q, k_, v = split3(qkv)  # each [B, T, H*K]
-        # Row block h of the queries keeps only head h's dimensions, so one product over all
-        # H*K dimensions gives every head's scores, and heads never move to a batch axis
-        # (on the CPU, those transposes cost more than the products themselves).
-        blocks = _head_blocks(h, k)
-        # Unrolled over heads: XLA's CPU backend reduces over a short middle axis slowly.
-        q_rows = jnp.concatenate([q * blocks[i] for i in range(h)], axis=1)  # [B, H*T, H*K]
-        scores = matmul_nt(q_rows, k_).reshape(b, h, t, t) * (k**-0.5)
-        causal = jnp.tril(jnp.ones((t, t), bool))
-        scores = jnp.where(causal, scores, -jnp.inf)
-        return jax.nn.softmax(scores, axis=-1), v
+    def __call__(
+        self, x: jax.Array, path: AttentionPath, drop: LayerDropout, each_head: bool
+    ) -> Attended:
+        """x [B, T, D] -> pattern, values, each head's output and their sum [B, T, D]."""
+        if path == "fast":
+            return fast_attention(self.w_qkv[...], self.w_o[...], self.b_o[...], x, drop, each_head)
+        return self.reference(x, drop)
 
-    def combine(self, pattern: jax.Array, v: jax.Array) -> jax.Array:
-        """Patterns [B, H, T, T] and values [B, T, H*K] -> attention output [B, T, D]."""
-        b, h, t, _ = pattern.shape
-        hk = v.shape[-1]
-        mixed = matmul(pattern.reshape(b, h * t, t), v).reshape(b, h, t, hk)
-        blocks = _head_blocks(h, hk // h)
-        z = sum(mixed[:, i] * blocks[i] for i in range(h))  # head i's own dimensions, block i
-        return dense(z, self.w_o[...].reshape(hk, -1)) + self.b_o[...]  # [B, T, D]
-
-    def split_heads(self, v: jax.Array) -> jax.Array:
-        """[B, T, H*K] -> [B, H, T, K]."""
-        b, t, _ = v.shape
-        _, k, _ = self.w_o.shape
-        return jnp.transpose(v.reshape(b, t, -1, k), (0, 2, 1, 3))
-
-    def per_head(self, pattern: jax.Array, v: jax.Array) -> jax.Array:
-        z = jnp.einsum("bhqs,bhsk->bhqk", pattern, self.split_heads(v))
-        return jnp.einsum("bhqk,hkd->bhqd", z, self.w_o[...])  # [B, H, T, D]
-
-
-def _head_blocks(h: int, k: int) -> jax.Array:
-    """[H, 1, H*K]: 1 where a dimension belongs to head h, else 0."""
-    return (jnp.arange(h * k) // k == jnp.arange(h)[:, None])[:, None, :].astype(jnp.float32)
+    def reference(self, x: jax.Array, drop: LayerDropout = NO_DROPOUT) -> Attended:
+        """Attention the obvious way: every head on its own axis."""
+        T = x.shape[1]
+        head_size = self.w_qkv.shape[-1]
+        q, k, v = jnp.einsum("btd,dshe->sbhte", x, self.w_qkv[...])  # each [B, H, T, K]
+        scores = q @ jnp.swapaxes(k, -1, -2) / np.sqrt(head_size)  # [B, H, Tq, Tk]
+        causal = jnp.tril(jnp.ones((T, T), bool))  # a query sees its own and earlier positions
+        pattern = jax.nn.softmax(jnp.where(causal, scores, -jnp.inf), axis=-1)  # [B, H, Tq, Tk]
+        mixed = drop(pattern, drop.pattern) @ v  # [B, H, T, K]: values weighted by attention
+        heads = jnp.einsum("bhte,hed->bhtd", mixed, self.w_o[...])  # [B, H, T, D]
+        return Attended(pattern, v, heads, heads.sum(1) + self.b_o[...])  # out [B, T, D]
 
 
 class MLP(nnx.Module):
@@ -140,6 +112,7 @@ class MLP(nnx.Module):
         self.b_out = _zeros(cfg.d_model)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        # dense(x, w) is x @ w (``training.products`` gives it a gradient the CPU runs fast)
         hidden = jax.nn.relu(dense(x, self.w_in[...]) + self.b_in[...])  # [B, T, M]
         return dense(hidden, self.w_out[...]) + self.b_out[...]  # [B, T, D]
 
@@ -147,43 +120,23 @@ class MLP(nnx.Module):
 class Block(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.ln1 = LayerNorm(cfg.d_model, cfg.ln_eps)
-        self.attn = Attention(cfg, rngs)
+        self.attn = CausalSelfAttention(cfg, rngs)
         self.ln2 = LayerNorm(cfg.d_model, cfg.ln_eps)
         self.mlp = MLP(cfg, rngs)
 
-
-def _mix32(x: jax.Array) -> jax.Array:
-    """A bijective 32-bit integer hash with good avalanche (Wellons' lowbias32)."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = x * jnp.uint32(0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def _hash_bits(
-    seed: jax.Array, site: int, shape: tuple[int, ...], first_row: jax.Array | int = 0
-) -> jax.Array:
-    """32 pseudo-random bits per element, from (seed, site, index); hashing the index before
-    mixing in the seed keeps two seeds' streams from being shifted copies of each other.
-
-    ``first_row`` is where these rows start in the whole batch, so a device holding a shard
-    of the batch draws exactly the bits the whole batch would have.
-    """
-    row = int(np.prod(shape[1:]))
-    start = jnp.asarray(first_row, jnp.uint32) * jnp.uint32(row)
-    index = (jnp.arange(int(np.prod(shape)), dtype=jnp.uint32) + start).reshape(shape)
-    salted = seed ^ jnp.uint32((site * 0x9E3779B9) & 0xFFFFFFFF)
-    return _mix32(_mix32(index) ^ salted)
-
-
-def dropout_seed(key: jax.Array) -> jax.Array:
-    """The 32-bit seed a step's dropout masks are hashed from."""
-    return jax.random.bits(key, (), jnp.uint32)
-
-
-def _dropout(x: jax.Array, keep: jax.Array | None, rate: float) -> jax.Array:
-    return x if keep is None else jnp.where(keep, x / (1.0 - rate), 0.0)
+    def __call__(
+        self, x: jax.Array, layer: int, path: AttentionPath, drop: LayerDropout, rec: Recorder
+    ) -> jax.Array:
+        """x [B, T, D] -> x [B, T, D]; ``rec`` records (and may replace) what it passes."""
+        h, _ = self.ln1(x)
+        attended = self.attn(h, path, drop, each_head=rec.wants_heads)
+        attn_out = rec.attention(layer, attended, self.attn.b_o[...])  # [B, T, D]
+        x = x + drop(attn_out, drop.attn)
+        rec.record(resid_mid=x)
+        h, _ = self.ln2(x)
+        mlp_out = self.mlp(h)  # [B, T, D]
+        rec.record(mlp_out=mlp_out)
+        return x + drop(mlp_out, drop.mlp)
 
 
 class GPT(nnx.Module):
@@ -196,36 +149,11 @@ class GPT(nnx.Module):
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
         self.ln_f = LayerNorm(cfg.d_model, cfg.ln_eps)
 
-    def _masks(
-        self, key: jax.Array | None, b: int, t: int, first_row: jax.Array | int = 0
-    ) -> list[tuple] | None:
-        """All dropout masks of a step, three sites per layer, from one 32-bit seed (given,
-        or drawn from a PRNG key with :func:`dropout_seed`).
-
-        Each element's keep bit is a hash of (seed, site, element index), computed where the
-        mask is applied: XLA fuses it into the consumer, so no random tensor is drawn or
-        stored (drawing 100k random bits per step with threefry, then slicing them into
-        masks, cost a third of a training step here). The keep threshold is exact to 2^-32.
-        """
-        cfg = self.cfg
-        if key is None or cfg.dropout == 0.0:
-            return None
-        is_key = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-        seed = dropout_seed(key) if is_key else key.astype(jnp.uint32)
-        shapes = [(b, cfg.n_heads, t, t), (b, t, cfg.d_model), (b, t, cfg.d_model)]
-        threshold = jnp.uint32(min(round(cfg.dropout * 2**32), 2**32 - 1))
-        return [
-            tuple(
-                _hash_bits(seed, layer * len(shapes) + site, shape, first_row) >= threshold
-                for site, shape in enumerate(shapes)
-            )
-            for layer in range(cfg.n_layers)
-        ]
-
     def __call__(
         self,
         tokens: jax.Array,
         *,
+        attention: AttentionPath = "fast",
         dropout_key: jax.Array | None = None,
         first_row: jax.Array | int = 0,
         capture: bool = False,
@@ -233,65 +161,30 @@ class GPT(nnx.Module):
     ) -> jax.Array | Capture:
         """tokens [B, T] -> logits [B, T, V]; with ``capture`` the full :class:`Capture`.
 
-        Dropout is on only when a key is given, so evaluation and capture are deterministic;
-        ``first_row`` places a shard of the batch, so its masks are the whole batch's.
-        With an ``intervention`` the attention output is summed from the (replaced) heads.
+        ``attention`` picks the path (same numbers either way). Dropout is on only when a
+        key is given, so evaluation and capture are deterministic; ``first_row`` places a
+        shard of the batch, so its masks are the whole batch's. An ``intervention``
+        replaces residual vectors and head outputs (``training.model.interp``).
         """
-        iv = intervention
-        cfg = self.cfg
         b, t = tokens.shape
-        masks = self._masks(dropout_key, b, t, first_row)
+        drops = dropout_masks(self.cfg, dropout_key, b, t, first_row)
+        rec = Recorder(capture, intervention)
         # one-hot matmul, not a gather: its gradient is a matmul, not a slow CPU scatter-add
-        tok_emb = dense(jax.nn.one_hot(tokens, cfg.vocab_size, dtype=jnp.float32), self.wte[...])
+        one_hot = jax.nn.one_hot(tokens, self.cfg.vocab_size, dtype=jnp.float32)
+        tok_emb = dense(one_hot, self.wte[...])  # [B, T, D]
         pos_emb = self.wpe[...][:t]  # [T, D]
         x = tok_emb + pos_emb
-        rec: dict[str, list[jax.Array]] = {
-            k: [] for k in ("resid", "mid", "pat", "v", "head", "ao", "mlp")
-        }
-        for layer, block in enumerate(self.blocks):
-            keep_pat, keep_attn, keep_mlp = masks[layer] if masks else (None, None, None)
-            if iv is not None:
-                x = iv.at_boundary(x, layer)
-            rec["resid"].append(x)
-            h, _ = block.ln1(x)
-            pattern, v = block.attn.pattern_and_values(h)
-            heads = None
-            if iv is not None:
-                heads = iv.on_heads(block.attn.per_head(pattern, v), layer)
-                attn_out = heads.sum(1) + block.attn.b_o[...]
-            else:
-                attn_out = block.attn.combine(_dropout(pattern, keep_pat, cfg.dropout), v)
-            x = x + _dropout(attn_out, keep_attn, cfg.dropout)
-            rec["mid"].append(x)
-            h, _ = block.ln2(x)
-            mlp_out = block.mlp(h)
-            x = x + _dropout(mlp_out, keep_mlp, cfg.dropout)
-            if capture:
-                rec["pat"].append(pattern)
-                rec["v"].append(block.attn.split_heads(v))
-                rec["head"].append(heads if heads is not None else block.attn.per_head(pattern, v))
-                rec["ao"].append(attn_out)
-                rec["mlp"].append(mlp_out)
-        if iv is not None:
-            x = iv.at_boundary(x, cfg.n_layers)
-        final, inv_std = self.ln_f(x)
-        logits = dense_t(final, self.wte[...])  # [B, T, V]
+        for layer, (block, drop) in enumerate(zip(self.blocks, drops, strict=True)):
+            x = block(rec.boundary(x, layer), layer, attention, drop, rec)
+        x = rec.boundary(x, self.cfg.n_layers)
+        final, inv_std = self.ln_f(x)  # [B, T, D], [B, T]
+        logits = dense_t(final, self.wte[...])  # [B, T, V]: final @ wte.T
         if not capture:
             return logits
-        rec["resid"].append(x)
-        stack = lambda name: jnp.stack(rec[name], axis=1)  # noqa: E731
-        return Capture(
+        return rec.result(
             tokens=tokens,
             tok_emb=tok_emb,
             pos_emb=pos_emb,
-            resid=stack("resid"),
-            resid_mid=stack("mid"),
-            patterns=stack("pat"),
-            values=stack("v"),
-            head_out=stack("head"),
-            attn_bias=jnp.stack([blk.attn.b_o[...] for blk in self.blocks]),
-            attn_out=stack("ao"),
-            mlp_out=stack("mlp"),
             final_inv_std=inv_std,
             final=final,
             logits=logits,
@@ -311,16 +204,3 @@ def init_params(cfg: ModelConfig, seed: int = 0) -> tuple[nnx.GraphDef, nnx.Stat
 
 def count_params(model: GPT) -> int:
     return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
-
-
-def _capture(
-    graphdef: nnx.GraphDef,
-    params: nnx.State,
-    tokens: jax.Array,
-    intervention: Intervention | None = None,
-) -> Capture:
-    return nnx.merge(graphdef, params)(tokens, capture=True, intervention=intervention)
-
-
-#: One jitted pass returning every internal; the graph definition is static (hashable).
-capture = jax.jit(_capture, static_argnums=0)

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from training.config import ModelConfig
+from training.model.config import ModelConfig
 from training.model.gpt import GPT
 
 
