@@ -63,7 +63,7 @@ def main() -> None:
         for rep in range(5):
             prompt = " ".join(words[:length]) + (" so" * 0)
             s = {**sel, "prompt": prompt + ("" if rep == 0 else " " + "i" * 0), "pos": length - 1}
-            client.app.server.config["RUN_STORE"].forget_results()
+            client.app.server.config["ANALYZER"].forget_results()
             t0 = time.perf_counter()
             client.render(s)
             costs.append((time.perf_counter() - t0) * 1000)

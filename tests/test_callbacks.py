@@ -8,11 +8,12 @@ import shutil
 import pytest
 
 from interp_app.core.causal import MODES
+from interp_app.panels import REGISTRY
 from interp_app.server.app import create_app
-from interp_app.ui.callbacks import PANELS
 from tests.dash_client import DashClient
 
 PROMPT = "i like spicy so i like"
+PANELS = tuple(p.figure[0] for p in REGISTRY if p.outputs and p.figure[1] == "figure")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def _notices(r) -> str:
 
 def test_page_opens_on_the_default_view(client, start, small_root, query):
     _, summary = small_root
-    vocab = client.app.server.config["RUN_STORE"].info("small").tokenizer.vocab
+    vocab = client.app.server.config["ANALYZER"].store.info("small").tokenizer.vocab
     assert start == {
         "run": "small",
         "step": summary.steps[-1],

@@ -4,7 +4,8 @@ what the trained default run reads there (``chili``, the article's attention: sl
 import numpy as np
 import pytest
 
-from interp_app.core.store import RunStore, encode_prompt
+from interp_app.core.analyzer import Analyzer
+from interp_app.core.store import RunStore
 from interp_app.core.view import compute_forward, resolve
 from interp_app.panels.figures3d import forward_figure
 from interp_app.server.app import create_app
@@ -15,12 +16,12 @@ TWELVE = "i like spicy so i like chili and lemon is so sour"
 
 @pytest.fixture(scope="module")
 def store(default_root):
-    return RunStore(default_root[0])
+    return Analyzer(RunStore(default_root[0]))
 
 
 @pytest.fixture(scope="module")
 def small(small_root):
-    return RunStore(small_root[0])
+    return Analyzer(RunStore(small_root[0]))
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_final_like_is_read_as_chili_and_the_rankings_are_reported(store):
     vocab = list(fwd.vocab)
     # the prediction: the final LayerNorm output's dot product with each embedding
     assert vocab[int(fwd.pred_ids[0])] == "chili"
-    prompt = encode_prompt(store.info(sel.run).tokenizer, 6, sel.prompt)
+    prompt = store.encode(sel.run, sel.prompt)
     logits = np.asarray(store.capture(sel.run, sel.step, prompt).logits[0, sel.pos])
     np.testing.assert_allclose(fwd.pred_dots, logits[fwd.pred_ids], rtol=1e-5, atol=1e-5)
     # the cosine rankings: one per layer boundary and one of the final LN output, best first
@@ -125,8 +126,8 @@ def test_panels_through_the_endpoint_and_a_line_click(client):
     assert strong and set(strong) == {"L0H1"}
     assert client.last_bytes < len(str(fig)) / 10
     cells = table["data"][0]["cells"]["values"]
-    store = client.app.server.config["RUN_STORE"]
-    fwd = compute_forward(store, resolve(store, {})[0])  # the default view, as sel
+    analyzer = client.app.server.config["ANALYZER"]
+    fwd = compute_forward(analyzer, resolve(analyzer, {})[0])  # the default view, as sel
     assert cells[1][-1] == fwd.vocab[int(fwd.pred_ids[0])]  # the prediction row: its top word
     line = _traces(fig, "attn")[0]
     head, query = line["customdata"][0]

@@ -303,7 +303,8 @@ def test_timelines_over_more_steps_than_the_cache_read_each_checkpoint_once(
 ):
     """Regression: with more checkpoints than ``--cache-steps``, every new prompt's timeline
     evicted each step before its next use and read them all again (1.6-3.7 s at 1,501)."""
-    from interp_app.core.store import RunStore, encode_prompt
+    from interp_app.core.analyzer import Analyzer
+    from interp_app.core.store import RunStore
     from training import checkpoint as ckpt
 
     src, _ = small_root
@@ -314,7 +315,8 @@ def test_timelines_over_more_steps_than_the_cache_read_each_checkpoint_once(
     last = ckpt.step_dir(src / "small", 300)
     for i in range(40):
         shutil.copytree(last, ckpt.step_dir(run, i))
-    store = RunStore(root, param_cache=8)
+    analyzer = Analyzer(RunStore(root, param_cache=8))
+    store = analyzer.store
     hot = store.params("many", 39)  # what the slider shows: must stay cached
     reads: list[int] = []
     real = ckpt.load_params
@@ -322,8 +324,8 @@ def test_timelines_over_more_steps_than_the_cache_read_each_checkpoint_once(
     info = store.info("many")
     chili = info.tokenizer.vocab.index("chili")
     for text in ("i like spicy so i like", "apple is so sweet", "lemon tastes sour"):
-        prompt = encode_prompt(info.tokenizer, info.model.context, text)
-        steps, values, bad = store.timeline("many", prompt, prompt.length - 1, chili)
+        prompt = analyzer.encode("many", text)
+        steps, values, bad = analyzer.timeline("many", prompt, prompt.length - 1, chili)
         assert steps == list(range(40)) and not bad and values["dla"].shape[0] == 40
     assert sorted(reads) == list(range(39)), reads  # each once; step 39 came from the cache
     assert store.params("many", 39) is hot
@@ -420,24 +422,25 @@ def _train_again(root: Path, seed: int) -> None:
 def test_a_run_trained_again_under_its_name_is_never_served_from_caches(tmp_path):
     """Review finding: after ``--overwrite`` the caches keyed by run name served the old
     parameters. Every cache is keyed by the run's generation (run.json's change time)."""
+    from interp_app.core.analyzer import Analyzer
     from interp_app.core.selection import Selection
-    from interp_app.core.store import RunStore, encode_prompt
+    from interp_app.core.store import RunStore
     from interp_app.core.view import compute_view
 
     _train_again(tmp_path, 0)
-    store = RunStore(tmp_path, param_cache=2)
+    store = Analyzer(RunStore(tmp_path, param_cache=2))
     sel = Selection("again", 20, "i like spicy so i like", 5, "chili", 1, 0)
-    info = store.info("again")
-    prompt = encode_prompt(info.tokenizer, info.model.context, sel.prompt)
+    info = store.store.info("again")
+    prompt = store.encode("again", sel.prompt)
     chili = info.tokenizer.vocab.index("chili")
     old_view = compute_view(store, sel)
     old_timeline = store.timeline("again", prompt, 5, chili)
     time.sleep(0.01)
     _train_again(tmp_path, 1)
-    fresh = RunStore(tmp_path)
+    fresh = Analyzer(RunStore(tmp_path))
     new_view = compute_view(store, sel)
     assert new_view.logit == compute_view(fresh, sel).logit != old_view.logit
-    other = encode_prompt(info.tokenizer, info.model.context, "apple is so sweet")
+    other = store.encode("again", "apple is so sweet")
     got = store.timeline("again", other, 3, chili)[1]["dla"]
     np.testing.assert_array_equal(got, fresh.timeline("again", other, 3, chili)[1]["dla"])
     assert not np.array_equal(

@@ -16,8 +16,8 @@ from interp_app.core.prompt import encode_prompt
 from interp_app.core.store import RunStore
 from interp_app.core.timeline import compute_timeline
 from interp_app.core.view import compute_patching, compute_view, resolve
-from interp_app.panels import figures
-from interp_app.ui.layout import build_layout
+from interp_app.panels.patching import patching_overlay
+from interp_app.ui.page import build_layout
 from tests.numpy_reference import forward, head_metrics
 from training.corpus import builtin_corpus
 from training.model.gpt import Capture, Intervention, capture
@@ -205,7 +205,7 @@ def test_patching_ignores_the_ablation_and_says_so(store):
     ablated, _ = resolve(store, {"ablate": "L0H0,L0H1", "ablate_mode": "zero"})
     a, b = compute_patching(store, sel), compute_patching(store, ablated)
     np.testing.assert_array_equal(a[0], b[0])
-    title, _ = figures.patching_overlay(ablated, 2, a[2])
+    title, _ = patching_overlay(ablated, 2, a[2])
     assert "without ablation" in title
     page = str(build_layout("root"))
     assert "Patching runs on the model without ablation" in page

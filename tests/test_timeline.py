@@ -96,7 +96,7 @@ def test_timeline_click_moves_step_and_head(small_root):
 
 
 def store_index(client, step):
-    return client.app.server.config["RUN_STORE"].store.steps("small").index(step)
+    return client.app.server.config["ANALYZER"].store.steps("small").index(step)
 
 
 def test_play_advances_and_loops(small_root):

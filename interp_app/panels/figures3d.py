@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from interp_app.core.analysis import head_name
+from interp_app.core.heads import head_name
 from interp_app.core.selection import Selection
 from interp_app.core.view import Forward
 from interp_app.panels.boxes import Scale, scale_for, stack_height, stack_trace
-from interp_app.panels.figures import checked
+from interp_app.panels.plotting import checked
 
 COLUMN = 1.6  # distance between token columns
 ROW = 3.0  # distance between rows (layers)

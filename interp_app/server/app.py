@@ -18,7 +18,7 @@ from interp_app.server.settings import Settings, from_env
 from interp_app.ui import ids
 from interp_app.ui.callbacks import register
 from interp_app.ui.callbacks3d import register_3d
-from interp_app.ui.layout import build_layout
+from interp_app.ui.page import build_layout
 from training import runtime
 
 ASSETS = Path(__file__).parent.parent / "ui" / "assets"
@@ -53,7 +53,7 @@ def create_app(
     ``compute_slots``: callbacks computing at once (the served app: ``--threads``); the
     rest wait on spare threads, so light requests never queue behind them.
     """
-    store = Analyzer(RunStore(root, param_cache=param_cache))
+    analyzer = Analyzer(RunStore(root, param_cache=param_cache))
     app = Dash(
         __name__,
         title="Transformer explorer",
@@ -68,17 +68,17 @@ def create_app(
     # The token chips exist only once a prompt is drawn: one stands in for them, so Dash
     # can check every callback against the page instead of ignoring unknown ids.
     app.validation_layout = html.Div([app.layout, dbc.Button(id=ids.chip(0))])
-    register(app, store)
-    register_3d(app, store)
+    register(app, analyzer)
+    register_3d(app, analyzer)
     app.server.config["CALLBACK_SHAPES"] = callback_shapes(app)
-    app.server.config["RUN_STORE"] = store
+    app.server.config["ANALYZER"] = analyzer
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES  # larger bodies get a 413
     app.server.before_request(refuse_malformed_callbacks)
     if compute_slots is not None:
         install_compute_gate(app.server, compute_slots)
     finish_dash_setup(app)
     if warm:
-        warm_up(store)
+        warm_up(analyzer)
 
     @app.server.route("/healthz")
     def healthz():
@@ -86,6 +86,7 @@ def create_app(
         or run this server cannot read is reported here, never a failed check."""
         if not is_authorized(app.server):
             return {"status": "ok"}
+        store = analyzer.store
         runs = store.runs()
         steps = sum(len(store.steps(r)) for r in runs)
         return {"status": "ok", "runs": len(runs), "steps": steps, "problems": store.problems()}

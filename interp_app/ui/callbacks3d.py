@@ -12,11 +12,12 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from dash import Dash, Input, Output, Patch, State, no_update
 
-from interp_app.core.store import RunStore
+from interp_app.core.analyzer import Analyzer
 from interp_app.core.view import compute_forward
-from interp_app.panels import figures, figures3d
+from interp_app.panels import figures3d
+from interp_app.panels.plotting import message_figure
 from interp_app.ui import ids
-from interp_app.ui.callbacks import recheck
+from interp_app.ui.select import recheck
 from training.checkpoint import CheckpointError
 
 
@@ -28,19 +29,19 @@ def threshold_of(value) -> float:
     )
 
 
-def forward_panels(store: RunStore, data, threshold, shown: dict | None = None):
+def forward_panels(analyzer: Analyzer, data, threshold, shown: dict | None = None):
     """(forward view, nearest tokens, what is shown). When only the head changed since
     ``shown``, the forward view is a ``Patch`` of its lines' styles and the title: the stacks
     and the table stay as they are in the browser."""
-    sel, _ = recheck(store, data)
+    sel, _ = recheck(analyzer, data)
     if sel is None:
-        empty = figures.message_figure("Nothing to show", 560)
+        empty = message_figure("Nothing to show", 560)
         return empty, empty, None
     threshold = threshold_of(threshold)
     try:
-        fwd = compute_forward(store, sel)
+        fwd = compute_forward(analyzer, sel)
     except CheckpointError as err:
-        msg = figures.message_figure(f"Step {sel.step} cannot be read: {err}", 560)
+        msg = message_figure(f"Step {sel.step} cannot be read: {err}", 560)
         return msg, msg, None
     key = [sel.run, sel.step, sel.prompt, sel.pos, list(sel.ablate), sel.mode, threshold]
     head = [sel.layer, sel.head]
@@ -62,28 +63,28 @@ def forward_panels(store: RunStore, data, threshold, shown: dict | None = None):
     return forward, figures3d.nearest_figure(fwd, sel), now
 
 
-def embedding_panel(store: RunStore, data, which: str) -> tuple[dict | None, list | None]:
+def embedding_panel(analyzer: Analyzer, data, which: str) -> tuple[dict | None, list | None]:
     """(figure, key); the figure only depends on run, step and the token set."""
-    sel, _ = recheck(store, data)
+    sel, _ = recheck(analyzer, data)
     if sel is None:
-        return figures.message_figure("Nothing to show", 360), None
+        return message_figure("Nothing to show", 360), None
     which = which if isinstance(which, str) and which in figures3d.EMBEDDING_SETS else "fruits"
     names = figures3d.EMBEDDING_SETS[which]
     key = [sel.run, sel.step, which]
-    vocab = store.info(sel.run).tokenizer.vocab
+    vocab = analyzer.store.info(sel.run).tokenizer.vocab
     present = [n for n in names if n in vocab]
     if not present:
         note = f"None of {', '.join(names)} is in this run's vocabulary"
-        return figures.message_figure(note, 360), key
+        return message_figure(note, 360), key
     try:
-        wte = store.params(sel.run, sel.step)["wte"]
+        wte = analyzer.store.params(sel.run, sel.step)["wte"]
     except CheckpointError as err:
-        return figures.message_figure(f"Step {sel.step} cannot be read: {err}", 360), None
+        return message_figure(f"Step {sel.step} cannot be read: {err}", 360), None
     vectors = np.stack([wte[vocab.index(n)] for n in present])
     return figures3d.embedding_figure(present, vectors, sel.step), key
 
 
-def register_3d(app: Dash, store: RunStore) -> None:
+def register_3d(app: Dash, analyzer: Analyzer) -> None:
     @app.callback(
         Output(ids.FORWARD_3D, "figure"),
         Output(ids.NEAREST_TOKENS, "figure"),
@@ -93,7 +94,7 @@ def register_3d(app: Dash, store: RunStore) -> None:
         State(ids.FORWARD_KEY, "data"),
     )
     def forward(data, threshold, shown):
-        return forward_panels(store, data, threshold, shown)
+        return forward_panels(analyzer, data, threshold, shown)
 
     @app.callback(
         Output(ids.EMBEDDING_STACKS, "figure"),
@@ -103,7 +104,7 @@ def register_3d(app: Dash, store: RunStore) -> None:
         State(ids.EMBEDDING_KEY, "data"),
     )
     def embeddings(data, which, shown):
-        figure, key = embedding_panel(store, data, which)
+        figure, key = embedding_panel(analyzer, data, which)
         if key is not None and key == shown:
             return no_update, no_update  # another head or position: the same embeddings
         return figure, key
@@ -119,8 +120,8 @@ def register_3d(app: Dash, store: RunStore) -> None:
         """A standalone HTML file with Plotly's JavaScript inside: opens with no network."""
         if not n_clicks:
             return no_update
-        sel, _ = recheck(store, data)
-        figure, _, _ = forward_panels(store, data, threshold)
+        sel, _ = recheck(analyzer, data)
+        figure, _, _ = forward_panels(analyzer, data, threshold)
         # the page's look (plotly.js defaults, no plotly.py template), Plotly's JS inside
         page = pio.to_html(go.Figure(figure).update_layout(template="none"), include_plotlyjs=True)
         name = f"forward-{sel.run}-step{sel.step}-{sel.head_name}.html" if sel else "forward.html"

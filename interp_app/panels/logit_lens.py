@@ -1,0 +1,53 @@
+"""The logit lens: every residual read through the final LayerNorm and the unembedding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interp_app.core.selection import Selection
+from interp_app.panels.base import Context, Panel
+from interp_app.panels.plotting import Figure, figure, frame, position_labels, scale
+from interp_app.ui import ids
+from interp_app.ui.components import column, graph
+
+FIGURE = (ids.LOGIT_LENS, "figure")
+
+
+def logit_lens_figure(view: Any, sel: Selection) -> Figure:
+    n_rows = view.lens_top.shape[0]
+    heat = {
+        "type": "heatmap",
+        "z": view.lens_prob,
+        "x": position_labels(view.words),
+        "y": ["embeddings"] + [f"after L{i}" for i in range(n_rows - 1)],
+        "text": [[view.vocab[i] for i in row] for row in view.lens_top],
+        "texttemplate": "%{text}",
+        "colorscale": scale("Greens"),
+        "zmin": 0,
+        "zmax": 1,
+        "colorbar": {"thickness": 10},
+        "hovertemplate": "%{y}, %{x}<br>top: %{text} (%{z:.1%})<extra></extra>",
+        "xgap": 2,
+        "ygap": 2,
+    }
+    return figure(
+        [heat],
+        "Logit lens: top token of each residual through the final LayerNorm",
+        260,
+        shapes=[frame(sel.pos - 0.5, sel.pos + 0.5, -0.5, n_rows - 0.5)],
+        yaxis={"autorange": "reversed"},
+        xaxis={"tickangle": -30},
+    )
+
+
+def draw(ctx: Context) -> dict[Any, Figure]:
+    return {FIGURE: logit_lens_figure(ctx.view, ctx.sel)}
+
+
+PANEL = Panel(
+    name="logit_lens",
+    layout=lambda: column("Logit lens", graph(ids.LOGIT_LENS, 260), md=5),
+    outputs=(FIGURE,),
+    depends=frozenset({"run", "step", "prompt", "pos", "ablate", "mode"}),
+    draw=draw,
+)

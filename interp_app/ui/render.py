@@ -1,0 +1,134 @@
+"""The one ``render`` callback: a selection in, every panel that changed out.
+
+What each panel last drew is remembered in the browser (the ``rendered`` store) as short
+fingerprints of the selection fields it depends on, so a panel is drawn again only when
+one of its own fields changed, and a panel with an overlay only moves its marks when only
+its overlay's fields did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from dash import Patch, ctx
+
+from interp_app.core.selection import Selection
+from interp_app.panels import REGISTRY
+from interp_app.panels.base import Context, Overlay, Panel, Slot
+from interp_app.panels.plotting import message_figure
+from interp_app.ui import ids
+from interp_app.ui.components import notices
+from training.checkpoint import CheckpointError
+
+OUTPUTS: tuple[Slot, ...] = tuple(dict.fromkeys(s for p in REGISTRY for s in p.outputs))
+OPTIONS = {name: option for p in REGISTRY for name, option in p.options.items()}
+
+
+def fingerprint(values: Iterable[Any]) -> str:
+    """A short digest of JSON-able values: what the browser keeps per field and panel."""
+    text = json.dumps(list(values), sort_keys=True, default=str)
+    return hashlib.blake2s(text.encode(), digest_size=6).hexdigest()
+
+
+def fields(sel: Selection, options: dict[str, Any], runs: list[str], steps: list[int], bad):
+    """Every field a panel can depend on: the selection, the view options, the listing."""
+    listing = [steps[-1] if steps else None, len(steps), sorted(bad)]
+    return {**sel.to_dict(), **options, "runs": runs, "listing": listing}
+
+
+def as_patch(overlay: Overlay) -> Patch:
+    """Move a figure's marks without resending its data."""
+    p = Patch()
+    p["layout"]["title"]["text"] = overlay.title
+    p["layout"]["shapes"] = overlay.shapes
+    return p
+
+
+def update_panel(panel: Panel, context: Context, prints: dict[str, str], before: list | None):
+    """(values for the panel's outputs, what to remember) for one panel."""
+    depends = fingerprint(prints.get(k) for k in sorted(panel.depends))
+    marks = fingerprint(prints.get(k) for k in sorted(panel.depends | panel.overlay_on))
+    if not before or before[0] != depends:
+        drawn = panel.draw(context)
+        return drawn, ([depends, marks] if drawn else None)
+    if panel.overlay is not None and before[1] != marks:
+        overlay = panel.overlay(context)
+        if overlay is None:
+            return {}, None
+        return {panel.figure: as_patch(overlay)}, [depends, marks]
+    return {}, before
+
+
+class Renderer:
+    """Draws the registered panels for the page's ``render`` callback.
+
+    ``unreadable``: per run, the steps this process found it cannot read (marked on the
+    slider and the loss curve until the run is listed again under a new generation)."""
+
+    def __init__(self, analyzer: Any):
+        self.analyzer = analyzer
+        self.unreadable: dict[tuple, set[int]] = {}
+
+    def __call__(self, data: Any, options: dict[str, Any], rendered: Any) -> dict[Slot, Any]:
+        from interp_app.ui.select import recheck
+
+        if not data:
+            empty = message_figure(f"No runs in {self.analyzer.store.root}")
+            return {**self._figures(empty), (ids.RENDERED, "data"): {}}
+        sel, notes = recheck(self.analyzer, data)
+        if sel is None:
+            out = self._figures(message_figure("Nothing to show"))
+            return {**out, (ids.NOTICES, "children"): notices(notes)}
+        return self.draw(sel, options, rendered, notes)
+
+    def _figures(self, figure: dict) -> dict[Slot, Any]:
+        return {p.figure: figure for p in REGISTRY if p.outputs and p.figure[1] == "figure"}
+
+    def draw(self, sel: Selection, raw_options: dict, rendered: Any, notes: list[str]):
+        store = self.analyzer.store
+        rendered = rendered if isinstance(rendered, dict) else {}
+        steps = store.steps(sel.run)
+        bad = self.unreadable.setdefault(store.generation(sel.run), set())
+        context_len = store.info(sel.run).model.context
+        options = {k: o.clean(raw_options.get(k), context_len, steps) for k, o in OPTIONS.items()}
+        now = fields(sel, options, store.runs(), steps, bad)
+        prints = {k: fingerprint([v]) for k, v in now.items()}
+        known = rendered.get("fields", {})
+        changed = {k for k, v in prints.items() if known.get(k) != v}
+        if ctx.triggered_id == ids.LIVE_POLL and not changed:
+            return {}  # nothing new on disk: the cheap, common case
+        context = Context(self.analyzer, sel, steps, bad, options, changed)
+        try:
+            context.view  # noqa: B018 - read once here: a step that cannot be read shows so
+            failed = None
+        except CheckpointError as err:
+            failed = err
+            bad.add(sel.step)
+            prints["listing"] = fingerprint([fields(sel, options, [], steps, bad)["listing"]])
+            context.changed.add("listing")
+        out, panels = self._each(context, prints, rendered.get("panels", {}), failed)
+        out[(ids.RENDERED, "data")] = {"fields": prints, "panels": panels}
+        messages = [*notes, *context.notes]
+        if failed is not None:
+            messages.append(f"step {sel.step} is unreadable ({failed}); other steps still work")
+        if messages:
+            out[(ids.NOTICES, "children")] = notices(messages)
+        return out
+
+    def _each(self, context: Context, prints: dict, before: dict, failed: Exception | None):
+        out: dict[Slot, Any] = {}
+        remembered: dict[str, list] = {}
+        for panel in REGISTRY:
+            if failed is not None and panel.needs_view:
+                if panel.outputs and panel.figure[1] == "figure":
+                    text = f"Step {context.sel.step} cannot be read: {failed}"
+                    out[panel.figure] = message_figure(text)
+                continue
+            values, memory = update_panel(panel, context, prints, before.get(panel.name))
+            out.update(values)
+            if memory:
+                remembered[panel.name] = memory
+        return out, remembered
