@@ -59,7 +59,7 @@ def create_app(
         title="Transformer explorer",
         assets_folder=str(ASSETS),
         serve_locally=True,
-        update_title=None,
+        update_title=None,  # type: ignore[arg-type]  # Dash documents None: no "Updating..."
     )
     if users:  # first: strangers learn nothing, not even which requests are malformed
         app.server.config["AUTH_VERIFIER"] = protect(app.server, users)
@@ -67,7 +67,7 @@ def create_app(
     app.layout = build_layout(str(root), live_ms)
     # The token chips exist only once a prompt is drawn: one stands in for them, so Dash
     # can check every callback against the page instead of ignoring unknown ids.
-    app.validation_layout = html.Div([app.layout, dbc.Button(id=ids.chip(0))])
+    app.validation_layout = html.Div([app.layout, dbc.Button(id=ids.chip(0))])  # type: ignore[assignment]
     register(app, analyzer)
     register_3d(app, analyzer)
     app.server.config["CALLBACK_SHAPES"] = callback_shapes(app)

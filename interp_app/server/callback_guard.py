@@ -13,7 +13,11 @@ from typing import Any
 from dash import Dash
 from flask import current_app, request
 
-CALLBACK_FIELDS = {"output": str, "outputs": (list, dict), "inputs": list}
+CALLBACK_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "output": str,
+    "outputs": (list, dict),
+    "inputs": list,
+}
 MAX_JSON_DEPTH = 64  # Dash's own payloads nest about 8 deep
 
 
