@@ -1,0 +1,145 @@
+"""Time from a user's action to every panel painted, in headless Chromium (Playwright).
+
+    uv run python bench/paint_bench.py [--root checkpoints] [--url http://127.0.0.1:8050]
+                                       [--repeat 20]
+
+Serves the app on the default run (trained into a temporary root if missing) unless --url
+names a running one (so two versions of the app can be compared side by side). An action
+is done when the page shows its result, no callback request is in flight, and the browser
+has painted twice since: what the user sees, not the server's share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.browser import CHROMIUM_FLAGS, app_command, chromium_path, free_port, serve  # noqa: E402
+
+# Counts the Dash callback requests in flight (every panel update goes through one).
+TRACK_REQUESTS = """
+window.__pending = 0;
+const realFetch = window.fetch;
+window.fetch = (...args) => {
+  const url = String(args[0] && args[0].url ? args[0].url : args[0]);
+  if (!url.includes('_dash-update-component')) return realFetch(...args);
+  window.__pending += 1;
+  return realFetch(...args).finally(() => { window.__pending -= 1; });
+};
+"""
+PAINTED = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+
+
+def settled(page, condition: str, timeout: float = 30_000) -> None:
+    """Wait until ``condition`` holds with no callback in flight, then for two frames."""
+    page.wait_for_function(f"() => ({condition}) && window.__pending === 0", timeout=timeout)
+    page.evaluate(PAINTED)
+
+
+def title_has(panel: str, text: str) -> str:
+    return (
+        f"(document.querySelector('#{panel} .gtitle') || {{textContent: ''}})"
+        f".textContent.includes({text!r})"
+    )
+
+
+def click_cell(page, panel: str, col_frac: float, row_frac: float) -> None:
+    box = page.locator(f"#{panel} .nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + col_frac * box["width"], box["y"] + row_frac * box["height"])
+
+
+def timed(action, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        action(i)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def report(what: str, times: list[float]) -> None:
+    times = sorted(times)
+    p90 = times[int(0.9 * (len(times) - 1))]
+    print(f"{what:<44} median {statistics.median(times):7.1f} ms   p90 {p90:7.1f} ms")
+
+
+def measure(url: str, repeat: int) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.add_init_script(TRACK_REQUESTS)
+        t0 = time.perf_counter()
+        page.goto(url + "/?run=fruits&head=L1H0")
+        settled(page, title_has("head-grid", "selected L1H0"))
+        print(f"{'first page, painted':<44} {1000 * (time.perf_counter() - t0):7.1f} ms")
+        heads = [("L0H1", 0.75, 0.25), ("L1H0", 0.25, 0.75)]
+
+        def head_click(i: int) -> None:
+            name, col, row = heads[i % 2]
+            click_cell(page, "head-grid", col, row)
+            settled(page, " && ".join(title_has(p, name) for p in PANELS_WITH_HEAD))
+
+        report("head click, every panel painted", timed(head_click, repeat))
+
+        def step_click(i: int) -> None:
+            frac = 0.15 + 0.7 * ((i * 7) % 10) / 10
+            before = page.locator("#step-label").text_content()
+            rail = page.locator("#step-slider .dash-slider-root").bounding_box()
+            page.mouse.click(rail["x"] + frac * rail["width"], rail["y"] + rail["height"] / 2)
+            settled(page, f"document.querySelector('#step-label').textContent !== {before!r}")
+
+        report("step change (slider click), painted", timed(step_click, repeat))
+
+        def new_prompt(i: int) -> None:
+            text = PROMPTS[i % len(PROMPTS)]
+            box = page.locator("#prompt-input")
+            box.fill(text)
+            box.press("Enter")
+            last = text.split()[-1]
+            settled(page, title_has("prediction", f":{last} "))
+
+        report("new prompt, every panel painted", timed(new_prompt, repeat))
+        browser.close()
+
+
+PANELS_WITH_HEAD = ("head-grid", "attention-pattern", "head-multiples", "residual-contributions")
+PROMPTS = [
+    "i like sweet so i like",
+    "apple is sweet",
+    "lemon tastes sour",
+    "chili is spicy and i like",
+    "i like juicy so i like",
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", default=None)
+    ap.add_argument("--url", default=None, help="a running app (else one is served)")
+    ap.add_argument("--repeat", type=int, default=20)
+    args = ap.parse_args()
+    with ExitStack() as stack:
+        url = args.url
+        if url is None:
+            sys.argv = [sys.argv[0], *(["--root", args.root] if args.root else [])]
+            from common import default_root
+
+            root, tmp = default_root(__doc__)
+            stack.callback(tmp.cleanup)
+            port = free_port()
+            log = Path(tempfile.mkdtemp()) / "app.log"
+            url = stack.enter_context(serve(app_command(root, port), port, 180, log=log))
+        measure(url.rstrip("/"), args.repeat)
+
+
+if __name__ == "__main__":
+    main()
