@@ -13,7 +13,6 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from interp_app.core import causal, metrics
@@ -35,6 +34,11 @@ def default_target(logits: np.ndarray | None, vocab: tuple[str, ...]) -> str:
     order = range(len(vocab)) if logits is None else np.argsort(-np.asarray(logits), kind="stable")
     words = (vocab[int(i)] for i in order if vocab[int(i)] not in SPECIAL_TOKENS)
     return next(words, vocab[0])
+
+
+def _tokens(prompt: Prompt) -> np.ndarray:
+    """[1, context] int32: the padded prompt as the passes take it."""
+    return np.asarray([prompt.padded], np.int32)
 
 
 class Analyzer:
@@ -101,7 +105,7 @@ class Analyzer:
 
         def run_model() -> Capture:
             graphdef, state = self.state(run, step)
-            tokens = jnp.asarray([prompt.padded], jnp.int32)
+            tokens = _tokens(prompt)
             if not ablate:
                 return jax.device_get(capture(graphdef, state, tokens))
             mask = head_mask(ablate, model.n_layers, model.n_heads)
@@ -125,14 +129,16 @@ class Analyzer:
     def ablation_effects(
         self, run: str, step: int, prompt: Prompt, pos: int, target: int, ablate, mode: str
     ) -> np.ndarray:
-        """[L, H] float32: change in log P(target) when each head is also ablated."""
-        graphdef, state = self.state(run, step)
-        model = self.store.info(run).model
-        return np.asarray(
-            causal.ablation_effects(
+        """[L, H] float32: change in log P(target) when each head is also ablated. Kept
+        (read-only) per query: picking another head asks for the same ones again."""
+
+        def compute() -> np.ndarray:
+            graphdef, state = self.state(run, step)
+            model = self.store.info(run).model
+            effects = causal.ablation_effects(
                 graphdef,
                 state,
-                jnp.asarray([prompt.padded]),
+                _tokens(prompt),
                 head_mask(ablate, model.n_layers, model.n_heads),
                 mode,
                 prompt.length,
@@ -140,7 +146,12 @@ class Analyzer:
                 target,
                 self.reference(run, mode),
             )
-        )
+            out = np.array(effects)
+            out.flags.writeable = False
+            return out
+
+        key = ("effects", step, prompt.padded, pos, target, tuple(ablate), mode)
+        return self.memo(run, key, compute)
 
     def step_metrics(
         self,
@@ -174,7 +185,7 @@ class Analyzer:
         )
         out["heads"]["ablation"] = self.ablation_effects(
             run, step, prompt, pos, target, ablate, mode
-        )
+        ).copy()
         out["logit"] = float(cap.logits[0, pos, target])
         if not ablate:
             out["clean_probs"] = None
@@ -194,8 +205,8 @@ class Analyzer:
         result = causal.patching(
             graphdef,
             state,
-            jnp.asarray([clean.padded]),
-            jnp.asarray([corrupt.padded]),
+            _tokens(clean),
+            _tokens(corrupt),
             pos,
             target,
             answer,
@@ -229,7 +240,7 @@ class Analyzer:
                 self.graphdef(info),
                 [unflatten_stacked(info.model, c) for c in chunks],
                 len(read),
-                jnp.asarray([prompt.padded], jnp.int32),
+                _tokens(prompt),
                 pos,
                 target,
                 src,

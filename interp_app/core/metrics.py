@@ -156,8 +156,16 @@ def prediction(cap: Capture, pos: Array) -> Array:
     return jax.nn.softmax(cap.logits[0, pos])
 
 
+def _float64(tree: Any) -> Any:
+    """Every floating leaf up-cast to float64 (with ``enable_x64`` on, inside the pass)."""
+    return jax.tree.map(
+        lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    )
+
+
 @jax.jit
 def _step(cap, clean_logits, ro, pos, target, length, src, layer, head, eps) -> dict[str, Array]:
+    cap, clean_logits, ro = _float64((cap, clean_logits, ro))
     attr, ln_bias = attributions(cap, ro, pos, target)
     lens_top, lens_prob = logit_lens(cap, ro, eps)
     return {
@@ -172,25 +180,13 @@ def _step(cap, clean_logits, ro, pos, target, length, src, layer, head, eps) -> 
     }
 
 
-def _host_readout(params: Mapping[str, np.ndarray], cap: Capture) -> Readout:
-    """The readout in float64 numpy (stacked on the host: no device work)."""
-    w_o = [param(params, f"blocks.{i}.attn.w_o") for i in range(cap.head_out.shape[1])]
+def _host_readout(params: Mapping[str, np.ndarray], n_layers: int) -> Readout:
+    """The readout of checkpoint-named numpy parameters, stacked on the host."""
     return Readout(
-        wte=np.asarray(param(params, "wte"), np.float64),
-        ln_scale=np.asarray(param(params, "ln_f.scale"), np.float64),
-        ln_bias=np.asarray(param(params, "ln_f.bias"), np.float64),
-        w_o=np.stack(w_o).astype(np.float64),
-    )
-
-
-def _float64(tree: Any) -> Any:
-    return jax.tree.map(
-        lambda a: (
-            np.asarray(a, np.float64)
-            if np.issubdtype(np.asarray(a).dtype, np.floating)
-            else np.asarray(a)
-        ),
-        tree,
+        wte=param(params, "wte"),
+        ln_scale=param(params, "ln_f.scale"),
+        ln_bias=param(params, "ln_f.bias"),
+        w_o=np.stack([param(params, f"blocks.{i}.attn.w_o") for i in range(n_layers)]),
     )
 
 
@@ -213,10 +209,10 @@ def one_step(
     ``clean_probs`` [V]: ``probs`` of ``clean`` (the unablated pass; default ``cap``).
     Positions, target and head are traced: no prompt or selection ever recompiles."""
     with jax.enable_x64(True):
-        clean_logits = np.asarray((cap if clean is None else clean).logits[0, pos], np.float64)
-        ro = _host_readout(params, cap)
-        out = _step(_float64(cap), clean_logits, ro, pos, target, length, src, layer, head, eps)
-        return jax.device_get(out)
+        clean_logits = (cap if clean is None else clean).logits[0, pos]
+        ro = _host_readout(params, cap.head_out.shape[1])
+        out = _step(cap, clean_logits, ro, pos, target, length, src, layer, head, eps)
+        return jax.tree.map(np.array, out)  # writable copies: the caller's own
 
 
 def one_prompt(cap: Capture, b: int) -> Capture:
@@ -231,4 +227,5 @@ def evaluate(fn, cap: Capture, params: Mapping[str, np.ndarray], *args: Any) -> 
     """``fn(cap, readout, *args)`` eagerly in float64, numpy in and out (the numpy-facing
     helpers of ``analysis``)."""
     with jax.enable_x64(True):
-        return jax.device_get(fn(_float64(cap), _host_readout(params, cap), *args))
+        inputs = jax.tree.map(jnp.asarray, (cap, _host_readout(params, cap.head_out.shape[1])))
+        return jax.device_get(fn(*_float64(inputs), *args))

@@ -95,6 +95,7 @@ class RunStore:
         self._listings = LRU(64)
         self._stacks = LRU(2)  # stacked parameters of every step of a run, for timelines
         self._dirs: dict[str, Path] = {}
+        self._run_files: dict[str, str] = {}
 
     def run_dir(self, run: str) -> Path:
         """The run's folder inside the root (checked once per name: resolving costs stats)."""
@@ -135,21 +136,26 @@ class RunStore:
             found.extend(f"run {name!r}: {p}" for p in _unreadable_parts(run))
         return found
 
-    def generation(self, run: str) -> tuple[str, int]:
-        """The run's name and its run.json's change time: part of every cached key, so a run
-        trained again under the same name (``--overwrite``) is never served from the old one."""
+    def _run_file_mtime(self, run: str) -> int:
+        """run.json's change time (one stat: every computation asks, so no path building)."""
+        path = self._run_files.get(run)
+        if path is None:
+            path = os.fspath(self.run_dir(run) / ckpt.RUN_FILE)
+            if len(self._run_files) < 4096:
+                self._run_files[run] = path
         try:
-            return run, (self.run_dir(run) / ckpt.RUN_FILE).stat().st_mtime_ns
+            return os.stat(path).st_mtime_ns
         except OSError:
             raise ckpt.CheckpointError(f"no run named {run!r} in {self.root}") from None
 
+    def generation(self, run: str) -> tuple[str, int]:
+        """The run's name and its run.json's change time: part of every cached key, so a run
+        trained again under the same name (``--overwrite``) is never served from the old one."""
+        return run, self._run_file_mtime(run)
+
     def info(self, run: str) -> ckpt.RunInfo:
         """Run metadata, re-read when run.json changes (a resumed run may grow its steps)."""
-        path = self.run_dir(run) / ckpt.RUN_FILE
-        try:
-            mtime = path.stat().st_mtime_ns
-        except OSError:
-            raise ckpt.CheckpointError(f"no run named {run!r} in {self.root}") from None
+        mtime = self._run_file_mtime(run)
 
         def read() -> ckpt.RunInfo:
             try:
