@@ -9,9 +9,10 @@
 A step folder is built under a temporary name and renamed into place, so a step is listed
 complete or not at all. Listing reads folder names and sidecars only; parameters are
 safetensors (data, never code). The last two saved steps keep their optimizer state, so a
-run whose latest step is damaged still resumes from the one before. Files and folders
-follow the umask like any others (temporary names are made here, not by ``tempfile``,
-whose files are owner-only).
+run whose latest step is damaged still resumes from the one before.
+
+Files are written by ``training.atomic`` (whole or not at all, with the umask's mode); the
+metrics log is ``training.metrics_log``, whose names this module re-exports.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -28,15 +28,68 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save
+from safetensors.numpy import load_file
 
+from training.atomic import (
+    fsync_dir,
+    new_tmp_dir,
+    tmp_name,
+    write_json_atomic,
+    write_new,
+    write_tensors,
+)
 from training.config import TrainConfig
+from training.metrics_log import (
+    METRICS_FILE,
+    MetricsRead,
+    append_metrics,
+    increasing,
+    read_metrics,
+    read_metrics_checked,
+    rewrite_metrics,
+)
 from training.model.config import ModelConfig
 from training.tokenizer import Tokenizer
 
+__all__ = [  # the run folder's format; the metrics log and atomic writes re-exported
+    "FORMAT",
+    "KEEP_OPTIMIZER",
+    "METRICS_FILE",
+    "OPT_FILE",
+    "PARAMS_FILE",
+    "RUN_FILE",
+    "SIDECAR",
+    "STEPS_DIR",
+    "CheckpointError",
+    "MetricsRead",
+    "OptimizerWindow",
+    "RunInfo",
+    "append_metrics",
+    "check_run_name",
+    "clean_partial",
+    "drop_optimizer",
+    "has_optimizer",
+    "increasing",
+    "list_runs",
+    "list_steps",
+    "load_optimizer",
+    "load_params",
+    "loss_history",
+    "read_metrics",
+    "read_metrics_checked",
+    "read_run",
+    "read_sidecar",
+    "remove_step",
+    "rewrite_metrics",
+    "run_dir",
+    "save_step",
+    "step_dir",
+    "write_json_atomic",
+    "write_tensors",
+]
+
 FORMAT = 1
 RUN_FILE = "run.json"
-METRICS_FILE = "metrics.jsonl"
 STEPS_DIR = "steps"
 PARAMS_FILE = "params.safetensors"
 OPT_FILE = "opt.safetensors"
@@ -82,74 +135,6 @@ class RunInfo:
     train: TrainConfig
     tokenizer: Tokenizer
     meta: dict[str, Any]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _tmp_name(folder: Path, prefix: str, suffix: str = "") -> Path:
-    return folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
-
-
-def _new_tmp_file(folder: Path, prefix: str, suffix: str) -> tuple[int, Path]:
-    """A new file opened for writing, with the umask's mode (``mkstemp`` makes it 0600, so
-    a run trained by one user could not be served by another)."""
-    while True:
-        path = _tmp_name(folder, prefix, suffix)
-        try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
-        except FileExistsError:
-            continue
-
-
-def _new_tmp_dir(folder: Path, prefix: str) -> Path:
-    """A new folder with the umask's mode (``mkdtemp`` makes it 0700)."""
-    while True:
-        path = _tmp_name(folder, prefix)
-        try:
-            path.mkdir(0o777)
-            return path
-        except FileExistsError:
-            continue
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` with the umask's mode and write it to disk (``safetensors``'
-    ``save_file`` creates its files 0600)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def write_tensors(path: Path, tensors: Mapping[str, np.ndarray]) -> None:
-    """Named arrays as a new safetensors file, flushed to disk."""
-    _write_new(path, save({k: np.ascontiguousarray(v) for k, v in tensors.items()}))
-
-
-def _write_atomic(path: Path, lines: Iterable[str]) -> None:
-    """Write a temporary file next to ``path``, then replace ``path`` with it; the temporary
-    file is removed if anything fails (a full disk must not leave ``.*.tmp`` behind)."""
-    fd, tmp = _new_tmp_file(path.parent, f".{path.stem}.", ".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    _write_atomic(path, [json.dumps(data, indent=2, sort_keys=True)])
 
 
 def read_run(root: str | Path, name: str) -> RunInfo:
@@ -258,18 +243,18 @@ def save_step(
     steps_path = run / STEPS_DIR
     steps_path.mkdir(parents=True, exist_ok=True)
     final = step_dir(run, step)
-    tmp = _new_tmp_dir(steps_path, f".tmp-{step:09d}-")
+    tmp = new_tmp_dir(steps_path, f".tmp-{step:09d}-")
     aside = None
     try:
         write_tensors(tmp / PARAMS_FILE, params)
         if optimizer is not None:
             write_tensors(tmp / OPT_FILE, optimizer)
-        _write_new(tmp / SIDECAR, json.dumps(dict(sidecar), sort_keys=True).encode())
+        write_new(tmp / SIDECAR, json.dumps(dict(sidecar), sort_keys=True).encode())
         if final.exists():
-            aside = _tmp_name(steps_path, f".old-{step:09d}-")
+            aside = tmp_name(steps_path, f".old-{step:09d}-")
             os.rename(final, aside)
         os.rename(tmp, final)
-        _fsync_dir(steps_path)
+        fsync_dir(steps_path)
     except BaseException:
         if aside is not None and not final.exists():
             os.rename(aside, final)
@@ -286,7 +271,7 @@ def remove_step(run: Path, step: int) -> None:
     """Rename the step out of the listing first: a kill while deleting never leaves a listed
     step with missing files."""
     steps_path = run / STEPS_DIR
-    doomed = _tmp_name(steps_path, f".tmp-{step:09d}-removed-")
+    doomed = tmp_name(steps_path, f".tmp-{step:09d}-removed-")
     os.rename(step_dir(run, step), doomed)
     shutil.rmtree(doomed, ignore_errors=True)
 
@@ -336,107 +321,14 @@ def clean_partial(run: Path) -> None:
                 entry.unlink(missing_ok=True)
 
 
-def append_metrics(run: Path, record: Mapping[str, Any]) -> None:
-    with open(run / METRICS_FILE, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(dict(record)) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
-
-
-def _parse_record(line: bytes) -> dict[str, Any] | None:
-    """One metrics line as a record, or None if it is not one: not UTF-8, not JSON, not an
-    object with an int ``step``, or an optional field of the wrong type."""
-    try:
-        rec = json.loads(line.decode("utf-8"))
-    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deep
-        return None
-    if not isinstance(rec, dict) or not _is_int(rec.get("step")):
-        return None
-    if "first_step" in rec and not _is_int(rec["first_step"]):
-        return None
-    losses = rec.get("train_loss", [])
-    if not isinstance(losses, list) or not all(_is_number(x) for x in losses):
-        return None
-    valid = rec.get("valid_loss")
-    if valid is not None and not _is_number(valid):
-        return None
-    return rec
-
-
-@dataclass(frozen=True)
-class MetricsRead:
-    """The records of ``metrics.jsonl`` and the 1-based numbers of the lines skipped."""
-
-    records: list[dict[str, Any]]
-    skipped: list[int]
-
-    def notice(self, file: str = METRICS_FILE) -> str | None:
-        """One line for the user when lines were skipped, else None."""
-        if not self.skipped:
-            return None
-        n = len(self.skipped)
-        return f"{file}: {n} bad line{'s' if n > 1 else ''} skipped (first: line {self.skipped[0]})"
-
-
-def read_metrics_checked(run: Path, upto: int | None = None) -> MetricsRead:
-    """Chunk records in order (those after ``upto`` left out) and the lines skipped as bad.
-
-    Never raises on the file's content. A last line without its newline that does not parse
-    is a write in progress or torn by a kill: skipped, not reported.
-    """
-    path = run / METRICS_FILE
-    try:
-        raw = path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError):
-        return MetricsRead([], [])
-    lines = raw.split(b"\n")
-    torn = lines.pop()  # b"" when the file ends with a newline
-    records, skipped = [], []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        rec = _parse_record(line)
-        if rec is None:
-            skipped.append(number)
-        elif upto is None or rec["step"] <= upto:
-            records.append(rec)
-    rec = _parse_record(torn) if torn.strip() else None
-    if rec is not None and (upto is None or rec["step"] <= upto):
-        records.append(rec)
-    return MetricsRead(records, skipped)
-
-
-def read_metrics(run: Path, upto: int | None = None) -> list[dict[str, Any]]:
-    """Chunk records in order; bad lines are skipped (see :func:`read_metrics_checked`)."""
-    return read_metrics_checked(run, upto).records
-
-
-def increasing(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records whose steps strictly increase: a record repeating an earlier step is dropped."""
-    out: list[dict[str, Any]] = []
-    for rec in records:
-        if not out or rec["step"] > out[-1]["step"]:
-            out.append(rec)
-    return out
-
-
-def rewrite_metrics(run: Path, records: list[dict[str, Any]]) -> None:
-    _write_atomic(run / METRICS_FILE, (json.dumps(r) + "\n" for r in records))
-
-
 def loss_history(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train steps, train loss, checkpoint steps, validation loss) for the loss curve."""
     complete = set(list_steps(run))
     last = max(complete) if complete else -1
-    t_steps, t_loss, v_steps, v_loss = [], [], [], []
+    t_steps: list[int] = []
+    t_loss: list[float] = []
+    v_steps: list[int] = []
+    v_loss: list[float] = []
     for rec in increasing(read_metrics(run, upto=last)):
         first = rec.get("first_step", rec["step"])
         losses = rec.get("train_loss", [])
