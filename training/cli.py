@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TypeVar
 
 from training.config import TrainConfig
-from training.model.config import ModelConfig
+from training.model.config import ConfigDict, ModelConfig
+
+C = TypeVar("C", bound=ConfigDict)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Options named otherwise than the config field they set.
+_FIELDS = {"layers": "n_layers", "heads": "n_heads", "batch": "batch_size"}
+
+
+def _config(cls: type[C], args: argparse.Namespace) -> C:
+    """``cls`` from the parsed options that set its fields (the others keep their defaults)."""
+    return cls.from_dict({_FIELDS.get(option, option): v for option, v in vars(args).items()})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from training.checkpoint import CheckpointError
@@ -85,23 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     try:
-        mc = ModelConfig(
-            n_layers=args.layers,
-            n_heads=args.heads,
-            d_model=args.d_model,
-            d_mlp=args.d_mlp,
-            context=args.context,
-            dropout=args.dropout,
-        )
-        tc = TrainConfig(
-            steps=args.steps,
-            batch_size=args.batch,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            seed=args.seed,
-            save_every=args.save_every,
-            log_spaced=args.log_spaced,
-        )
+        mc, tc = _config(ModelConfig, args), _config(TrainConfig, args)
         corpus = load_corpus(args.corpus, args.valid)
         summary = train(
             args.root,

@@ -95,6 +95,7 @@ class CausalSelfAttention(nnx.Module):
         """Attention the obvious way: every head on its own axis."""
         T = x.shape[1]
         head_size = self.w_qkv.shape[-1]
+        # (in the einsums, e is a head's own dimension, K of them)
         q, k, v = jnp.einsum("btd,dshe->sbhte", x, self.w_qkv[...])  # each [B, H, T, K]
         scores = q @ jnp.swapaxes(k, -1, -2) / np.sqrt(head_size)  # [B, H, Tq, Tk]
         causal = jnp.tril(jnp.ones((T, T), bool))  # a query sees its own and earlier positions
