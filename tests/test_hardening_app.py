@@ -21,8 +21,9 @@ import requests
 from interp_app.server.app import create_app
 from tests.browser import app_command, free_port, serve
 from tests.dash_client import DashClient
-from training.config import ModelConfig, TrainConfig
+from training.config import TrainConfig
 from training.corpus import builtin_corpus
+from training.model.config import ModelConfig
 from training.train import train
 
 
