@@ -13,7 +13,7 @@ C = TypeVar("C", bound=ConfigDict)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    m, t = ModelConfig(), TrainConfig()
+    t = TrainConfig()
     p = argparse.ArgumentParser(
         prog="interp-train",
         description="Train the seed GPT (or one configured here) and save a checkpoint series "
@@ -56,13 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--batch", type=int, default=t.batch_size, help="sequences per step, drawn at random"
     )
-    md = p.add_argument_group("model")
-    md.add_argument("--layers", type=int, default=m.n_layers, help="transformer blocks")
-    md.add_argument("--heads", type=int, default=m.n_heads, help="attention heads per block")
-    md.add_argument("--d-model", type=int, default=m.d_model, help="residual stream width")
-    md.add_argument("--d-mlp", type=int, default=m.d_mlp, help="MLP hidden width")
-    md.add_argument("--context", type=int, default=m.context, help="context length in tokens")
-    md.add_argument("--dropout", type=float, default=m.dropout, help="dropout rate while training")
+    _model_options(p.add_argument_group("model"))
     ex = p.add_mutually_exclusive_group()
     ex.add_argument(
         "--resume", action="store_true", help="continue the run from its latest complete step"
@@ -72,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _model_options(md: argparse._ArgumentGroup) -> None:
+    m = ModelConfig()
+    md.add_argument("--layers", type=int, default=m.n_layers, help="transformer blocks")
+    md.add_argument("--heads", type=int, default=m.n_heads, help="attention heads per block")
+    md.add_argument("--d-model", type=int, default=m.d_model, help="residual stream width")
+    md.add_argument("--d-mlp", type=int, default=m.d_mlp, help="MLP hidden width")
+    md.add_argument("--context", type=int, default=m.context, help="context length in tokens")
+    md.add_argument("--dropout", type=float, default=m.dropout, help="dropout rate while training")
 
 
 #: Options named otherwise than the config field they set.
