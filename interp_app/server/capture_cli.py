@@ -69,6 +69,8 @@ from training import runtime
 HEADER_KEY = "header"
 PROG = "interp-capture"
 WIDTH = 100  # the --help epilog's paragraphs
+# the flags passed on to ``Run.export`` by name (``Run.metrics``' keywords and ``corrupt``)
+EXPORT_OPTIONS = ("target", "pos", "head", "src", "ablate", "mode", "corrupt")
 
 
 class CaptureError(ValueError):
@@ -188,17 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_out(out, args.force)
         run = api.open_run(args.root, args.run)
-        export = run.export(
-            args.step,
-            args.prompt,
-            target=args.target,
-            pos=args.pos,
-            head=args.head,
-            src=args.src,
-            ablate=args.ablate,
-            mode=args.mode,
-            corrupt=args.corrupt,
-        )
+        options = {k: getattr(args, k) for k in EXPORT_OPTIONS}
+        export = run.export(args.step, args.prompt, **options)
         write_atomic(out, encode(export.tensors, export.header), args.force)
     except ValueError as err:  # CheckpointError included
         return fail(str(err))
