@@ -40,11 +40,16 @@ class DashClient:
         resp = self.session.post(self.base_url + "/_dash-update-component", json=body, timeout=60)
         return resp.status_code, resp.content
 
-    def key_for(self, first_output: str) -> str:
+    def key_for(self, output: str) -> str:
+        """The callback that writes ``output`` (``id.property``)."""
         for key in self.app.callback_map:
-            if key.strip(".").startswith(first_output):
+            outs = _outputs(key)
+            names = {
+                f"{o['id']}.{o['property']}" for o in (outs if isinstance(outs, list) else [outs])
+            }
+            if output in names or any(n.split("@")[0] == output for n in names):
                 return key
-        raise KeyError(first_output)
+        raise KeyError(output)
 
     def call(
         self,
@@ -55,6 +60,7 @@ class DashClient:
     ) -> dict[str, dict[str, Any]]:
         key = self.key_for(first_output)
         spec = self.app.callback_map[key]
+        values = {**(states or {}), **values}  # a value goes where the callback reads it
         inputs = []
         for item in spec["inputs"]:
             cid, prop = item["id"], item["property"]
@@ -67,7 +73,7 @@ class DashClient:
             {
                 "id": s["id"],
                 "property": s["property"],
-                "value": (states or {}).get(f"{s['id']}.{s['property']}"),
+                "value": values.get(f"{s['id']}.{s['property']}"),
             }
             for s in spec["state"]
         ]
@@ -109,6 +115,7 @@ class DashClient:
         src: int | None = 0,
         rendered: dict | None = None,
     ) -> dict[str, dict[str, Any]]:
+        """Every panel for ``selection``, as a view option's change draws them."""
         return self.call(
             "run-picker.options",
             {
@@ -116,7 +123,7 @@ class DashClient:
                 "metric-picker.value": metric,
                 "source-picker.value": src,
             },
-            ["selection.data"],
+            ["metric-picker.value"],
             {"rendered.data": rendered},
         )
 

@@ -285,7 +285,7 @@ def test_huge_corrupted_prompt_and_ablation_list_stay_small(small_root):
     client = DashClient(create_app(root))
     huge = "sweet " * 600_000  # 3.6 MB
     r = client.select(None, search="?" + urlencode({"run": "small", "corrupt": huge}))
-    assert client.last_status == 200 and client.last_bytes < 50_000, client.last_bytes
+    assert client.last_status == 200 and client.last_bytes < 100_000, client.last_bytes
     sel = r["selection"]["data"]
     assert len(sel["corrupt"]) == 2000
     assert "corrupted prompt has 3,600,000 characters" in str(r["notices"]["children"])
@@ -293,7 +293,8 @@ def test_huge_corrupted_prompt_and_ablation_list_stay_small(small_root):
     assert client.last_bytes < 400_000 and "patching" in panels
     forged = ",".join(f"X{i}" for i in range(400_000))
     r = client.select(None, search="?" + urlencode({"run": "small", "ablate": forged}))
-    assert client.last_status == 200 and client.last_bytes < 20_000, client.last_bytes
+    # the selection and every panel in one response (about 36 KB): no notice per entry
+    assert client.last_status == 200 and client.last_bytes < 100_000, client.last_bytes
     notes = [n["props"]["children"] for n in r["notices"]["children"]]
     assert len(notes) == 1 and "399,996 entries beyond the model's 4 heads" in notes[0], notes
     assert r["selection"]["data"]["ablate"] == []

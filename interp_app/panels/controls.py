@@ -104,7 +104,7 @@ def play(trigger: Any, value: Any, raw: Raw, steps: list[int]) -> Raw | None:
 
 
 def clean_compare(value: Any, context: int, steps: list[int]) -> int | None:
-    return value if isinstance(value, int) and value in steps else None
+    return value if type(value) is int and value in steps else None
 
 
 def _checkpoint() -> dbc.Col:

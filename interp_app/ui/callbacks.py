@@ -1,21 +1,24 @@
-"""Every callback of the page but the 3D section's: ``select`` and ``render`` loop over the
-panel registry; ``play`` runs the step timer; ``sparkline`` follows the hovered head."""
+"""Every callback of the page but the 3D section's: the main one (``ui.update``: select,
+then render, looping over the panel registry); ``play`` runs the step timer; ``sparkline``
+follows the hovered head."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dash import ClientsideFunction, Dash, Input, Output, State, ctx
+from dash import ClientsideFunction, Dash, Input, Output, State, ctx, no_update
+from dash.exceptions import PreventUpdate
 
 from interp_app.core.heads import parse_head
-from interp_app.core.selection import as_int
+from interp_app.core.selection import Selection, as_int
 from interp_app.panels import REGISTRY
 from interp_app.panels.base import Context, first_point
 from interp_app.panels.multiples import sparkline_figure
 from interp_app.panels.plotting import message_figure
 from interp_app.ui import ids
-from interp_app.ui.render import OPTIONS, OUTPUTS, Renderer
-from interp_app.ui.select import event_inputs, recheck, select
+from interp_app.ui.render import OPTIONS, OUTPUTS, Renderer, listing_print
+from interp_app.ui.select import event_inputs, recheck
+from interp_app.ui.update import update
 
 
 def register(app: Dash, analyzer: Any) -> None:
@@ -27,47 +30,63 @@ def register(app: Dash, analyzer: Any) -> None:
                 Input(*hop.input),
                 prevent_initial_call=True,
             )
-    register_select(app, analyzer)
-    register_render(app, analyzer)
+    register_update(app, analyzer)
+    register_poll(app, analyzer)
     register_play(app)
     register_sparkline(app, analyzer)
 
 
-def register_select(app: Dash, analyzer: Any) -> None:
-    @app.callback(
-        output=dict(
-            selection=Output(ids.SELECTION, "data"),
-            search=Output(ids.URL, "search"),
-            notices=Output(ids.NOTICES, "children"),
-        ),
-        inputs=dict(search=Input(ids.URL, "search"), events=event_inputs()),
-        state=dict(current=State(ids.SELECTION, "data")),
-    )
-    def on_select(search: Any, events: dict[str, Any], current: Any) -> dict[str, Any]:
-        del events  # the trigger and its value come from ``ctx``
-        value = ctx.triggered[0]["value"] if ctx.triggered else None
-        return select(analyzer, ctx.triggered_id, value, search, current)
-
-
-def register_render(app: Dash, analyzer: Any) -> None:
+def register_update(app: Dash, analyzer: Any) -> None:
+    """The page's main callback: see ``ui.update``."""
     renderer = Renderer(analyzer)
-    slots = [*OUTPUTS, (ids.RENDERED, "data"), (ids.NOTICES, "children")]
+    slots = [
+        (ids.SELECTION, "data"),
+        (ids.URL, "search"),
+        *OUTPUTS,
+        (ids.RENDERED, "data"),
+        (ids.NOTICES, "children"),
+    ]
 
     @app.callback(
-        output=[Output(cid, prop, allow_duplicate=cid == ids.NOTICES) for cid, prop in slots],
+        output=[Output(cid, prop) for cid, prop in slots],
         inputs=dict(
-            data=Input(ids.SELECTION, "data"),
+            search=Input(ids.URL, "search"),
+            events=event_inputs(),
             options={name: Input(*option.slot) for name, option in OPTIONS.items()},
-            poll=Input(ids.LIVE_POLL, "n_intervals"),
+            listing=Input(ids.LISTING, "data"),
         ),
-        state=dict(rendered=State(ids.RENDERED, "data")),
+        state=dict(current=State(ids.SELECTION, "data"), rendered=State(ids.RENDERED, "data")),
+    )
+    def on_update(search, events, options, listing, current, rendered) -> list:
+        del events, listing  # the trigger and its value come from ``ctx``
+        value = ctx.triggered[0]["value"] if ctx.triggered else None
+        trigger = ctx.triggered_id
+        out = update(renderer, trigger, value, search, current, options, rendered)
+        if not out:
+            raise PreventUpdate
+        return [out.get(slot, no_update) for slot in slots]
+
+
+def register_poll(app: Dash, analyzer: Any) -> None:
+    """New runs or steps on disk: a callback of its own that writes the listing only when it
+    changed, so the timer never re-sends the main callback (a newer request supersedes one in
+    flight, and would drop a click with it)."""
+
+    @app.callback(
+        Output(ids.LISTING, "data", allow_duplicate=True),
+        Input(ids.LIVE_POLL, "n_intervals"),
+        State(ids.LISTING, "data"),
+        State(ids.SELECTION, "data"),
         prevent_initial_call=True,
     )
-    def render(data: Any, options: dict[str, Any], poll: Any, rendered: Any) -> list:
-        from dash import no_update
-
-        out = renderer(data, options, rendered)
-        return [out.get(slot, no_update) for slot in slots]
+    def poll(n_intervals: Any, shown: Any, current: Any) -> str:
+        sel = Selection.parse(current)
+        if sel is None or sel.run not in analyzer.store.runs():
+            raise PreventUpdate
+        now = listing_print(analyzer.store, sel.run)
+        if now == shown:
+            raise PreventUpdate
+        return now
 
 
 def register_play(app: Dash) -> None:

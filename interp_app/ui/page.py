@@ -16,12 +16,14 @@ FOOTER = (
 
 def stores(live_ms: int) -> list:
     """What the callbacks keep in the browser: the selection (mirrored by the URL), what
-    each panel last drew, the head grid's shift-click, the play and live-poll timers."""
+    each panel last drew, the head grid's shift-click, the listing of runs and steps last
+    drawn, the play and live-poll timers."""
     return [
         dcc.Location(id=ids.URL, refresh=False),
         dcc.Store(id=ids.SELECTION),
         dcc.Store(id=ids.RENDERED),
         dcc.Store(id=ids.GRID_CLICK),
+        dcc.Store(id=ids.LISTING),
         dcc.Interval(id=ids.PLAY_INTERVAL, interval=700, disabled=True),
         dcc.Interval(id=ids.LIVE_POLL, interval=live_ms, disabled=live_ms <= 0),
     ]

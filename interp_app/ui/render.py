@@ -23,7 +23,10 @@ from interp_app.ui import ids
 from interp_app.ui.components import notices
 from training.checkpoint import CheckpointError
 
-OUTPUTS: tuple[Slot, ...] = tuple(dict.fromkeys(s for p in REGISTRY for s in p.outputs))
+OUTPUTS: tuple[Slot, ...] = (
+    *dict.fromkeys(s for p in REGISTRY for s in p.outputs),
+    (ids.LISTING, "data"),
+)
 OPTIONS = {name: option for p in REGISTRY for name, option in p.options.items()}
 
 
@@ -37,6 +40,11 @@ def fields(sel: Selection, options: dict[str, Any], runs: list[str], steps: list
     """Every field a panel can depend on: the selection, the view options, the listing."""
     listing = [steps[-1] if steps else None, len(steps), sorted(bad)]
     return {**sel.to_dict(), **options, "runs": runs, "listing": listing}
+
+
+def listing_print(store: Any, run: str) -> str:
+    """What the live poll compares: the runs and the selected run's steps on disk."""
+    return fingerprint([store.runs(), store.steps(run)])
 
 
 def as_patch(overlay: Overlay) -> Patch:
@@ -98,7 +106,7 @@ class Renderer:
         prints = {k: fingerprint([v]) for k, v in now.items()}
         known = rendered.get("fields", {})
         changed = {k for k, v in prints.items() if known.get(k) != v}
-        if ctx.triggered_id == ids.LIVE_POLL and not changed:
+        if ctx.triggered_id == ids.LISTING and not changed:
             return {}  # nothing new on disk: the cheap, common case
         context = Context(self.analyzer, sel, steps, bad, options, changed)
         try:
@@ -111,6 +119,7 @@ class Renderer:
             context.changed.add("listing")
         out, panels = self._each(context, prints, rendered.get("panels", {}), failed)
         out[(ids.RENDERED, "data")] = {"fields": prints, "panels": panels}
+        out[(ids.LISTING, "data")] = listing_print(store, sel.run)
         messages = [*notes, *context.notes]
         if failed is not None:
             messages.append(f"step {sel.step} is unreadable ({failed}); other steps still work")
