@@ -1,6 +1,6 @@
 """A slow, plain-numpy forward pass written from the checkpoint's parameters alone.
 
-Independent of the Flax model and of ``interp_app.core.analysis``: loops over heads and
+Independent of the Flax model and of ``interp_app.core.metrics``: loops over heads and
 positions, float64, so it checks both the capture pass and the attribution maths.
 """
 

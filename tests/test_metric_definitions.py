@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from interp_app.core import causal, metrics
-from interp_app.core.analysis import direct_logit_attribution
 from interp_app.core.analyzer import SPECIAL_TOKENS, Analyzer, default_target
 from interp_app.core.api import Run
 from interp_app.core.heads import METRICS, head_mask
@@ -85,8 +84,8 @@ def _small_logit_case(store):
         cap = store.capture("fruits", step, prompt)
         params = store.store.params("fruits", step)
         for target in range(len(info.tokenizer.vocab)):
-            comps, attr, _ = direct_logit_attribution(cap, params, 0, 5, target)
-            heads = np.array([a for a, k in zip(attr, comps.kinds, strict=True) if k == "head"])
+            attr, _ = metrics.evaluate(metrics.attributions, cap, params, 5, target)
+            heads = metrics.head_part(attr, info.model.n_layers, info.model.n_heads)
             if np.abs(heads).max() > 2 * abs(float(cap.logits[0, 5, target])):
                 return prompt, step, target
     raise AssertionError("no checkpoint has a head larger than its target logit")
