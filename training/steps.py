@@ -51,11 +51,11 @@ def build_chunk_fn(
     """
     mesh = data_mesh(batch_size)
     evaluate = build_evaluate(data, valid, eval_batch, mesh)
-    data = jnp.asarray(data)
+    lines = jnp.asarray(data)
 
     @jax.jit
     def run_chunk(params, opt_state, base_key, start, n):
-        rows, seeds = step_randomness(base_key, start, max_chunk, batch_size, data.shape[0])
+        rows, seeds = step_randomness(base_key, start, max_chunk, batch_size, lines.shape[0])
         flat, unravel = ravel_pytree(params)
         grad_fn = jax.value_and_grad(
             lambda flat, *args: sequence_loss(graphdef, unravel(flat), *args)
@@ -65,7 +65,7 @@ def build_chunk_fn(
 
         def body(i, carry):
             flat, flat_opt, losses = carry
-            loss, grads = grad_fn(flat, data[rows[i]], seeds[i])
+            loss, grads = grad_fn(flat, lines[rows[i]], seeds[i])
             updates, flat_opt = optimizer.update(grads, flat_opt, flat)
             return optax.apply_updates(flat, updates), flat_opt, losses.at[i].set(loss)
 
@@ -137,9 +137,9 @@ def _evaluate_batched(
     index = np.arange(n_batches * rows)
     in_train = index < (n if same else n_train)
     in_valid = (index < n) if same else (index >= n_train) & (index < n)
-    weights = np.stack([in_train, in_valid], -1).astype(np.float32)  # [rows total, 2]
+    flags = np.stack([in_train, in_valid], -1).astype(np.float32)  # [rows total, 2]
     batches = jnp.asarray(padded.reshape(n_batches, rows, width))
-    weights = jnp.asarray(weights.reshape(n_batches, rows, 2))
+    weights = jnp.asarray(flags.reshape(n_batches, rows, 2))
     prompt = jnp.asarray(lines[prompt_row : prompt_row + 1])
     counts = jnp.asarray([in_train.sum(), in_valid.sum()], jnp.float32) * (width - 1)
 
@@ -167,7 +167,7 @@ def _evaluate_batched(
 
 def _is_like(params) -> Callable[[Any], bool]:
     structure = jax.tree.structure(params)
-    return lambda node: jax.tree.structure(node) == structure
+    return lambda node: bool(jax.tree.structure(node) == structure)  # type: ignore[operator]
 
 
 def flat_state(opt_state, params):
