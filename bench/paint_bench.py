@@ -37,7 +37,7 @@ window.fetch = (...args) => {
 PAINTED = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
-def settled(page, condition: str, timeout: float = 30_000) -> None:
+def settled(page, condition: str, timeout: float = 15_000) -> None:
     """Wait until ``condition`` holds with no callback in flight, then for two frames."""
     page.wait_for_function(f"() => ({condition}) && window.__pending === 0", timeout=timeout)
     page.evaluate(PAINTED)
@@ -55,19 +55,31 @@ def click_cell(page, panel: str, col_frac: float, row_frac: float) -> None:
     page.mouse.click(box["x"] + col_frac * box["width"], box["y"] + row_frac * box["height"])
 
 
-def timed(action, n: int) -> list[float]:
-    out = []
+def timed(action, n: int) -> list[float | None]:
+    """Milliseconds per action; None for one that never settled (it is reported, not timed)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    out: list[float | None] = []
     for i in range(n):
         t0 = time.perf_counter()
-        action(i)
+        try:
+            action(i)
+        except PlaywrightTimeout:
+            out.append(None)
+            continue
         out.append((time.perf_counter() - t0) * 1000)
     return out
 
 
-def report(what: str, times: list[float]) -> None:
-    times = sorted(times)
+def report(what: str, measured: list[float | None]) -> None:
+    times = sorted(t for t in measured if t is not None)
+    lost = len(measured) - len(times)
+    if not times:
+        print(f"{what:<44} never settled ({lost} of {lost})")
+        return
     p90 = times[int(0.9 * (len(times) - 1))]
-    print(f"{what:<44} median {statistics.median(times):7.1f} ms   p90 {p90:7.1f} ms")
+    note = f"   ({lost} of {len(measured)} never settled)" if lost else ""
+    print(f"{what:<44} median {statistics.median(times):7.1f} ms   p90 {p90:7.1f} ms{note}")
 
 
 def measure(url: str, repeat: int) -> None:
