@@ -97,7 +97,10 @@ class DashClient:
         value: Any = None,
         current: dict | None = None,
         search: str | None = None,
+        rendered: dict | None = None,
     ) -> dict[str, dict[str, Any]]:
+        """One interaction: the new selection and the panels drawn for it (every panel,
+        unless ``rendered`` says what the page already shows)."""
         values = {"url.search": search}
         if changed:
             values[changed] = value
@@ -105,7 +108,7 @@ class DashClient:
             "selection.data",
             values,
             [changed] if changed else ["url.search"],
-            {"selection.data": current},
+            {"selection.data": current, "rendered.data": rendered},
         )
 
     def render(
