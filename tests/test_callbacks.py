@@ -331,3 +331,45 @@ def test_trained_run_opens_on_chili_and_reads_sweet_as_apple(trained):
     assert fallback["target"] == "chili"
     patching = trained.render(start)["patching"]["figure"]["layout"]["title"]["text"]
     assert "'chili' − 'apple'" in patching
+
+
+def test_timeline_click_picks_the_step_it_names(client, start, small_root):
+    """The timelines leave unreadable steps out, so a cell's index is not the run's index:
+    the step comes from the cell's customdata (review finding; x only as a fallback)."""
+    steps = small_root[1].steps
+    point = {"x": 0, "y": "L0H1", "customdata": steps[4]}
+    r = client.select("head-timeline.clickData", {"points": [point]}, start)
+    assert (r["selection"]["data"]["step"], r["selection"]["data"]["head"]) == (steps[4], 1)
+
+
+def test_a_panel_with_nothing_remembered_draws_every_output(client, start):
+    """Review finding: a panel whose last drawing failed (nothing remembered) redrew its
+    figure but not the outputs it writes only on a change (the source picker's words)."""
+    first = client.render(start)
+    remembered = {"fields": first["rendered"]["data"]["fields"], "panels": {}}
+    again = client.render(start, rendered=remembered)
+    assert again["source-picker"]["options"] == first["source-picker"]["options"]
+    assert again["token-chips"]["children"]
+
+
+def test_an_option_changed_before_the_first_answer_still_opens_the_page(client):
+    """Review finding: a view option changed while the page's first request was in flight
+    supersedes it (Dash keeps the newer request) and came with no selection: every panel
+    said "No runs". Without a selection, the URL is read as on a page load."""
+    r = client.call(
+        "selection.data",
+        {"url.search": "?run=small&head=L0H1", "metric-picker.value": "share"},
+        ["metric-picker.value"],
+        {"selection.data": None},
+    )
+    assert r["selection"]["data"]["run"] == "small" and r["selection"]["data"]["head"] == 1
+    assert "share" in str(r["head-grid"]["figure"]["layout"]["title"]["text"])
+
+
+def test_a_forged_stored_run_with_a_click_is_no_server_error(client, start):
+    """Review finding: a stored selection naming a path outside the root, with a slider,
+    grid or play event, raised outside any handler (a 500)."""
+    forged = {**start, "run": "../x"}
+    for event, value in (("step-slider.value", 1), ("play-interval.n_intervals", 3)):
+        client.select(event, value, forged)
+        assert client.last_status in (200, 204), (event, client.last_status)

@@ -41,7 +41,6 @@ __all__ = [
     "compute_timeline",
     "compute_view",
     "default_target",
-    "previous_view",
     "resolve",
     "warm_up",
 ]
@@ -212,19 +211,6 @@ def _view(analyzer: Analyzer, sel: Selection, src: int, k: int) -> View:
         target_prob=m.target_prob,
         clean_probs=m.clean_probs,
     )
-
-
-def previous_view(
-    analyzer: Analyzer, sel: Selection, steps: list[int], src: int
-) -> tuple[View, int] | None:
-    """The view at the checkpoint before the selected one, for 'change since previous'."""
-    earlier = [s for s in steps if s < sel.step]
-    if not earlier:
-        return None
-    try:
-        return compute_view(analyzer, sel.with_(step=earlier[-1]), src=src), earlier[-1]
-    except CheckpointError:
-        return None
 
 
 def compute_patching(

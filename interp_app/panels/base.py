@@ -83,6 +83,7 @@ class Panel:
     options: dict[str, Option] = field(default_factory=dict)  # render inputs it owns
     clientside: tuple[ClientHop, ...] = ()
     needs_view: bool = True
+    placeholders: Callable[[], list[Any]] | None = None  # ids the page only has once drawn
 
     @property
     def figure(self) -> Slot:
@@ -130,7 +131,7 @@ class Context:
     sel: Selection
     steps: list[int]
     unreadable: set[int]  # steps of this run that could not be read
-    options: dict[str, Any]  # metric, src, compare, mode (validated)
+    options: dict[str, Any]  # every panel's Option by name, validated (metric, src, ...)
     changed: set[str]
     notes: list[str] = field(default_factory=list)  # notices to add to the page
 

@@ -73,8 +73,8 @@ def draw_prompt(ctx: Context) -> dict[Any, Any]:
     }
 
 
-# The run picker and the prompt box are also written by ``render``; that echo must not count
-# as a user's choice (it would reset the step, position and target of a deep link).
+# The run picker and the prompt box are also written when the page draws; a value equal to
+# the selection's is no choice (it would reset the step, position and target of a deep link).
 def pick_run(trigger: Any, value: Any, raw: Raw, steps: list[int]) -> Raw | None:
     if not isinstance(value, str) or (raw and value == raw.get("run")):
         return None
@@ -204,4 +204,5 @@ PROMPT = Panel(
         "prompt": Event(ids.PROMPT_INPUT, "value", pick_prompt, needs_selection=False),
         "chips": Event({"type": ids.CHIP, "index": ALL}, "n_clicks", pick_chip, False),
     },
+    placeholders=lambda: [dbc.Button(id=ids.chip(0))],
 )

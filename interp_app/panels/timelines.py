@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from interp_app.core.heads import METRICS, head_name
-from interp_app.core.selection import Selection
+from interp_app.core.selection import Selection, as_int
 from interp_app.panels.base import Context, Overlay, Panel, Raw, nearest_step, on_click
 from interp_app.panels.plotting import (
     HIGHLIGHT,
@@ -147,9 +147,16 @@ def overlay_prediction(ctx: Context) -> Overlay | None:
     return Overlay(prediction_timeline_title(ctx.sel), step_marker(steps, ctx.sel.step))
 
 
+def clicked_step(point: dict[str, Any], steps: list[int]) -> int | None:
+    """The step a timeline click names: its customdata (the timeline leaves unreadable steps
+    out, so its x, an index among the readable ones, is only the fallback)."""
+    step = as_int(point.get("customdata"))
+    return step if step is not None and step in steps else nearest_step(steps, point.get("x"))
+
+
 def click_heads(point: dict[str, Any], raw: Raw, steps: list[int]) -> Raw | None:
-    """x is the checkpoint's index (heatmap clicks carry no customdata); y the head's name."""
-    step = nearest_step(steps, point.get("x"))
+    """A cell: its step (customdata) and its head (y)."""
+    step = clicked_step(point, steps)
     if step is None:
         return None
     head = point.get("y")
@@ -157,7 +164,7 @@ def click_heads(point: dict[str, Any], raw: Raw, steps: list[int]) -> Raw | None
 
 
 def click_prediction(point: dict[str, Any], raw: Raw, steps: list[int]) -> Raw | None:
-    step = nearest_step(steps, point.get("x"))
+    step = clicked_step(point, steps)
     return None if step is None else {**raw, "step": step}
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dash_bootstrap_components as dbc
-from dash import Dash, html
+from dash import Dash
 
 from interp_app.core.analyzer import Analyzer
 from interp_app.core.store import RunStore
@@ -15,10 +14,9 @@ from interp_app.server.callback_guard import callback_shapes, refuse_malformed_c
 from interp_app.server.compute_gate import install_compute_gate
 from interp_app.server.http_guard import install_http_guards
 from interp_app.server.settings import Settings, from_env
-from interp_app.ui import ids
 from interp_app.ui.callbacks import register
 from interp_app.ui.callbacks3d import register_3d
-from interp_app.ui.page import build_layout
+from interp_app.ui.page import build_layout, validation_layout
 from training import runtime
 
 ASSETS = Path(__file__).parent.parent / "ui" / "assets"
@@ -65,9 +63,7 @@ def create_app(
         app.server.config["AUTH_VERIFIER"] = protect(app.server, users)
     install_http_guards(app.server)
     app.layout = build_layout(str(root), live_ms)
-    # The token chips exist only once a prompt is drawn: one stands in for them, so Dash
-    # can check every callback against the page instead of ignoring unknown ids.
-    app.validation_layout = html.Div([app.layout, dbc.Button(id=ids.chip(0))])  # type: ignore[assignment]
+    app.validation_layout = validation_layout(app.layout)  # type: ignore[assignment]
     register(app, analyzer)
     register_3d(app, analyzer)
     app.server.config["CALLBACK_SHAPES"] = callback_shapes(app)

@@ -19,6 +19,7 @@ from interp_app.ui import ids
 from interp_app.ui.render import OPTIONS, OUTPUTS, Renderer, listing_print
 from interp_app.ui.select import event_inputs, recheck
 from interp_app.ui.update import update
+from training.checkpoint import CheckpointError
 
 
 def register(app: Dash, analyzer: Any) -> None:
@@ -80,13 +81,17 @@ def register_poll(app: Dash, analyzer: Any) -> None:
         prevent_initial_call=True,
     )
     def poll(n_intervals: Any, shown: Any, current: Any) -> str:
+        store = analyzer.store
+        runs = store.runs()
         sel = Selection.parse(current)
-        if sel is None or sel.run not in analyzer.store.runs():
-            raise PreventUpdate
-        now = listing_print(analyzer.store, sel.run)
+        try:
+            steps = store.steps(sel.run) if sel is not None and sel.run in runs else []
+        except CheckpointError:  # unreadable now: the main callback says so
+            steps = []
+        now = listing_print(runs, steps)
         if now == shown:
             raise PreventUpdate
-        return now
+        return now  # a new or removed run or step: the main callback draws (or reselects)
 
 
 def register_play(app: Dash) -> None:

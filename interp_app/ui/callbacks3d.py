@@ -2,7 +2,7 @@
 
 Separate requests from the 2D panels' render, so the browser fetches both at once and a 3D
 redraw never delays the rest. Clicks on attention lines go through ``select`` like every
-other click (``event_to_raw`` reads their head and query position).
+other click (``panels.forward3d.click`` reads their head and query position).
 """
 
 from __future__ import annotations

@@ -44,6 +44,13 @@ def navbar(root: str) -> dbc.Navbar:
     )
 
 
+def validation_layout(layout: html.Div) -> html.Div:
+    """The page plus what exists only once drawn (the token chips): Dash checks every
+    callback's ids against it instead of ignoring unknown ones."""
+    extra = [c for p in REGISTRY if p.placeholders is not None for c in p.placeholders()]
+    return html.Div([layout, *extra])
+
+
 def build_layout(root: str, live_ms: int = 3000) -> html.Div:
     panels = [fragment for p in REGISTRY if (fragment := p.layout()) is not None]
     body = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from dash import Patch, ctx
@@ -36,15 +37,24 @@ def fingerprint(values: Iterable[Any]) -> str:
     return hashlib.blake2s(text.encode(), digest_size=6).hexdigest()
 
 
+def listing_of(steps: list[int], bad: set[int]) -> list:
+    """The listing field: what the slider, the loss curve and the timelines show of a run."""
+    return [steps[-1] if steps else None, len(steps), sorted(bad)]
+
+
 def fields(sel: Selection, options: dict[str, Any], runs: list[str], steps: list[int], bad):
     """Every field a panel can depend on: the selection, the view options, the listing."""
-    listing = [steps[-1] if steps else None, len(steps), sorted(bad)]
-    return {**sel.to_dict(), **options, "runs": runs, "listing": listing}
+    return {**sel.to_dict(), **options, "runs": runs, "listing": listing_of(steps, bad)}
 
 
-def listing_print(store: Any, run: str) -> str:
+FIELDS = {"runs", "listing", *OPTIONS, *Selection.__dataclass_fields__}
+for _panel in REGISTRY:  # a misspelt field would be fingerprinted as None: never redrawn
+    assert _panel.depends | _panel.overlay_on <= FIELDS, (_panel.name, _panel.depends - FIELDS)
+
+
+def listing_print(runs: list[str], steps: list[int]) -> str:
     """What the live poll compares: the runs and the selected run's steps on disk."""
-    return fingerprint([store.runs(), store.steps(run)])
+    return fingerprint([runs, steps])
 
 
 def as_patch(overlay: Overlay) -> Patch:
@@ -60,6 +70,8 @@ def update_panel(panel: Panel, context: Context, prints: dict[str, str], before:
     depends = fingerprint(prints.get(k) for k in sorted(panel.depends))
     marks = fingerprint(prints.get(k) for k in sorted(panel.depends | panel.overlay_on))
     if not before or before[0] != depends:
+        if not before:  # not drawn, or its last drawing failed: every output, not the changed
+            context = replace(context, changed=set(prints))
         drawn = panel.draw(context)
         return drawn, ([depends, marks] if drawn else None)
     if panel.overlay is not None and before[1] != marks:
@@ -102,7 +114,8 @@ class Renderer:
         bad = self.unreadable.setdefault(store.generation(sel.run), set())
         context_len = store.info(sel.run).model.context
         options = {k: o.clean(raw_options.get(k), context_len, steps) for k, o in OPTIONS.items()}
-        now = fields(sel, options, store.runs(), steps, bad)
+        runs = store.runs()
+        now = fields(sel, options, runs, steps, bad)
         prints = {k: fingerprint([v]) for k, v in now.items()}
         known = rendered.get("fields", {})
         changed = {k for k, v in prints.items() if known.get(k) != v}
@@ -115,11 +128,11 @@ class Renderer:
         except CheckpointError as err:
             failed = err
             bad.add(sel.step)
-            prints["listing"] = fingerprint([fields(sel, options, [], steps, bad)["listing"]])
+            prints["listing"] = fingerprint([listing_of(steps, bad)])
             context.changed.add("listing")
         out, panels = self._each(context, prints, rendered.get("panels", {}), failed)
         out[(ids.RENDERED, "data")] = {"fields": prints, "panels": panels}
-        out[(ids.LISTING, "data")] = listing_print(store, sel.run)
+        out[(ids.LISTING, "data")] = listing_print(runs, steps)  # what this drawing read
         messages = [*notes, *context.notes]
         if failed is not None:
             messages.append(f"step {sel.step} is unreadable ({failed}); other steps still work")

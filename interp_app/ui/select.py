@@ -56,7 +56,10 @@ def event_to_raw(trigger: Any, value: Any, current: Any, analyzer: Any) -> Raw |
     raw = raw_of(current)
     if event is None or (event.needs_selection and not raw):
         return None
-    steps = analyzer.store.steps(raw["run"]) if raw else []
+    try:
+        steps = analyzer.store.steps(raw["run"]) if raw else []
+    except CheckpointError:  # a forged stored selection naming no run of this root
+        return None
     return event.handle(trigger, value, raw, steps)
 
 

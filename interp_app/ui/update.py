@@ -37,7 +37,11 @@ def update(
 ) -> dict[Slot, Any]:
     """Every output of the page's main callback that changes (missing ones: no update)."""
     if not is_selecting(trigger):  # a view option or the poll: the same selection, redrawn
-        return renderer(current, options, rendered)
+        if Selection.parse(current) is not None:
+            return renderer(current, options, rendered)
+        # no selection yet (the page's first request was superseded by this one, or there
+        # were no runs when it came): make it from the URL, as a page load does
+        trigger, value = None, None
     chosen = select(renderer.analyzer, trigger, value, search, current)
     out: dict[Slot, Any] = {}
     if chosen["search"] is not no_update:

@@ -89,7 +89,9 @@ class CausalSelfAttention(nnx.Module):
         """x [B, T, D] -> pattern, values, each head's output and their sum [B, T, D]."""
         if path == "fast":
             return fast_attention(self.w_qkv[...], self.w_o[...], self.b_o[...], x, drop, each_head)
-        return self.reference(x, drop)
+        if path == "reference":
+            return self.reference(x, drop)
+        raise ValueError(f"attention is 'fast' or 'reference', not {path!r}")
 
     def reference(self, x: jax.Array, drop: LayerDropout = NO_DROPOUT) -> Attended:
         """Attention the obvious way: every head on its own axis."""
