@@ -373,3 +373,23 @@ def test_a_forged_stored_run_with_a_click_is_no_server_error(client, start):
     for event, value in (("step-slider.value", 1), ("play-interval.n_intervals", 3)):
         client.select(event, value, forged)
         assert client.last_status in (200, 204), (event, client.last_status)
+
+
+def test_sparkline_follows_the_hovered_head(client, start, small_root):
+    def title(hover):
+        r = client.call(
+            "head-sparkline.figure",
+            {
+                "head-multiples.hoverData": hover,
+                "selection.data": start,
+                "metric-picker.value": "dla",
+            },
+            ["head-multiples.hoverData"],
+            {"source-picker.value": 0},
+        )
+        return r["head-sparkline"]["figure"]
+
+    hovered = title({"points": [{"customdata": "L0H1"}]})
+    assert hovered["layout"]["title"]["text"].startswith("L0H1: direct logit attribution")
+    assert len(hovered["data"][0]["x"]) == len(small_root[1].steps)
+    assert title(None)["layout"]["title"]["text"].startswith("L1H0:")  # the selected head

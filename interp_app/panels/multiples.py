@@ -8,10 +8,18 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import dcc
 
-from interp_app.core.heads import METRICS, head_name
+from interp_app.core.heads import METRICS, head_name, parse_head
 from interp_app.core.selection import Selection
-from interp_app.panels.base import Context, Option, Panel, on_click
-from interp_app.panels.plotting import HIGHLIGHT, Figure, causal, figure, frame, scale
+from interp_app.panels.base import Context, Option, Panel, first_point, on_click
+from interp_app.panels.plotting import (
+    HIGHLIGHT,
+    Figure,
+    causal,
+    figure,
+    frame,
+    message_figure,
+    scale,
+)
 from interp_app.panels.residual import click_head
 from interp_app.ui import ids
 from interp_app.ui.components import column, graph
@@ -114,6 +122,19 @@ def sparkline_figure(steps: list[int], values: Any, name: str, metric: str) -> F
         margin={"l": 40, "r": 10, "t": 30, "b": 20},
         xaxis={"showticklabels": False},
     )
+
+
+def hovered_sparkline(ctx: Context, hover: Any) -> Figure:
+    """The hovered head's metric over training (the selected head's when none is hovered)."""
+    point = first_point(hover)
+    name = point.get("customdata") if point else None
+    name = name if isinstance(name, str) else ctx.sel.head_name
+    parsed = parse_head(name, ctx.model.n_layers, ctx.model.n_heads)
+    steps, values = ctx.timeline
+    if not steps or parsed is None:
+        return message_figure("", 150)
+    series = values[ctx.options["metric"]][:, parsed[0], parsed[1]]
+    return sparkline_figure(steps, series, name, ctx.options["metric"])
 
 
 def clean_mode(value: Any, context: int, steps: list[int]) -> str:

@@ -9,11 +9,10 @@ from typing import Any
 from dash import ClientsideFunction, Dash, Input, Output, State, ctx, no_update
 from dash.exceptions import PreventUpdate
 
-from interp_app.core.heads import parse_head
 from interp_app.core.selection import Selection, as_int
 from interp_app.panels import REGISTRY
-from interp_app.panels.base import Context, first_point
-from interp_app.panels.multiples import sparkline_figure
+from interp_app.panels.base import Context
+from interp_app.panels.multiples import hovered_sparkline
 from interp_app.panels.plotting import message_figure
 from interp_app.ui import ids
 from interp_app.ui.render import OPTIONS, OUTPUTS, Renderer, listing_print
@@ -126,11 +125,4 @@ def register_sparkline(app: Dash, analyzer: Any) -> None:
         model, steps = store.info(sel.run).model, store.steps(sel.run)
         options = {"metric": metric, "src": src}
         options = {k: OPTIONS[k].clean(v, model.context, steps) for k, v in options.items()}
-        point = first_point(hover)
-        name = point["customdata"] if point and isinstance(point.get("customdata"), str) else None
-        parsed = parse_head(name or sel.head_name, model.n_layers, model.n_heads)
-        t_steps, values = Context(analyzer, sel, steps, set(), options, set()).timeline
-        if not t_steps or parsed is None:
-            return message_figure("", 150)
-        series = values[options["metric"]][:, parsed[0], parsed[1]]
-        return sparkline_figure(t_steps, series, name or sel.head_name, options["metric"])
+        return hovered_sparkline(Context(analyzer, sel, steps, set(), options, set()), hover)
