@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from interp_app.core.analysis import direct_logit_attribution, source_attributions
+from tests.metric_views import direct_logit_attribution, source_attributions
 from training import checkpoint as ckpt
 from training.corpus import builtin_corpus
 from training.loss import mean_cross_entropy

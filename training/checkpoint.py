@@ -78,7 +78,6 @@ __all__ = [  # the run folder's format; the metrics log and atomic writes re-exp
     "read_metrics",
     "read_metrics_checked",
     "read_run",
-    "read_sidecar",
     "remove_step",
     "rewrite_metrics",
     "run_dir",
@@ -185,13 +184,6 @@ def list_steps(run: Path) -> list[int]:
         if m:
             steps.append(int(m.group(1)))
     return sorted(steps)
-
-
-def read_sidecar(run: Path, step: int) -> dict[str, Any]:
-    try:
-        return json.loads((step_dir(run, step) / SIDECAR).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"step {step} has an unreadable {SIDECAR}: {err}") from None
 
 
 def load_params(run: Path, step: int) -> dict[str, np.ndarray]:

@@ -172,7 +172,9 @@ class View:
 
 def compute_view(analyzer: Analyzer, sel: Selection, src: int = 0, k: int = 8) -> View:
     """Kept per (selection, source): scrubbing back and forth or many sessions on one server
-    ask for the same views again."""
+    ask for the same views again. The key holds only what the view reads: not the corrupted
+    prompt (the patching panel's), and the source clamped as the metrics clamp it."""
+    sel, src = sel.with_(corrupt=""), min(max(src, 0), sel.pos)
     return analyzer.memo(sel.run, ("view", sel, src, k), lambda: _view(analyzer, sel, src, k))
 
 

@@ -1,8 +1,7 @@
 """The exact splits of one captured pass as numpy arrays, for any prompt of a batch.
 
-A numpy-facing view of ``metrics`` (the one implementation, evaluated here in float64) for
-checks on batched captures (the model's tests), and the head names of ``heads`` under the
-names the panels have imported them by.
+Test support: a numpy-facing view of ``interp_app.core.metrics`` (the one implementation,
+evaluated in float64) for the model's checks on batched captures.
 """
 
 from __future__ import annotations
@@ -13,17 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from interp_app.core import metrics
-from interp_app.core.heads import METRICS, component_names, head_name, parse_head
+from interp_app.core.heads import component_names
 from training.model.gpt import Capture
-
-__all__ = [
-    "METRICS",
-    "Components",
-    "direct_logit_attribution",
-    "head_name",
-    "parse_head",
-    "source_attributions",
-]
 
 
 @dataclass(frozen=True)
