@@ -15,9 +15,11 @@ test ``slow`` when it
    with steps to train) or as a subprocess (``tests.browser.train_command``);
 5. starts a Python process of its own (``subprocess``): each pays an interpreter start and
    usually JAX's import and compilations; or
-6. is a fuzz or scale test named in ``SCALE_TESTS``: one check repeated over many inputs
-   (every hostile value in every callback slot, corpus sizes and layouts), each taking
-   from 4 to 17 s on two cores.
+6. is a fuzz, scale or exhaustive-equivalence test named in ``SCALE_TESTS``: one check
+   repeated over many inputs (every hostile value in every callback slot, corpus sizes and
+   layouts), or two implementations compared over more configurations (the model's two
+   attention paths, hand-written gradients against autodiff), each taking 4 to 17 s on two
+   cores; the fast tier keeps one comparison of each pair.
 
 "Its code" is the test function and every function and fixture of its own module that the
 test reaches by name (a static look at names, not a trace), so a helper such as ``_train``
@@ -71,6 +73,19 @@ SCALE_TESTS = {
     ("test_hardening_app", "test_forged_callback_payloads_never_get_a_5xx"),
     ("test_hardening_training", "test_batched_evaluation_equals_one_pass"),
     ("test_hardening_training", "test_evaluation_memory_does_not_grow_with_the_corpus"),
+    # two implementations compared over more configurations, each compiling its own
+    # programs (4-8 s); the fast tier keeps one comparison of each pair
+    ("test_model", "test_the_paths_train_alike"),
+    ("test_model", "test_fast_attention_pieces_equal_the_reference"),
+    ("test_model", "test_a_checkpoint_loads_in_either_path"),
+    ("test_products", "test_layer_norm_gradient_is_autodiffs"),
+    ("test_products", "test_cross_entropy_is_optaxs_with_the_same_gradient"),
+    ("test_steps", "test_data_parallel_gradient_is_the_whole_batch_gradient"),
+    ("test_api", "test_metrics_are_the_apps_view[step=300,ablate=L0H1,L1H0,ablate_mode=mean]"),
+    (
+        "test_api",
+        "test_metrics_are_the_apps_view[step=150,ablate=L1H0,ablate_mode=valid-mean,head=L1H0]",
+    ),
 }
 
 
@@ -120,8 +135,9 @@ def slow_reasons(item: pytest.Item) -> list[str]:
     if item.get_closest_marker("browser"):
         reasons.append("drives a real browser")
     module = getattr(getattr(item, "module", None), "__name__", "")
-    if (module.rsplit(".", 1)[-1], getattr(item, "originalname", item.name)) in SCALE_TESTS:
-        reasons.append("repeats one check over many inputs (a fuzz or scale test)")
+    names = {getattr(item, "originalname", item.name), item.name}  # a test, or one case of it
+    if {(module.rsplit(".", 1)[-1], name) for name in names} & SCALE_TESTS:
+        reasons.append("a fuzz, scale or exhaustive-equivalence test (SCALE_TESTS)")
     reached = _reached(item)
     for obj, why in SLOW_CALLS:
         if any(r is obj for r in reached) and why not in reasons:
@@ -133,7 +149,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     collected = set()
     for item in items:
         module = getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
-        collected.add((module, getattr(item, "originalname", item.name)))
+        collected |= {(module, getattr(item, "originalname", item.name)), (module, item.name)}
         reasons = slow_reasons(item)
         if reasons:
             item.add_marker(pytest.mark.slow(reasons=reasons))
