@@ -53,6 +53,15 @@ class Option:
     clean: Callable[[Any, int, list[int]], Any]
 
 
+def one_of(allowed: Any, default: str) -> Callable[[Any, int, list[int]], str]:
+    """An ``Option.clean`` for a pick among named choices (anything else: the default)."""
+
+    def clean(value: Any, context: int, steps: list[int]) -> str:
+        return value if isinstance(value, str) and value in allowed else default
+
+    return clean
+
+
 @dataclass(frozen=True)
 class ClientHop:
     """A clientside callback (``assets/*.js``) from one property to another."""

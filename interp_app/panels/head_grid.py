@@ -11,7 +11,7 @@ from dash import dcc, html
 
 from interp_app.core.heads import METRICS, head_name
 from interp_app.core.selection import Selection, as_int
-from interp_app.panels.base import ClientHop, Context, Event, Option, Panel, Raw, toggled
+from interp_app.panels.base import ClientHop, Context, Event, Option, Panel, Raw, one_of, toggled
 from interp_app.panels.plotting import Figure, figure, frame, scale
 from interp_app.ui import ids
 from interp_app.ui.components import column, graph, hint
@@ -88,10 +88,6 @@ def draw(ctx: Context) -> dict[Any, Any]:
         if ctx.options["src"] >= view.length:
             out[(ids.SOURCE_PICKER, "value")] = 0
     return out
-
-
-def clean_metric(value: Any, context: int, steps: list[int]) -> str:
-    return value if isinstance(value, str) and value in METRICS else "dla"
 
 
 def ablate_selected(trigger: Any, value: Any, raw: Raw, steps: list[int]) -> Raw | None:
@@ -173,7 +169,7 @@ PANEL = Panel(
         "mode": Event(ids.ABLATE_MODE, "value", pick_mode),
     },
     options={
-        "metric": Option((ids.METRIC_PICKER, "value"), clean_metric),
+        "metric": Option((ids.METRIC_PICKER, "value"), one_of(METRICS, "dla")),
         "src": Option((ids.SOURCE_PICKER, "value"), clean_source),
     },
     clientside=(ClientHop("gridClick", (ids.GRID_CLICK, "data"), (ids.HEAD_GRID, "clickData")),),

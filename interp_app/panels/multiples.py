@@ -10,7 +10,7 @@ from dash import dcc
 
 from interp_app.core.heads import METRICS, head_name, parse_head
 from interp_app.core.selection import Selection
-from interp_app.panels.base import Context, Option, Panel, first_point, on_click
+from interp_app.panels.base import Context, Option, Panel, first_point, on_click, one_of
 from interp_app.panels.plotting import (
     HIGHLIGHT,
     Figure,
@@ -137,10 +137,6 @@ def hovered_sparkline(ctx: Context, hover: Any) -> Figure:
     return sparkline_figure(steps, series, name, ctx.options["metric"])
 
 
-def clean_mode(value: Any, context: int, steps: list[int]) -> str:
-    return value if isinstance(value, str) and value in MODES else "step"
-
-
 def draw(ctx: Context) -> dict[Any, Figure]:
     base = step = None
     earlier = [s for s in ctx.steps if s < ctx.sel.step]
@@ -171,5 +167,5 @@ PANEL = Panel(
     | frozenset({"multiples_mode", "listing"}),
     draw=draw,
     events={"click": on_click(click_head, ids.HEAD_MULTIPLES)},
-    options={"multiples_mode": Option((ids.MULTIPLES_MODE, "value"), clean_mode)},
+    options={"multiples_mode": Option((ids.MULTIPLES_MODE, "value"), one_of(MODES, "step"))},
 )

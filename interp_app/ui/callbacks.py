@@ -15,7 +15,7 @@ from interp_app.panels.base import Context
 from interp_app.panels.multiples import hovered_sparkline
 from interp_app.panels.plotting import message_figure
 from interp_app.ui import ids
-from interp_app.ui.render import OPTIONS, OUTPUTS, Renderer, listing_print
+from interp_app.ui.render import OPTIONS, OUTPUTS, Renderer, clean_options, listing_print
 from interp_app.ui.select import event_inputs, recheck
 from interp_app.ui.update import update
 from training.checkpoint import CheckpointError
@@ -123,6 +123,5 @@ def register_sparkline(app: Dash, analyzer: Any) -> None:
             return message_figure("", 150)
         store = analyzer.store
         model, steps = store.info(sel.run).model, store.steps(sel.run)
-        options = {"metric": metric, "src": src}
-        options = {k: OPTIONS[k].clean(v, model.context, steps) for k, v in options.items()}
+        options = clean_options({"metric": metric, "src": src}, model.context, steps)
         return hovered_sparkline(Context(analyzer, sel, steps, set(), options, set()), hover)

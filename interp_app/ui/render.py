@@ -37,6 +37,11 @@ def fingerprint(values: Iterable[Any]) -> str:
     return hashlib.blake2s(text.encode(), digest_size=6).hexdigest()
 
 
+def clean_options(raw: dict[str, Any], context: int, steps: list[int]) -> dict[str, Any]:
+    """Every panel's view option, valid whatever the browser sent (missing ones: defaults)."""
+    return {name: o.clean(raw.get(name), context, steps) for name, o in OPTIONS.items()}
+
+
 def listing_of(steps: list[int], bad: set[int]) -> list:
     """The listing field: what the slider, the loss curve and the timelines show of a run."""
     return [steps[-1] if steps else None, len(steps), sorted(bad)]
@@ -113,7 +118,7 @@ class Renderer:
         steps = store.steps(sel.run)
         bad = self.unreadable.setdefault(store.generation(sel.run), set())
         context_len = store.info(sel.run).model.context
-        options = {k: o.clean(raw_options.get(k), context_len, steps) for k, o in OPTIONS.items()}
+        options = clean_options(raw_options, context_len, steps)
         runs = store.runs()
         now = fields(sel, options, runs, steps, bad)
         prints = {k: fingerprint([v]) for k, v in now.items()}
