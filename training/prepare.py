@@ -50,14 +50,14 @@ def run_metadata(mc: ModelConfig, tc: TrainConfig, tok: Tokenizer, corpus: Corpu
             "train_lines": len(corpus.train),
             "valid_lines": len(corpus.valid),
         },
-        "versions": _versions(),
+        "versions": package_versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for pkg in ("jax", "jaxlib", "flax", "optax", "numpy", "safetensors"):
+    for pkg in ("jax", "jaxlib", "flax", "optax", "numpy", "safetensors", "tokenizers"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             out[pkg] = importlib.metadata.version(pkg)
     return out
@@ -66,7 +66,13 @@ def _versions() -> dict[str, str]:
 def same_run(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between a stored run and a requested one (total steps may grow on resume)."""
     diffs = []
-    if old.get("model") != new["model"]:
+    try:  # compared as configs: fields added since the run was written take their defaults
+        same_model = ModelConfig.from_dict(old.get("model", {})) == ModelConfig.from_dict(
+            new["model"]
+        )
+    except (TypeError, ValueError):
+        same_model = False
+    if not same_model:
         diffs.append("model config")
     old_train = {k: v for k, v in old.get("train", {}).items() if k != "steps"}
     new_train = {k: v for k, v in new["train"].items() if k != "steps"}
