@@ -286,8 +286,8 @@ def test_the_path_comparison_catches_a_wrong_path(monkeypatch, wrong, interventi
     if wrong == "fast":
         real = gpt.fast_attention
 
-        def skewed(w_qkv, *args):  # one head's queries slightly off
-            return real(w_qkv.at[:, 0, -1].multiply(1.01), *args)
+        def skewed(w_qkv, *args, **kwargs):  # one head's queries slightly off
+            return real(w_qkv.at[:, 0, -1].multiply(1.01), *args, **kwargs)
 
         monkeypatch.setattr(gpt, "fast_attention", skewed)
     else:

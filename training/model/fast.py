@@ -8,6 +8,10 @@ dimensions gives every head's scores, and heads never move to a batch axis (on t
 those transposes cost more than the products themselves). The weighted values are
 taken back to the residual stream the same way, head h's dimensions from row block h.
 
+A qkv bias and rotary positions (``training.model.rotary``), when the config has them, are
+applied to the [B, T, H*K] queries and keys before the head blocks; the default config has
+neither and traces the same program as before they existed.
+
 Shapes: B batch, T positions, D d_model, H heads, K head size.
 """
 
@@ -20,6 +24,7 @@ import jax.numpy as jnp
 
 from training.model.dropout import LayerDropout
 from training.model.interp import Attended
+from training.model.rotary import Rotary, rotate
 from training.products import dense, matmul, matmul_nt, split3
 
 
@@ -30,9 +35,12 @@ def fast_attention(
     x: jax.Array,  # [B, T, D]
     drop: LayerDropout,
     each_head: bool,
+    *,
+    b_qkv: jax.Array | None = None,  # [3, H, K]
+    rotary: Rotary | None = None,
 ) -> Attended:
     """Attention of ``x``; with ``each_head``, each head's values and output too."""
-    pattern, v = pattern_and_values(w_qkv, x)
+    pattern, v = pattern_and_values(w_qkv, x, b_qkv=b_qkv, rotary=rotary)
     dropped = drop(pattern, drop.pattern)
     out = combine(w_o, b_o, dropped, v)
     if not each_head:
@@ -42,12 +50,23 @@ def fast_attention(
     return Attended(pattern, values, jnp.einsum("bhqk,hkd->bhqd", z, w_o), out)
 
 
-def pattern_and_values(w_qkv: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def pattern_and_values(
+    w_qkv: jax.Array,
+    x: jax.Array,
+    *,
+    b_qkv: jax.Array | None = None,
+    rotary: Rotary | None = None,
+) -> tuple[jax.Array, jax.Array]:
     """Attention patterns [B, H, Tq, Tk] and values [B, T, H*K], heads side by side."""
     b, t, d = x.shape
     _, _, h, k = w_qkv.shape
     qkv = dense(x, w_qkv.reshape(d, 3 * h * k)).reshape(b, t, 3, h * k)
+    if b_qkv is not None:
+        qkv = qkv + b_qkv.reshape(3, h * k)
     q, keys, v = split3(qkv)  # each [B, T, H*K]
+    if rotary is not None:  # per head: [B, T, H, K], positions on axis 1
+        q = rotate(q.reshape(b, t, h, k), rotary, t_axis=1).reshape(b, t, h * k)
+        keys = rotate(keys.reshape(b, t, h, k), rotary, t_axis=1).reshape(b, t, h * k)
     blocks = _head_blocks(h, k)
     # Unrolled over heads: XLA's CPU backend reduces over a short middle axis slowly.
     q_rows = jnp.concatenate([q * blocks[i] for i in range(h)], axis=1)  # [B, H*T, H*K]

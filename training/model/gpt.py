@@ -8,6 +8,13 @@ L layers.
     L blocks:  x = x + attention(LN(x));  x = x + MLP(LN(x))       (pre-LayerNorm)
     logits = LN(x) @ wte.T                                         [B, T, V] (tied embeddings)
 
+That is the article's model, the default :class:`ModelConfig`. Its other fields select the
+rest of the GPT-2 / GPT-NeoX family, each at one marked place below: rotary positions
+(``training.model.rotary``; no ``wpe``, the capture's ``pos_emb`` is zeros), a qkv bias,
+parallel blocks (``x + attention(LN1(x)) + MLP(LN2(x))``), GELU, attention-only blocks (the
+capture's ``mlp_out`` is zeros) and an untied unembedding with a bias
+(``logits = LN(x) @ w_u + b_u``).
+
 One switch, ``attention``, picks how attention is computed; both read and write the same
 parameters, so a checkpoint loads in either:
 
@@ -24,6 +31,8 @@ interpretability contract) are ``training.model.interp``; dropout is
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Literal
 
 import jax
@@ -36,6 +45,7 @@ from training.model.dropout import NO_DROPOUT, LayerDropout, dropout_masks, drop
 from training.model.fast import fast_attention
 from training.model.interp import Attended, Capture, Intervention, Recorder, capture
 from training.model.norm import layer_norm
+from training.model.rotary import Rotary, rotate
 from training.products import dense, dense_t
 
 __all__ = [
@@ -78,17 +88,27 @@ class LayerNorm(nnx.Module):
 class CausalSelfAttention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         d_model, n_heads, head_size = cfg.d_model, cfg.n_heads, cfg.d_head
-        # queries, keys and values of every head from one matrix; no bias, as in the article
+        # queries, keys and values of every head from one matrix; no bias in the article
         self.w_qkv = _normal(rngs, (d_model, 3, n_heads, head_size), cfg.init_std)
+        if cfg.qkv_bias:
+            self.b_qkv = _zeros(3, n_heads, head_size)
         self.w_o = _normal(rngs, (n_heads, head_size, d_model), cfg.init_std)
         self.b_o = _zeros(d_model)
+        rotary = cfg.positions == "rotary"
+        self.rotary = Rotary(cfg.rotary_dims, cfg.rotary_base) if rotary else None
+
+    def qkv_bias(self) -> jax.Array | None:
+        """[3, H, K], or None when the config has no qkv bias."""
+        return self.b_qkv[...] if hasattr(self, "b_qkv") else None
 
     def __call__(
         self, x: jax.Array, path: AttentionPath, drop: LayerDropout, each_head: bool
     ) -> Attended:
         """x [B, T, D] -> pattern, values, each head's output and their sum [B, T, D]."""
         if path == "fast":
-            return fast_attention(self.w_qkv[...], self.w_o[...], self.b_o[...], x, drop, each_head)
+            w_qkv, w_o, b_o = self.w_qkv[...], self.w_o[...], self.b_o[...]
+            b_qkv, rotary = self.qkv_bias(), self.rotary
+            return fast_attention(w_qkv, w_o, b_o, x, drop, each_head, b_qkv=b_qkv, rotary=rotary)
         if path == "reference":
             return self.reference(x, drop)
         raise ValueError(f"attention is 'fast' or 'reference', not {path!r}")
@@ -98,7 +118,12 @@ class CausalSelfAttention(nnx.Module):
         T = x.shape[1]
         head_size = self.w_qkv.shape[-1]
         # (in the einsums, e is a head's own dimension, K of them)
-        q, k, v = jnp.einsum("btd,dshe->sbhte", x, self.w_qkv[...])  # each [B, H, T, K]
+        qkv = jnp.einsum("btd,dshe->sbhte", x, self.w_qkv[...])  # [3, B, H, T, K]
+        if (b_qkv := self.qkv_bias()) is not None:
+            qkv = qkv + b_qkv[:, None, :, None, :]
+        q, k, v = qkv  # each [B, H, T, K]
+        if self.rotary is not None:  # positions turn q and k (not v), after the bias
+            q, k = rotate(q, self.rotary, t_axis=-2), rotate(k, self.rotary, t_axis=-2)
         scores = q @ jnp.swapaxes(k, -1, -2) / np.sqrt(head_size)  # [B, H, Tq, Tk]
         causal = jnp.tril(jnp.ones((T, T), bool))  # a query sees its own and earlier positions
         pattern = jax.nn.softmax(jnp.where(causal, scores, -jnp.inf), axis=-1)  # [B, H, Tq, Tk]
@@ -107,16 +132,26 @@ class CausalSelfAttention(nnx.Module):
         return Attended(pattern, v, heads, heads.sum(1) + self.b_o[...])  # out [B, T, D]
 
 
+#: ``ModelConfig.activation`` -> the function; "gelu" is exact (erf), "gelu_tanh" GPT-2's
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),
+}
+
+
 class MLP(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.w_in = _normal(rngs, (cfg.d_model, cfg.d_mlp), cfg.init_std)
         self.b_in = _zeros(cfg.d_mlp)
         self.w_out = _normal(rngs, (cfg.d_mlp, cfg.d_model), cfg.init_std)
         self.b_out = _zeros(cfg.d_model)
+        self.activation = cfg.activation
 
     def __call__(self, x: jax.Array) -> jax.Array:
         # dense(x, w) is x @ w (``training.products`` gives it a gradient the CPU runs fast)
-        hidden = jax.nn.relu(dense(x, self.w_in[...]) + self.b_in[...])  # [B, T, M]
+        act = ACTIVATIONS[self.activation]
+        hidden = act(dense(x, self.w_in[...]) + self.b_in[...])  # [B, T, M]
         return dense(hidden, self.w_out[...]) + self.b_out[...]  # [B, T, D]
 
 
@@ -124,8 +159,10 @@ class Block(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.ln1 = LayerNorm(cfg.d_model, cfg.ln_eps)
         self.attn = CausalSelfAttention(cfg, rngs)
-        self.ln2 = LayerNorm(cfg.d_model, cfg.ln_eps)
-        self.mlp = MLP(cfg, rngs)
+        if cfg.mlp:  # attention-only blocks have neither
+            self.ln2 = LayerNorm(cfg.d_model, cfg.ln_eps)
+            self.mlp = MLP(cfg, rngs)
+        self.parallel = cfg.parallel
 
     def __call__(
         self, x: jax.Array, layer: int, path: AttentionPath, drop: LayerDropout, rec: Recorder
@@ -134,23 +171,31 @@ class Block(nnx.Module):
         h, _ = self.ln1(x)
         attended = self.attn(h, path, drop, each_head=rec.wants_heads)
         attn_out = rec.attention(layer, attended, self.attn.b_o[...])  # [B, T, D]
-        x = x + drop(attn_out, drop.attn)
-        rec.record(resid_mid=x)
-        h, _ = self.ln2(x)
+        mid = x + drop(attn_out, drop.attn)
+        rec.record(resid_mid=mid)  # under parallel, recorded though the MLP does not read it
+        if not hasattr(self, "mlp"):
+            rec.record(mlp_out=jnp.zeros_like(x))
+            return mid
+        h, _ = self.ln2(x if self.parallel else mid)  # parallel: both branches read x
         mlp_out = self.mlp(h)  # [B, T, D]
         rec.record(mlp_out=mlp_out)
-        return x + drop(mlp_out, drop.mlp)
+        return mid + drop(mlp_out, drop.mlp)
 
 
 class GPT(nnx.Module):
-    """Decoder-only, pre-LayerNorm, tied embeddings: logits = LN(x) @ wte.T."""
+    """Decoder-only, pre-LayerNorm, tied embeddings by default: logits = LN(x) @ wte.T."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         self.wte = _normal(rngs, (cfg.vocab_size, cfg.d_model), cfg.init_std)
-        self.wpe = _normal(rngs, (cfg.context, cfg.d_model), cfg.init_std)
+        if cfg.positions == "learned":
+            self.wpe = _normal(rngs, (cfg.context, cfg.d_model), cfg.init_std)
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
         self.ln_f = LayerNorm(cfg.d_model, cfg.ln_eps)
+        if not cfg.tied:
+            self.w_u = _normal(rngs, (cfg.d_model, cfg.vocab_size), cfg.init_std)
+        if cfg.unembed_bias:
+            self.b_u = _zeros(cfg.vocab_size)
 
     def __call__(
         self,
@@ -175,13 +220,16 @@ class GPT(nnx.Module):
         # one-hot matmul, not a gather: its gradient is a matmul, not a slow CPU scatter-add
         one_hot = jax.nn.one_hot(tokens, self.cfg.vocab_size, dtype=jnp.float32)
         tok_emb = dense(one_hot, self.wte[...])  # [B, T, D]
-        pos_emb = self.wpe[...][:t]  # [T, D]
-        x = tok_emb + pos_emb
+        if self.cfg.positions == "learned":
+            pos_emb = self.wpe[...][:t]  # [T, D]
+            x = tok_emb + pos_emb
+        else:  # rotary: positions act inside attention; nothing is added here
+            pos_emb, x = jnp.zeros((t, self.cfg.d_model), jnp.float32), tok_emb
         for layer, (block, drop) in enumerate(zip(self.blocks, drops, strict=True)):
             x = block(rec.boundary(x, layer), layer, attention, drop, rec)
         x = rec.boundary(x, self.cfg.n_layers)
         final, inv_std = self.ln_f(x)  # [B, T, D], [B, T]
-        logits = dense_t(final, self.wte[...])  # [B, T, V]: final @ wte.T
+        logits = self.unembed(final)  # [B, T, V]
         if not capture:
             return logits
         return rec.result(
@@ -192,6 +240,13 @@ class GPT(nnx.Module):
             final=final,
             logits=logits,
         )
+
+    def unembed(self, final: jax.Array) -> jax.Array:
+        """[B, T, D] -> logits [B, T, V]: ``final @ wte.T`` tied, else ``final @ w_u``
+        (plus ``b_u`` when the config has it)."""
+        tied = self.cfg.tied
+        logits = dense_t(final, self.wte[...]) if tied else dense(final, self.w_u[...])
+        return logits + self.b_u[...] if self.cfg.unembed_bias else logits
 
 
 def init_model(cfg: ModelConfig, seed: int = 0) -> GPT:
