@@ -111,10 +111,14 @@ def _write_steps(run: Path, steps: list[CheckedStep], valid: dict[int, Any], out
     seen: dict[bytes, int] = {}
     for s in steps:
         with tqdm(total=s.n_tensors, desc=f"step {s.step}", unit="tensor", file=out) as bar:
-            params = read_step(s, tick=bar.update, warn=lambda m: bar.write(f"{PROG}: {m}", out))
+            params = read_step(
+                s, tick=bar.update, warn=lambda m: bar.write(f"{PROG}: {m}", file=out)
+            )
             digest = _digest(params)
             if digest in seen:
-                bar.write(f"{PROG}: step {s.step} holds the same weights as step {seen[digest]}")
+                bar.write(
+                    f"{PROG}: step {s.step} holds the same weights as step {seen[digest]}", file=out
+                )
             seen.setdefault(digest, s.step)
             sidecar = {"step": s.step, "valid_loss": valid.get(s.step), "source": s.folder.name}
             ckpt.save_step(run, s.step, params, sidecar)
