@@ -39,6 +39,7 @@ from training.atomic import (
     write_tensors,
 )
 from training.config import TrainConfig
+from training.hf_tokenizer import load_tokenizer
 from training.metrics_log import (
     METRICS_FILE,
     MetricsRead,
@@ -49,7 +50,7 @@ from training.metrics_log import (
     rewrite_metrics,
 )
 from training.model.config import ModelConfig
-from training.tokenizer import Tokenizer
+from training.tokenizer import TextTokenizer
 
 __all__ = [  # the run folder's format; the metrics log and atomic writes re-exported
     "FORMAT",
@@ -128,11 +129,14 @@ def step_dir(run: Path, step: int) -> Path:
 
 @dataclass(frozen=True)
 class RunInfo:
+    """A run's ``run.json``, read. ``train`` is None for a run that ``interp-train`` did not
+    make (``training.run_meta``: an import, a user's own loop)."""
+
     name: str
     path: Path
     model: ModelConfig
-    train: TrainConfig
-    tokenizer: Tokenizer
+    train: TrainConfig | None
+    tokenizer: TextTokenizer
     meta: dict[str, Any]
 
 
@@ -143,12 +147,13 @@ def read_run(root: str | Path, name: str) -> RunInfo:
         raise CheckpointError(f"no run named {name!r} in {Path(root)}")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        model = ModelConfig.from_dict(meta["model"])
         return RunInfo(
             name=name,
             path=path,
-            model=ModelConfig.from_dict(meta["model"]),
-            train=TrainConfig.from_dict(meta["train"]),
-            tokenizer=Tokenizer(tuple(meta["vocab"])),
+            model=model,
+            train=None if meta["train"] is None else TrainConfig.from_dict(meta["train"]),
+            tokenizer=load_tokenizer(meta, path, model.vocab_size),
             meta=meta,
         )
     except (ValueError, KeyError, TypeError) as err:

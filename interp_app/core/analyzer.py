@@ -28,11 +28,16 @@ from training.tokenizer import PADDING, UNKNOWN
 SPECIAL_TOKENS = (UNKNOWN, PADDING)  # never a default target
 
 
-def default_target(logits: np.ndarray | None, vocab: tuple[str, ...]) -> str:
+def default_target(
+    logits: np.ndarray | None,
+    vocab: tuple[str, ...],
+    special: frozenset[str] | tuple[str, ...] = SPECIAL_TOKENS,
+) -> str:
     """The most likely word (the first word without logits): never a special token, which
-    the model may well rank first (``PADDING`` after ``apple is sweet``, a line's end)."""
+    the model may well rank first (``PADDING`` after ``apple is sweet``, a line's end), nor
+    an id the tokenizer has no token for (``tokenizer.special``)."""
     order = range(len(vocab)) if logits is None else np.argsort(-np.asarray(logits), kind="stable")
-    words = (vocab[int(i)] for i in order if vocab[int(i)] not in SPECIAL_TOKENS)
+    words = (vocab[int(i)] for i in order if vocab[int(i)] not in special)
     return next(words, vocab[0])
 
 
@@ -123,8 +128,10 @@ class Analyzer:
 
     def default_target(self, run: str, step: int, prompt: Prompt, pos: int) -> str:
         """The clean model's most likely word at ``pos``, never PADDING or UNKNOWN."""
-        vocab = self.store.info(run).tokenizer.vocab
-        return default_target(self.logits(run, step, prompt, pos), vocab)
+        tokenizer = self.store.info(run).tokenizer
+        return default_target(
+            self.logits(run, step, prompt, pos), tokenizer.vocab, tokenizer.special
+        )
 
     def ablation_effects(
         self, run: str, step: int, prompt: Prompt, pos: int, target: int, ablate, mode: str

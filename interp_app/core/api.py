@@ -24,8 +24,11 @@ Conventions: ``T`` is the prompt's real tokens (padding is never shown: attentio
 so no real position sees it), ``pos`` the predicting position (default: the last), ``L``
 layers, ``H`` heads, ``D`` the width, ``K`` a head's width, ``V`` the vocabulary, ``C`` the
 components of the residual stream at ``pos`` (names in ``Metrics.components``). A prompt
-longer than the context keeps its last ``context`` tokens, and a word outside the
-vocabulary reads as ``UNKNOWN``, as in the app (``Prompt.dropped``, ``Prompt.unknown``).
+longer than the window (the context, at most ``prompt.MAX_PROMPT_TOKENS``) keeps its last
+tokens, and a word outside a word vocabulary reads as ``UNKNOWN``, as in the app
+(``Prompt.dropped``, ``Prompt.unknown``). ``run.vocab`` is one label per id, whatever the
+run's tokenizer (``run.tokenizer``: words, a Hugging Face file or bytes); a target is a
+label (`` cat`` with its space, for a byte-level BPE token).
 
 Bad input raises one plain line: :class:`~training.checkpoint.CheckpointError` (a
 ``ValueError``) for an unknown or unreadable run or step, ``ValueError`` for anything else
@@ -46,7 +49,7 @@ from interp_app.core import causal
 from interp_app.core.analyzer import Analyzer
 from interp_app.core.checks import CheckedRun
 from interp_app.core.export import FORMAT, TENSORS, Export, export, export_header, tensor_table
-from interp_app.core.heads import METRICS, component_names, head_name
+from interp_app.core.heads import METRICS, head_name, model_components
 from interp_app.core.prompt import Prompt, display_words
 from interp_app.core.records import Ablation, Metrics, Patching, Query, StepCapture, Timeline
 from interp_app.core.store import RunStore
@@ -159,7 +162,7 @@ class Run(CheckedRun):
             self.name, step, p, pos=pos, target=t, head=(layer, h), src=src, ablate=heads, mode=mode
         )
         n, name = p.length, head_name(layer, h)
-        names, kinds = component_names(self.config.n_layers, self.config.n_heads)
+        names, kinds = model_components(self.config)
         return Metrics(
             **Query(self.name, step, target, t, pos).query(),
             words=tuple(display_words(p, self.vocab)),

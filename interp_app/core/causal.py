@@ -16,7 +16,7 @@ from flax import nnx
 
 from training.corpus import builtin_corpus
 from training.model.gpt import Capture, Intervention
-from training.tokenizer import Tokenizer
+from training.tokenizer import TextTokenizer
 
 MODES = ("zero", "mean", "valid-mean")
 MODE_LABELS = {
@@ -55,7 +55,7 @@ def reference_lines(meta: object) -> tuple[str, ...] | None:
 
 
 def reference_batch(
-    meta: object, tokenizer: Tokenizer, context: int
+    meta: object, tokenizer: TextTokenizer, context: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(tokens [N, context] int32, mask [N, context] float32: 1 at real positions) of the
     first ``REFERENCE_LINES`` reference lines, encoded as training validated on them (the

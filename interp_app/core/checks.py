@@ -19,6 +19,7 @@ from training import checkpoint as ckpt
 from training.checkpoint import CheckpointError
 from training.config import TrainConfig
 from training.model.config import ModelConfig
+from training.tokenizer import TextTokenizer
 
 
 class CheckedRun:
@@ -53,11 +54,17 @@ class CheckedRun:
         return self.info.model
 
     @property
-    def train_config(self) -> TrainConfig:
+    def train_config(self) -> TrainConfig | None:
+        """None for a run that ``interp-train`` did not make (an import, a user's loop)."""
         return self.info.train
 
     @property
+    def tokenizer(self) -> TextTokenizer:
+        return self.info.tokenizer
+
+    @property
     def vocab(self) -> tuple[str, ...]:
+        """One label per id (``tokenizer.vocab``)."""
         return self.info.tokenizer.vocab
 
     def params(self, step: int | None) -> dict[str, np.ndarray]:
@@ -110,7 +117,7 @@ class CheckedRun:
         return int(src)
 
     def check_target(self, target: str, what: str = "target") -> int:
-        """The id of a word of the vocabulary."""
+        """The id of a word of the vocabulary (a token's label: ``run.vocab``)."""
         if not isinstance(target, str) or target not in self.info.tokenizer.index:
             raise ValueError(f"{what} {shown(target)} is not in run {self.name!r}'s vocabulary")
         return self.info.tokenizer.index[target]
@@ -145,9 +152,10 @@ class CheckedRun:
         if mode not in causal.MODES:
             raise ValueError(f"ablation mode {shown(mode)} is not one of {', '.join(causal.MODES)}")
         if names and mode in causal.REFERENCE_MODES and not self.has_reference():
+            what = "has no reference text" if self.info.train is None else "does not store"
             raise ValueError(
-                f"run {self.name!r} does not store its validation lines, so {mode} ablation "
-                "has no reference set: use mode 'mean' or 'zero'"
+                f"run {self.name!r} {what} its validation lines, so {mode} ablation has no "
+                "reference set: use mode 'mean' or 'zero'"
             )
         return names, mode
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from interp_app.core.heads import METRICS
+from interp_app.core.heads import METRICS, architecture_notes
 from interp_app.core.prompt import Prompt
 from interp_app.core.records import Metrics, Patching, StepCapture
 
@@ -104,8 +104,10 @@ def export_header(
         "component_kinds": list(m.component_kinds),
         "head_metrics": dict(METRICS),
         "vocab": list(run.vocab),
+        "tokenizer": run.tokenizer.kind,
         "model": run.config.to_dict(),
-        "train": run.train_config.to_dict(),
+        "train": None if run.train_config is None else run.train_config.to_dict(),
+        "notes": architecture_notes(run.config),
     }
     if patched is not None:
         header["patching"] = {

@@ -5,7 +5,11 @@ The selection/URL model (``selection``) reads only this, so it imports without J
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+ROTARY_POSITION = "position (rotary: none)"  # rotary models add no position vector
 
 METRICS = {
     "dla": "direct logit attribution to the target",
@@ -44,12 +48,45 @@ def head_mask(names: tuple[str, ...], n_layers: int, n_heads: int) -> np.ndarray
     return mask
 
 
-def component_names(n_layers: int, n_heads: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def component_names(
+    n_layers: int, n_heads: int, *, rotary: bool = False, mlp: bool = True
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(names, kinds) of every write to the residual stream, in ``metrics.components``'
-    order: the embeddings, then per layer each head, its attention bias and its MLP."""
-    names, kinds = ["token embed", "pos embed"], ["embed", "pos"]
+    order: the embeddings, then per layer each head, its attention bias and its MLP. The
+    count never changes: a rotary model's position entry and an attention-only model's MLPs
+    are there, named as writing nothing (their vectors are zeros)."""
+    names = ["token embed", ROTARY_POSITION if rotary else "pos embed"]
+    kinds = ["embed", "pos"]
     for layer in range(n_layers):
         names += [head_name(layer, h) for h in range(n_heads)]
-        names += [f"L{layer} attn bias", f"L{layer} MLP"]
+        names += [f"L{layer} attn bias", f"L{layer} MLP" + ("" if mlp else " (none)")]
         kinds += ["head"] * n_heads + ["bias", "mlp"]
     return tuple(names), tuple(kinds)
+
+
+def model_components(cfg: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """:func:`component_names` for a ``ModelConfig``."""
+    rotary = getattr(cfg, "positions", "learned") == "rotary"
+    return component_names(cfg.n_layers, cfg.n_heads, rotary=rotary, mlp=has_mlp(cfg))
+
+
+def has_mlp(cfg: Any) -> bool:
+    return bool(getattr(cfg, "mlp", True))
+
+
+def architecture_notes(cfg: Any) -> list[str]:
+    """What the views of a model of this architecture cannot show, in a sentence each."""
+    notes = []
+    if getattr(cfg, "positions", "learned") == "rotary":
+        notes.append(
+            "rotary positions: no position vector is added to the residual stream, so the "
+            f"'{ROTARY_POSITION}' component is zero; positions act inside attention only"
+        )
+    if getattr(cfg, "parallel", False):
+        notes.append(
+            "parallel attention and MLP: each MLP read the block's input, not the residual "
+            "after attention (resid_mid, recorded as input + attention, was not read by it)"
+        )
+    if not has_mlp(cfg):
+        notes.append("attention-only model: the MLP rows are zero (there are no MLPs)")
+    return notes

@@ -17,6 +17,10 @@ DEFAULT_RUN = "fruits"
 DEFAULT_PROMPT = "i like spicy so i like"
 DEFAULT_HEAD = (1, 0)
 DEFAULT_CORRUPT = "i like sweet so i like"
+# A run that interp-train did not make has no corpus to take its defaults from: run.json's
+# optional "prompt" and "corrupt", else these (one name apart: one token in GPT-2's BPE).
+GENERIC_PROMPT = "When Mary and John went to the store, John gave a drink to"
+GENERIC_CORRUPT = "When Mary and John went to the store, Mary gave a drink to"
 ABLATION_MODES = ("zero", "mean", "valid-mean")
 MAX_TEXT_CHARS = 2000  # prompts and corrupted prompts: far beyond any context
 _INTEGER = re.compile(r"\s*[+-]?\d{1,18}\s*")
@@ -115,6 +119,21 @@ class Selection:
 
     def with_(self, **changes: Any) -> Selection:
         return replace(self, **changes)
+
+
+def run_prompts(meta: dict[str, Any]) -> tuple[str, str]:
+    """(default prompt, default corrupted prompt) of a run: the article's for a run trained
+    on words (``interp-train``'s, or a word vocabulary), else ``run.json``'s own ``prompt``
+    and ``corrupt`` when given, else a generic English pair."""
+    if meta.get("train") is not None or "vocab" in meta:
+        return DEFAULT_PROMPT, DEFAULT_CORRUPT
+
+    def given(key: str, default: str) -> str:
+        value = meta.get(key)
+        ok = isinstance(value, str) and value.strip() and len(value) <= MAX_TEXT_CHARS
+        return value if ok and isinstance(value, str) else default
+
+    return given("prompt", GENERIC_PROMPT), given("corrupt", GENERIC_CORRUPT)
 
 
 def shown(value: object, limit: int = 40) -> str:

@@ -17,10 +17,8 @@ from interp_app.core import causal
 from interp_app.core.analyzer import SPECIAL_TOKENS, Analyzer, default_target
 from interp_app.core.api import Run
 from interp_app.core.forward import Forward, compute_forward
-from interp_app.core.prompt import Prompt
+from interp_app.core.prompt import Prompt, window
 from interp_app.core.selection import (
-    DEFAULT_CORRUPT,
-    DEFAULT_PROMPT,
     MAX_TEXT_CHARS,
     Selection,
     pick_ablation,
@@ -28,9 +26,11 @@ from interp_app.core.selection import (
     pick_pos,
     pick_run,
     pick_step,
+    run_prompts,
     shown,
 )
 from training.checkpoint import CheckpointError
+from training.hf_tokenizer import PART
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -49,10 +49,17 @@ __all__ = [
 def prompt_notices(prompt: Prompt, context: int) -> list[str]:
     notes = []
     if prompt.dropped:
-        notes.append(
-            f"the prompt has {prompt.dropped + prompt.length} tokens, more than the context "
-            f"({context}); analysing the last {prompt.length}"
+        limit = (
+            f"the context ({context})"
+            if window(context) == context
+            else f"the app analyses ({window(context)} of the model's context of {context})"
         )
+        notes.append(
+            f"the prompt has {prompt.dropped + prompt.length} tokens, more than {limit}; "
+            f"analysing the last {prompt.length}"
+        )
+    if any(PART in w for w in prompt.words):
+        notes.append(f"some characters are split over several tokens (each part marked {PART}k/n)")
     if prompt.unknown:
         words = ", ".join(repr(w) for w in dict.fromkeys(prompt.unknown))
         notes.append(f"not in the vocabulary, shown as UNKNOWN: {words}")
@@ -76,16 +83,17 @@ def bounded_text(value: object, what: str, notes: list[str]) -> str | None:
 
 
 def _prompt(analyzer: Analyzer, run: str, raw: dict[str, Any], notes: list[str]) -> Prompt:
-    """The typed prompt, or the default one when it is empty or has no words."""
+    """The typed prompt, or the run's default one when it is empty or has no words."""
+    default = run_prompts(analyzer.store.info(run).meta)[0]
     text = bounded_text(raw.get("prompt"), "prompt", notes)
     if text is None or not str(text).strip():
         if text is not None:
             notes.append("the prompt was empty; showing the default prompt")
-        text = DEFAULT_PROMPT
+        text = default
     prompt = analyzer.encode(run, str(text))
     if prompt.length == 0:
         notes.append(f"the prompt {shown(text)} has no words; showing the default prompt")
-        prompt = analyzer.encode(run, DEFAULT_PROMPT)
+        prompt = analyzer.encode(run, default)
     notes.extend(prompt_notices(prompt, analyzer.store.info(run).model.context))
     return prompt
 
@@ -94,23 +102,30 @@ def _mode(analyzer: Analyzer, run: str, ablate: tuple[str, ...], mode: str) -> t
     """A mode the run can ablate in: ``valid-mean`` needs the run's validation lines."""
     if mode not in causal.REFERENCE_MODES or analyzer.reference_lines(run) is not None:
         return mode, []
-    note = (
-        f"run {run!r} does not store its validation lines (only their fingerprint), so there "
-        "is no reference set to average over; mean-ablating over this prompt instead"
-    )
+    if analyzer.store.info(run).meta.get("train") is None:
+        note = (
+            f"run {run!r} was not trained by interp-train on a known corpus, so mean ablation "
+            "over validation lines has no reference text to average over; mean-ablating over "
+            "this prompt instead"
+        )
+    else:
+        note = (
+            f"run {run!r} does not store its validation lines (only their fingerprint), so "
+            "there is no reference set to average over; mean-ablating over this prompt instead"
+        )
     return "mean", [note] if ablate else []
 
 
 def _target(analyzer: Analyzer, run: str, step: int, prompt: Prompt, pos: int, raw) -> tuple:
     """(target, notes): the asked word if in the vocabulary, else the analyzer's default."""
     target = raw.get("target")
-    vocab = analyzer.store.info(run).tokenizer.vocab
-    if target in vocab:
+    tokenizer = analyzer.store.info(run).tokenizer
+    if isinstance(target, str) and target in tokenizer.index:
         return target, []
     try:
         top = analyzer.default_target(run, step, prompt, pos)
-    except CheckpointError:
-        top = default_target(None, vocab)  # an unreadable step: the page says so elsewhere
+    except CheckpointError:  # an unreadable step: the page says so elsewhere
+        top = default_target(None, tokenizer.vocab, tokenizer.special)
     notes = [f"target {shown(target)} is not in the vocabulary; showing {top!r}"] if target else []
     return top, notes
 
@@ -140,7 +155,8 @@ def resolve(analyzer: Analyzer, raw: dict[str, Any]) -> tuple[Selection | None, 
     )
     mode, fallback = _mode(analyzer, run, ablate, mode)
     notes += more + fallback
-    corrupt = bounded_text(raw.get("corrupt"), "corrupted prompt", notes) or DEFAULT_CORRUPT
+    default_corrupt = run_prompts(info.meta)[1]
+    corrupt = bounded_text(raw.get("corrupt"), "corrupted prompt", notes) or default_corrupt
     target, more = _target(analyzer, run, step, prompt, pos, raw)
     notes += more
     sel = Selection(run, step, prompt.text, pos, target, layer, head, ablate, mode, corrupt)
@@ -234,8 +250,8 @@ def _patching(analyzer: Analyzer, sel: Selection) -> tuple[np.ndarray, np.ndarra
             f"The corrupted prompt has {corrupt.length} tokens and the prompt {clean.length}: "
             "patching needs the same number of tokens."
         )
-    vocab = analyzer.store.info(sel.run).tokenizer.vocab
-    target = vocab.index(sel.target)
+    tokenizer = analyzer.store.info(sel.run).tokenizer
+    vocab, target = tokenizer.vocab, tokenizer.index[sel.target]
     result = analyzer.patching(sel.run, sel.step, clean, corrupt, sel.pos, target, None)
     answer = vocab[result["answer"]]
     if not bool(result["normalised"]):
@@ -257,7 +273,7 @@ def compute_timeline(
     """(steps, metric -> [S, ...], unreadable steps): every head metric and the prediction
     ("probs") at every readable step, for the selection's prompt, query and ablation."""
     prompt = analyzer.encode(sel.run, sel.prompt)
-    target = analyzer.store.info(sel.run).tokenizer.vocab.index(sel.target)
+    target = analyzer.store.info(sel.run).tokenizer.index[sel.target]
     return analyzer.timeline(sel.run, prompt, sel.pos, target, src, sel.ablate, sel.mode)
 
 

@@ -25,6 +25,39 @@ DEFAULT_THRESHOLD = 0.3  # attention lines above this weight, until the slider m
 FRUITS = ("apple", "chili", "lemon", "orange")
 TASTES = ("juicy", "sour", "spicy", "sweet")
 EMBEDDING_SETS = {"fruits": FRUITS, "tastes": TASTES}
+# A wide or long model would draw tens of thousands of boxes and lines (GPT-2: 768 numbers
+# a vector, 13 rows, up to 128 positions, 144 heads) and freeze the page: past these, the
+# figure draws a part and its title says which.
+MAX_DIMS = 64  # the first 64 numbers of each vector
+MAX_COLUMNS = 16  # positions, the last ones up to the query
+MAX_LINES = 300  # the strongest attention lines above the threshold
+
+
+def dims(vectors: np.ndarray) -> np.ndarray:
+    """The numbers drawn of each vector: the first ``MAX_DIMS``."""
+    return np.asarray(vectors)[..., :MAX_DIMS]
+
+
+def columns(n: int, pos: int) -> range:
+    """The positions drawn: every one of a short prompt, else ``MAX_COLUMNS`` of them ending
+    at the query (attention only looks back)."""
+    start = max(0, min(pos + 1, n) - MAX_COLUMNS)
+    return range(start, min(n, start + MAX_COLUMNS))
+
+
+def part_note(fwd: Forward, sel: Selection, threshold: float) -> str:
+    """What the forward view leaves out, in a phrase ("" when it draws everything)."""
+    width, n = fwd.rows.shape[-1], fwd.rows.shape[1]
+    cols = columns(n, sel.pos)
+    parts = []
+    if width > MAX_DIMS:
+        parts.append(f"dims 0–{MAX_DIMS - 1} of {width}")
+    if len(cols) < n:
+        parts.append(f"positions {cols.start}–{cols.stop - 1} of {n}")
+    total = sum(1 for _ in _edges(fwd, threshold, cols))
+    if total > MAX_LINES:
+        parts.append(f"the {MAX_LINES} strongest of {total:,} lines")
+    return f" — drawn: {', '.join(parts)}" if parts else ""
 
 
 def row_name(row: int) -> str:
@@ -67,6 +100,7 @@ def _scene(title: str, height: int, eye: dict, extra: dict | None = None) -> dic
 
 def embedding_figure(names: list[str], vectors: np.ndarray, step: int) -> dict:
     """The chosen tokens' embeddings side by side, scaled together."""
+    vectors = dims(vectors)
     scale = scale_for(vectors)
     data = []
     for i, (name, vec) in enumerate(zip(names, vectors, strict=True)):
@@ -76,16 +110,29 @@ def embedding_figure(names: list[str], vectors: np.ndarray, step: int) -> dict:
     return checked({"data": data, "layout": _scene(title, 360, {"x": 0.2, "y": -2.0, "z": 0.9})})
 
 
-def attention_edges(fwd: Forward, threshold: float) -> Iterator[tuple[int, int, int, int, float]]:
-    """(layer, head, query, key, weight) above ``threshold``, in drawing order."""
-    n_layers, n_heads, n, _ = fwd.patterns.shape
+def _edges(
+    fwd: Forward, threshold: float, cols: range
+) -> Iterator[tuple[int, int, int, int, float]]:
+    n_layers, n_heads = fwd.patterns.shape[:2]
     for layer in range(n_layers):
         for h in range(n_heads):
-            for q in range(n):
-                for key in range(q + 1):
+            for q in cols:
+                for key in range(cols.start, q + 1):
                     w = float(fwd.patterns[layer, h, q, key])
                     if w > threshold:
                         yield layer, h, q, key, w
+
+
+def attention_edges(
+    fwd: Forward, threshold: float, pos: int = 0
+) -> list[tuple[int, int, int, int, float]]:
+    """(layer, head, query, key, weight) above ``threshold`` between the drawn positions
+    (``columns``), at most the ``MAX_LINES`` strongest, in drawing order."""
+    edges = list(_edges(fwd, threshold, columns(fwd.patterns.shape[2], pos)))
+    if len(edges) > MAX_LINES:
+        keep = sorted(range(len(edges)), key=lambda i: -edges[i][4])[:MAX_LINES]
+        edges = [edges[i] for i in sorted(keep)]
+    return edges
 
 
 def line_style(sel: Selection, layer: int, h: int, q: int, w: float) -> dict:
@@ -101,7 +148,8 @@ def line_style(sel: Selection, layer: int, h: int, q: int, w: float) -> dict:
 
 def line_styles(fwd: Forward, sel: Selection, threshold: float) -> list[dict]:
     return [
-        line_style(sel, layer, h, q, w) for layer, h, q, _, w in attention_edges(fwd, threshold)
+        line_style(sel, layer, h, q, w)
+        for layer, h, q, _, w in attention_edges(fwd, threshold, sel.pos)
     ]
 
 
@@ -109,11 +157,11 @@ def attention_lines(fwd: Forward, sel: Selection, threshold: float, scale: Scale
     """One ``scatter3d`` line per (layer, head, query, key) with weight above ``threshold``,
     from the query's stack after layer l down to the key's stack in the row below."""
     n_layers, n_heads, n, _ = fwd.patterns.shape
-    tops = np.array(
-        [[stack_height(fwd.rows[r, t], scale) for t in range(n)] for r in range(n_layers + 1)]
-    )
+    cols = columns(n, sel.pos)
+    rows = dims(fwd.rows)
+    tops = {(r, t): stack_height(rows[r, t], scale) for r in range(n_layers + 1) for t in cols}
     lines = []
-    for layer, h, q, key, w in attention_edges(fwd, threshold):
+    for layer, h, q, key, w in attention_edges(fwd, threshold, sel.pos):
         offset = (h - (n_heads - 1) / 2) * 0.25
         name = head_name(layer, h)
         style = line_style(sel, layer, h, q, w)
@@ -121,7 +169,7 @@ def attention_lines(fwd: Forward, sel: Selection, threshold: float, scale: Scale
             {
                 "type": "scatter3d",
                 "mode": "lines",
-                "x": [q * COLUMN + offset, key * COLUMN + offset],
+                "x": [(q - cols.start) * COLUMN + offset, (key - cols.start) * COLUMN + offset],
                 "y": [(layer + 1) * ROW, layer * ROW],
                 "z": [tops[layer + 1, q] + 0.15, tops[layer, key] + 0.15],
                 "line": {"color": HEAD_COLOURS[h % len(HEAD_COLOURS)], "width": style["width"]},
@@ -136,10 +184,11 @@ def attention_lines(fwd: Forward, sel: Selection, threshold: float, scale: Scale
     return lines
 
 
-def forward_title(sel: Selection, threshold: float) -> str:
+def forward_title(sel: Selection, threshold: float, note: str = "") -> str:
+    """``note``: what is left out (:func:`part_note`)."""
     return (
         f"Forward pass at step {sel.step}: attention of {sel.head_name} strong, others faded"
-        f" (weights > {threshold:.2f})"
+        f" (weights > {threshold:.2f}){note}"
     )
 
 
@@ -147,22 +196,26 @@ def forward_figure(fwd: Forward, sel: Selection, threshold: float) -> dict:
     """The forward pass as a grid of stacks with attention lines; beside the selected
     position's final vector, the embedding of the token it most resembles."""
     n_rows, n, _ = fwd.rows.shape
+    cols = columns(n, sel.pos)
     top = int(fwd.near_ids[-2, 0])  # nearest to the selected position's last-layer vector
-    scale = scale_for([*fwd.rows.reshape(-1, fwd.rows.shape[-1]), fwd.wte[top]])
+    rows, nearest = dims(fwd.rows), dims(fwd.wte[top])
+    scale = scale_for([*rows[:, cols.start : cols.stop].reshape(-1, rows.shape[-1]), nearest])
     data = []
     for r in range(n_rows):
-        for t in range(n):
+        for t in cols:
             label = f"'{fwd.words[t]}'@{t}, {row_name(r)}"
-            data.append(stack_trace(fwd.rows[r, t], scale, t * COLUMN, r * ROW, label))
+            x = (t - cols.start) * COLUMN
+            data.append(stack_trace(rows[r, t], scale, x, r * ROW, label))
         data.append(_label(-1.2 * COLUMN, r * ROW, 0.0, row_name(r), size=10))
-    for t, word in enumerate(fwd.words):
+    for t in cols:
+        word = fwd.words[t]
         bold = f"<b>{word}</b>" if t == sel.pos else word
-        data.append(_label(t * COLUMN, -1.2, 0.0, bold))
+        data.append(_label((t - cols.start) * COLUMN, -1.2, 0.0, bold))
     data.append(  # the query column: a bar along the rows under the selected position
         {
             "type": "scatter3d",
             "mode": "lines",
-            "x": [sel.pos * COLUMN] * 2,
+            "x": [(sel.pos - cols.start) * COLUMN] * 2,
             "y": [-0.6, (n_rows - 1) * ROW + 0.6],
             "z": [-0.1, -0.1],
             "line": {"color": "#fab005", "width": 14},
@@ -171,11 +224,11 @@ def forward_figure(fwd: Forward, sel: Selection, threshold: float) -> dict:
             "meta": "query",
         }
     )
-    x_near, y_near = (n + 0.6) * COLUMN, (n_rows - 1) * ROW
+    x_near, y_near = (len(cols) + 0.6) * COLUMN, (n_rows - 1) * ROW
     cos = float(fwd.near_cos[-2, 0])
     data.append(
         stack_trace(
-            fwd.wte[top],
+            nearest,
             scale,
             x_near,
             y_near,
@@ -185,7 +238,8 @@ def forward_figure(fwd: Forward, sel: Selection, threshold: float) -> dict:
     )
     data.append(_label(x_near, y_near - 1.2, 0.0, f"≈ '{fwd.vocab[top]}'<br>cos {cos:.2f}"))
     data.extend(attention_lines(fwd, sel, threshold, scale))
-    layout = _scene(forward_title(sel, threshold), 560, {"x": -0.8, "y": -1.45, "z": 0.95})
+    title = forward_title(sel, threshold, part_note(fwd, sel, threshold))
+    layout = _scene(title, 560, {"x": -0.8, "y": -1.45, "z": 0.95})
     return checked({"data": data, "layout": layout})
 
 

@@ -92,10 +92,15 @@ def _probability_trace(x: list[int], steps: list[int], probs: np.ndarray, word: 
 
 
 def prediction_timeline_figure(
-    steps: list[int], probs: np.ndarray, vocab: tuple[str, ...], sel: Selection, others: int = 3
+    steps: list[int],
+    probs: np.ndarray,
+    vocab: tuple[str, ...],
+    sel: Selection,
+    others: int = 3,
+    target_id: int | None = None,
 ) -> Figure:
     """The target's probability over training, and the runners-up at the last step."""
-    target = vocab.index(sel.target)
+    target = vocab.index(sel.target) if target_id is None else target_id
     rivals = [int(i) for i in np.argsort(-probs[-1]) if int(i) != target][:others]
     x = list(range(len(steps)))
     main = _probability_trace(x, steps, probs[:, target], sel.target)
@@ -136,8 +141,12 @@ def draw_prediction(ctx: Context) -> dict[Any, Figure]:
     steps, values = ctx.timeline
     if not steps:
         return {}
-    vocab = ctx.analyzer.store.info(ctx.sel.run).tokenizer.vocab
-    return {PREDICTION.figure: prediction_timeline_figure(steps, values["probs"], vocab, ctx.sel)}
+    tokenizer = ctx.analyzer.store.info(ctx.sel.run).tokenizer
+    target = tokenizer.index[ctx.sel.target]
+    figure = prediction_timeline_figure(
+        steps, values["probs"], tokenizer.vocab, ctx.sel, target_id=target
+    )
+    return {PREDICTION.figure: figure}
 
 
 def overlay_prediction(ctx: Context) -> Overlay | None:

@@ -50,7 +50,8 @@ def forward_panels(analyzer: Analyzer, data, threshold, shown: dict | None = Non
         if shown.get("head") == head:
             return no_update, no_update, no_update
         patch = Patch()
-        patch["layout"]["title"]["text"] = figures3d.forward_title(sel, threshold)
+        note = figures3d.part_note(fwd, sel, threshold)
+        patch["layout"]["title"]["text"] = figures3d.forward_title(sel, threshold, note)
         for i, style in enumerate(figures3d.line_styles(fwd, sel, threshold)):
             line = patch["data"][shown["base"] + i]  # the lines are the figure's last traces
             line["opacity"] = style["opacity"]
@@ -71,8 +72,8 @@ def embedding_panel(analyzer: Analyzer, data, which: str) -> tuple[dict | None, 
     which = which if isinstance(which, str) and which in figures3d.EMBEDDING_SETS else "fruits"
     names = figures3d.EMBEDDING_SETS[which]
     key = [sel.run, sel.step, which]
-    vocab = analyzer.store.info(sel.run).tokenizer.vocab
-    present = [n for n in names if n in vocab]
+    index = analyzer.store.info(sel.run).tokenizer.index
+    present = [n for n in names if n in index]
     if not present:
         note = f"None of {', '.join(names)} is in this run's vocabulary"
         return message_figure(note, 360), key
@@ -80,7 +81,7 @@ def embedding_panel(analyzer: Analyzer, data, which: str) -> tuple[dict | None, 
         wte = analyzer.store.params(sel.run, sel.step)["wte"]
     except CheckpointError as err:
         return message_figure(f"Step {sel.step} cannot be read: {err}", 360), None
-    vectors = np.stack([wte[vocab.index(n)] for n in present])
+    vectors = np.stack([wte[index[n]] for n in present])
     return figures3d.embedding_figure(present, vectors, sel.step), key
 
 

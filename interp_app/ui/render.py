@@ -16,6 +16,7 @@ from typing import Any
 
 from dash import Patch, ctx
 
+from interp_app.core.heads import architecture_notes
 from interp_app.core.selection import Selection
 from interp_app.panels import REGISTRY
 from interp_app.panels.base import Context, Overlay, Panel, Slot
@@ -139,6 +140,8 @@ class Renderer:
         out[(ids.RENDERED, "data")] = {"fields": prints, "panels": panels}
         out[(ids.LISTING, "data")] = listing_print(runs, steps)  # what this drawing read
         messages = [*notes, *context.notes]
+        if "run" in context.changed:  # once per run: what its views cannot show
+            messages += architecture_notes(context.model)
         if failed is not None:
             messages.append(f"step {sel.step} is unreadable ({failed}); other steps still work")
         if messages:
