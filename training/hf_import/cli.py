@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         path = import_series(args.src, args.root, args.run, overwrite=args.overwrite)
     except ValueError as err:  # HFImportError and CheckpointError
         return fail(str(err))
-    except OSError as err:
-        where = f" {err.filename}" if err.filename else ""
-        return fail(f"cannot write{where}: {err.strerror or err}")
+    except OSError as err:  # a folder that cannot be listed, a full disk
+        where = f": {err.filename}" if err.filename else ""
+        return fail(f"{err.strerror or err}{where}")
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; no run was written", file=sys.stderr)
         return 130

@@ -92,6 +92,8 @@ def _rotary(cfg: dict[str, Any], d_head: int, where: Path) -> tuple[int, float]:
     if cfg.get("rope_scaling"):
         raise HFImportError(f"{where}: rope_scaling is not supported")
     rope = cfg.get("rope_parameters") or {}
+    if not isinstance(rope, dict):
+        raise HFImportError(f"{where}: rope_parameters is not a JSON object")
     kind = rope.get("rope_type", rope.get("type", "default"))
     if kind != "default":
         raise HFImportError(f"{where}: rope_type {kind!r} is not supported (only 'default')")

@@ -147,10 +147,12 @@ def import_series(
     name: str,
     *,
     overwrite: bool = False,
-    out: TextIO = sys.stderr,
+    out: TextIO | None = None,
 ) -> Path:
     """Import ``src`` as run ``name`` under ``root``; returns the run's folder. Refusals are
-    ``ValueError`` (``HFImportError``, ``CheckpointError``) with nothing written."""
+    ``ValueError`` (``HFImportError``, ``CheckpointError``) with nothing written. Progress
+    bars and notes go to ``out`` (``sys.stderr`` at the time of the call by default)."""
+    out = sys.stderr if out is None else out
     ckpt.check_run_name(name)
     src = Path(src)
     steps = [check_step(f.path, f.step) for f in find_steps(src)]
