@@ -1,5 +1,9 @@
 """The 3D forward view's numbers: the residual stream of every real position at every layer
-boundary, the attention between them, and the tokens the selected position resembles."""
+boundary, the attention between them, and the tokens the selected position resembles.
+
+Two matrices, two questions: "nearest input embeddings" compares vectors with the token
+embeddings ``wte`` (cosine); "what the vector predicts" reads it through the unembedding
+``w_u`` [D, V] and ``b_u`` (``wte.T`` and zeros for tied embeddings, the article's model)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import numpy as np
 
 from interp_app.core.analyzer import Analyzer
 from interp_app.core.api import Run
+from interp_app.core.metrics import unembedding
 from interp_app.core.selection import Selection
 
 
@@ -21,11 +26,11 @@ class Forward:
     rows: np.ndarray  # [L+1, T, D]: token + position embedding, then after each layer
     patterns: np.ndarray  # [L, H, T, T]
     final: np.ndarray  # [T, D] after the final LayerNorm
-    wte: np.ndarray  # [V, D] token embeddings (tied: also the unembedding)
+    wte: np.ndarray  # [V, D] token embeddings (the input side; tied: also the unembedding)
     vocab: tuple[str, ...]
     near_ids: np.ndarray  # [L+2, k] tokens by cosine: each boundary, then the final LN output
     near_cos: np.ndarray  # [L+2, k]
-    pred_ids: np.ndarray  # [k] tokens by dot product with the final LN output (the logits)
+    pred_ids: np.ndarray  # [k] tokens by the final LN output's logits (@ w_u + b_u)
     pred_dots: np.ndarray  # [k]
 
 
@@ -41,10 +46,14 @@ def cosine_ranking(vectors: np.ndarray, wte: np.ndarray, k: int) -> tuple[np.nda
     return ids, np.take_along_axis(cos, ids, -1)
 
 
-def dot_ranking(vector: np.ndarray, wte: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k tokens with the largest dot product with ``vector``: with tied embeddings and the
-    final LayerNorm's output, these are the logits, i.e. the prediction."""
-    dots = np.asarray(wte, np.float64) @ np.asarray(vector, np.float64)
+def dot_ranking(
+    vector: np.ndarray, w_u: np.ndarray, k: int, b_u: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k tokens with the largest ``vector @ w_u + b_u`` (``w_u`` [D, V]): for the final
+    LayerNorm's output these are the logits, i.e. the prediction."""
+    dots = np.asarray(vector, np.float64) @ np.asarray(w_u, np.float64)
+    if b_u is not None:
+        dots = dots + np.asarray(b_u, np.float64)
     ids = np.argsort(-dots, kind="stable")[:k]
     return ids, dots[ids]
 
@@ -53,13 +62,15 @@ def compute_forward(analyzer: Analyzer, sel: Selection, k: int = 5) -> Forward:
     """The selection's pass (ablated as selected), read through the public API."""
     run = Run(analyzer, sel.run)
     cap = run.capture(sel.step, sel.prompt, ablate=sel.ablate, mode=sel.mode)
-    wte = analyzer.store.params(sel.run, sel.step)["wte"]
+    params = analyzer.store.params(sel.run, sel.step)
+    wte = params["wte"]
+    w_u, b_u = unembedding(params, np)
     rows = np.asarray(cap.resid, np.float64)
     final = np.asarray(cap.final, np.float64)
     near_ids, near_cos = cosine_ranking(
         np.concatenate([rows[:, sel.pos], final[sel.pos][None]]), wte, k
     )
-    pred_ids, pred_dots = dot_ranking(final[sel.pos], wte, k)
+    pred_ids, pred_dots = dot_ranking(final[sel.pos], w_u, k, b_u)
     return Forward(
         words=list(cap.words),
         rows=rows,

@@ -8,9 +8,11 @@ to float64 rounding, as the independent numpy reference checks; the vmapped time
 in float32, as the model does, and agrees with it to float32 rounding.
 
 The final LayerNorm is linear once its 1/std for the query position is held fixed, so
-``logit[t] = sum_c gamma * s * (c - mean(c)) . wte[t] + beta . wte[t]`` over the components
-``c`` that write to the residual stream: that is what makes these splits exact. Everything
-reads the first prompt of a capture.
+``logit[t] = sum_c gamma * s * (c - mean(c)) . u + beta . u + b_u[t]`` with
+``u = w_u[:, t]``, over the components ``c`` that write to the residual stream: that is what
+makes these splits exact. The unembedding ``w_u`` [D, V] is ``wte.T`` for tied embeddings
+(the article's model) and the checkpoint's ``w_u`` otherwise; ``b_u`` is zeros unless the
+checkpoint has one. Everything reads the first prompt of a capture.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ Array = Any  # a jax or numpy array (traced inside the jitted and vmapped passes
 class Readout(NamedTuple):
     """The parameters the metrics read besides the capture."""
 
-    wte: Array  # [V, D] token embeddings, tied: also the unembedding
+    wte: Array  # [V, D] token embeddings (the input side)
     ln_scale: Array  # [D] the final LayerNorm's scale
     ln_bias: Array  # [D] and its bias
     w_o: Array  # [L, H, K, D] each head's output projection
+    w_u: Array  # [D, V] the unembedding: wte.T when tied
+    b_u: Array  # [V] the unembedding bias: zeros when the model has none
 
 
 def param(params: Any, name: str) -> Array:
@@ -48,12 +52,38 @@ def param(params: Any, name: str) -> Array:
     return node[...]  # a state's leaf is a variable: its value
 
 
+def has_param(params: Any, name: str) -> bool:
+    """Whether ``params`` (flat mapping or state pytree) holds ``name``: ``w_u``, ``b_u``,
+    ``wpe`` and ``b_qkv`` exist only when the model's config asks for them."""
+    if isinstance(params, Mapping) and name in params:
+        return True
+    node = params
+    for part in name.split("."):
+        try:
+            node = node[int(part) if part.isdigit() else part]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return False
+    return True
+
+
+def unembedding(params: Any, xp: Any = jnp) -> tuple[Array, Array]:
+    """(``w_u`` [D, V], ``b_u`` [V]) as the model reads them: ``wte.T`` and zeros when the
+    model is tied and has no unembedding bias. ``xp`` is numpy for host-side readouts."""
+    wte = param(params, "wte")
+    w_u = param(params, "w_u") if has_param(params, "w_u") else xp.swapaxes(wte, -1, -2)
+    b_u = param(params, "b_u") if has_param(params, "b_u") else xp.zeros_like(w_u[..., 0, :])
+    return w_u, b_u
+
+
 def readout(params: Any, n_layers: int) -> Readout:
+    w_u, b_u = unembedding(params)
     return Readout(
         wte=param(params, "wte"),
         ln_scale=param(params, "ln_f.scale"),
         ln_bias=param(params, "ln_f.bias"),
         w_o=jnp.stack([param(params, f"blocks.{i}.attn.w_o") for i in range(n_layers)]),
+        w_u=w_u,
+        b_u=b_u,
     )
 
 
@@ -76,11 +106,11 @@ def components(cap: Capture, pos: Array) -> Array:
 
 
 def attributions(cap: Capture, ro: Readout, pos: Array, target: Array) -> tuple[Array, Array]:
-    """([C] each component's direct attribution to ``logit[target]``, the LayerNorm-bias
-    term): together they sum to the logit."""
-    u = ro.wte[target]
+    """([C] each component's direct attribution to ``logit[target]``, the constant term
+    ``ln_bias @ u + b_u[target]``): together they sum to the logit."""
+    u = ro.w_u[:, target]
     attr = through_final_ln(components(cap, pos), ro, cap.final_inv_std[0, pos]) @ u
-    return attr, ro.ln_bias @ u
+    return attr, ro.ln_bias @ u + ro.b_u[target]
 
 
 def head_part(per_component: Array, n_layers: int, n_heads: int) -> Array:
@@ -135,19 +165,19 @@ def source_attributions(
     """
     weights = cap.patterns[0, layer, head, pos]  # [T]
     per_source = weights[:, None] * (cap.values[0, layer, head] @ ro.w_o[layer, head])  # [T, D]
-    return through_final_ln(per_source, ro, cap.final_inv_std[0, pos]) @ ro.wte[target]
+    return through_final_ln(per_source, ro, cap.final_inv_std[0, pos]) @ ro.w_u[:, target]
 
 
 def logit_lens(cap: Capture, ro: Readout, eps: Array) -> tuple[Array, Array]:
     """Top token and its probability for every layer boundary x position: [L+1, T] each.
 
-    Each residual is read through the final LayerNorm (its own statistics) and the tied
-    unembedding, as the model reads its last one.
+    Each residual is read through the final LayerNorm (its own statistics) and the
+    unembedding (``w_u``, ``b_u``), as the model reads its last one.
     """
     resid = cap.resid[0]  # [L+1, T, D]
     centred = resid - resid.mean(-1, keepdims=True)
     normed = centred / jnp.sqrt((centred**2).mean(-1, keepdims=True) + eps)
-    probs = jax.nn.softmax((normed * ro.ln_scale + ro.ln_bias) @ ro.wte.T)  # [L+1, T, V]
+    probs = jax.nn.softmax((normed * ro.ln_scale + ro.ln_bias) @ ro.w_u + ro.b_u)  # [L+1, T, V]
     top = probs.argmax(-1)
     return top, jnp.take_along_axis(probs, top[..., None], -1)[..., 0]
 
@@ -183,11 +213,14 @@ def _step(cap, clean_logits, ro, pos, target, length, src, layer, head, eps) -> 
 
 def _host_readout(params: Mapping[str, np.ndarray], n_layers: int) -> Readout:
     """The readout of checkpoint-named numpy parameters, stacked on the host."""
+    w_u, b_u = unembedding(params, np)
     return Readout(
         wte=param(params, "wte"),
         ln_scale=param(params, "ln_f.scale"),
         ln_bias=param(params, "ln_f.bias"),
         w_o=np.stack([param(params, f"blocks.{i}.attn.w_o") for i in range(n_layers)]),
+        w_u=w_u,
+        b_u=b_u,
     )
 
 
