@@ -133,7 +133,8 @@ def _check_config(config: Any) -> ModelConfig:
 def _kind(meta: Mapping[str, Any]) -> str:
     if "vocab" in meta:
         return f"a vocabulary of {len(meta['vocab'])} words"
-    return f"a tokenizer {meta.get('tokenizer')}"
+    tokenizer = meta.get("tokenizer")
+    return f"a {tokenizer.get('kind') if isinstance(tokenizer, dict) else tokenizer} tokenizer"
 
 
 def _tokenizer_difference(path: Path, stored: Mapping[str, Any], tok: _Tok) -> str | None:
