@@ -258,12 +258,13 @@ OTHER = ModelConfig(**{**CFG.to_dict(), "n_layers": 3})
         ("a/b", CFG, VOCAB, "invalid run name"),
         ("r", OTHER, VOCAB, r"another n_layers \(stored 2, given 3\)"),
         ("r", CFG, VOCAB[::-1], rf"another vocabulary .*id 0: '{VOCAB[0]}' vs 'PADDING'"),
-        ("r", CFG, VOCAB[:-1] + ["pad"], "must contain UNKNOWN and PADDING"),
+        ("r", CFG, VOCAB[:-1] + ["pad"], r"lacks \['PADDING'\]"),
         ("new", CFG, VOCAB[1:], "the vocabulary has 18 words but config.vocab_size is 19"),
         ("new", CFG, 42, "tokenizer is a sequence of words"),
+        ("new", CFG, VOCAB[1:2] + VOCAB[1:], "duplicate words"),
         ("new", CFG.to_dict(), VOCAB, "config must be a ModelConfig"),
     ],
-    ids=["dotdot", "path", "config", "vocab", "specials", "size", "int", "dict"],
+    ids=["dotdot", "path", "config", "vocab", "specials", "size", "int", "twice", "dict"],
 )
 def test_a_refused_open_writes_nothing(tmp_path, name, config, tokenizer, message):
     with SeriesWriter.open(tmp_path / "root", "r", CFG, VOCAB) as writer:

@@ -47,7 +47,7 @@ from training.atomic import write_atomic
 from training.model.config import ModelConfig
 from training.model.params import ParamsError, abstract_model, flat_params, unflatten_params
 from training.run_meta import TOKENIZER_FILE, external_metadata
-from training.tokenizer import Tokenizer
+from training.tokenizer import PADDING, UNKNOWN, Tokenizer
 
 __all__ = ["SeriesError", "SeriesWriter"]
 
@@ -72,13 +72,14 @@ def _word_tokenizer(words: Sequence[str] | Tokenizer, config: ModelConfig) -> _T
     vocab = words.vocab if isinstance(words, Tokenizer) else tuple(words)
     if not all(isinstance(w, str) for w in vocab):
         raise SeriesError("a vocabulary is a sequence of words (str)")
-    try:
-        Tokenizer(vocab)
-    except ValueError as err:
+    missing = [w for w in (UNKNOWN, PADDING) if w not in vocab]
+    if missing:
         raise SeriesError(
-            f"vocabulary: {err} (training.tokenizer.UNKNOWN, PADDING; add them yourself, "
-            "each is a row of wte)"
-        ) from None
+            f"the vocabulary lacks {missing} (training.tokenizer: unknown words read as UNKNOWN, "
+            "prompts are padded with PADDING); add them yourself, each is a row of wte"
+        )
+    if len(set(vocab)) != len(vocab):
+        raise SeriesError("the vocabulary has duplicate words")
     if len(vocab) != config.vocab_size:
         raise SeriesError(
             f"the vocabulary has {len(vocab)} words but config.vocab_size is "
@@ -139,13 +140,12 @@ def _kind(meta: Mapping[str, Any]) -> str:
 
 def _tokenizer_difference(path: Path, stored: Mapping[str, Any], tok: _Tok) -> str | None:
     if "vocab" in tok.meta and isinstance(stored.get("vocab"), list):
-        pairs = enumerate(zip(stored["vocab"], tok.meta["vocab"], strict=False))
-        at = next((f"; id {i}: {a!r} vs {b!r}" for i, (a, b) in pairs if a != b), "")
-        if stored["vocab"] == tok.meta["vocab"]:
+        old, new = stored["vocab"], tok.meta["vocab"]
+        if old == new:
             return None
-        return (
-            f"vocabulary (stored {len(stored['vocab'])} words, given {len(tok.meta['vocab'])}{at})"
-        )
+        pairs = enumerate(zip(old, new, strict=False))
+        at = next((f"; id {i}: {a!r} vs {b!r}" for i, (a, b) in pairs if a != b), "")
+        return f"vocabulary (stored {len(old)} words, given {len(new)}{at})"
     if tok.text is not None and stored.get("tokenizer") == HF_TOKENIZER:
         try:
             same = json.loads(_read_text(path / TOKENIZER_FILE)) == json.loads(tok.text)
@@ -166,8 +166,7 @@ def _differences(path: Path, meta: Mapping[str, Any], config: ModelConfig, tok: 
         for f in dataclasses.fields(config)
         if getattr(stored, f.name) != getattr(config, f.name)
     ]
-    different_tokenizer = _tokenizer_difference(path, meta, tok)
-    return out + ([different_tokenizer] if different_tokenizer else [])
+    return out + [d for d in [_tokenizer_difference(path, meta, tok)] if d]
 
 
 def _stored_meta(path: Path, name: str) -> dict[str, Any]:
