@@ -11,36 +11,34 @@ import pytest
 from flax import nnx
 
 from tests.metric_views import direct_logit_attribution, source_attributions
+from tests.test_model_family import random_flat
 from training import checkpoint as ckpt
 from training.corpus import builtin_corpus
 from training.loss import mean_cross_entropy
 from training.model import fast, gpt
 from training.model.config import ModelConfig
 from training.model.dropout import NO_DROPOUT
-from training.model.gpt import GPT, Capture, Intervention, capture, count_params
+from training.model.gpt import GPT, Capture, Intervention, capture, count_params, init_params
 from training.model.params import flat_params, unflatten_params
 from training.tokenizer import Tokenizer
 
 
 def test_default_config_has_10660_parameters():
-    assert count_params(GPT(ModelConfig(), nnx.Rngs(0))) == 10_660
+    assert count_params(nnx.eval_shape(lambda: GPT(ModelConfig(), nnx.Rngs(0)))) == 10_660
 
 
 def test_init_matches_the_article():
-    flat = flat_params(nnx.state(GPT(ModelConfig(), nnx.Rngs(0)), nnx.Param))
+    flat = flat_params(init_params(ModelConfig())[1])
     assert abs(flat["wte"].std() - 0.02) < 0.003
     assert np.all(flat["blocks.0.attn.b_o"] == 0) and np.all(flat["ln_f.scale"] == 1)
 
 
 def _random_model(seed=1, cfg=None):
-    """Random weights with non-trivial biases and LayerNorm parameters everywhere."""
+    """Random weights with non-trivial biases and LayerNorm parameters everywhere (drawn in
+    numpy: drawing them op by op in JAX compiled each shape's draw, seconds of the tier)."""
     cfg = cfg or ModelConfig()
-    graphdef, params = nnx.split(GPT(cfg, nnx.Rngs(seed)))
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    leaves = [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=False)]
-    params = jax.tree.unflatten(treedef, leaves)
-    return cfg, graphdef, params
+    graphdef, params = unflatten_params(cfg, random_flat(cfg, seed))
+    return cfg, graphdef, jax.tree.map(jnp.asarray, params)
 
 
 def _trained_model(default_root):
@@ -173,7 +171,7 @@ def test_dropout_masks_keep_the_rate_and_are_independent():
     sites, steps and neighbouring elements agree only as often as independent Bernoulli
     draws would."""
     cfg = ModelConfig()
-    model = GPT(cfg, nnx.Rngs(params=0))
+    model = nnx.merge(*init_params(cfg))
     tokens = jax.random.randint(jax.random.key(0), (64, cfg.context), 0, cfg.vocab_size)
 
     def z_agree(x: np.ndarray, y: np.ndarray) -> float:
@@ -203,7 +201,7 @@ def test_dropout_masks_keep_the_rate_and_are_independent():
 
 def test_a_shard_draws_its_rows_of_the_whole_batch_masks():
     cfg = ModelConfig()
-    model = GPT(cfg, nnx.Rngs(params=0))
+    model = nnx.merge(*init_params(cfg))
     tokens = jax.random.randint(jax.random.key(0), (64, cfg.context), 0, cfg.vocab_size)
     key = jax.random.key(3)
     whole = _dropout_keeps(model, tokens, key)
@@ -223,7 +221,7 @@ def test_a_shard_draws_its_rows_of_the_whole_batch_masks():
 def test_fast_attention_pieces_equal_the_reference(heads):
     """The head-masked query rows (one product for all heads) against heads on their own axis."""
     cfg = ModelConfig(n_heads=heads, d_model=24, n_layers=1)
-    attn = GPT(cfg, nnx.Rngs(params=3)).blocks[0].attn
+    attn = nnx.merge(*_random_model(3, cfg)[1:]).blocks[0].attn
     x = jax.random.normal(jax.random.key(0), (3, cfg.context, cfg.d_model))
     want = attn.reference(x)
     pattern, v = fast.pattern_and_values(attn.w_qkv[...], x)
@@ -293,11 +291,11 @@ def test_the_path_comparison_catches_a_wrong_path(monkeypatch, wrong, interventi
     else:
         real = gpt.CausalSelfAttention.reference
 
-        def skewed(self, x, drop=NO_DROPOUT):  # one head's values slightly off
+        def skewed_values(self, x, drop=NO_DROPOUT):  # one head's values slightly off
             got = real(self, x, drop)
             return got._replace(values=got.values.at[:, -1].multiply(1.001))
 
-        monkeypatch.setattr(gpt.CausalSelfAttention, "reference", skewed)
+        monkeypatch.setattr(gpt.CausalSelfAttention, "reference", skewed_values)
     diffs = _path_differences(PATH_CONFIG, 0, intervention)
     assert any(diff > tol for diff, tol in diffs.values())
 

@@ -12,25 +12,30 @@ import dataclasses
 import functools
 import itertools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
+from interp_app.core import metrics
+from interp_app.core.forward import dot_ranking
 from tests.metric_views import direct_logit_attribution, source_attributions
 from training.model.config import ModelConfig
 from training.model.gpt import Capture, Intervention
-from training.model.params import abstract_model, flat_params, unflatten_params
+from training.model.params import ParamsError, abstract_model, flat_params, unflatten_params
+from training.steps import sequence_loss
 
-BASE = {"vocab_size": 23, "n_layers": 2, "n_heads": 2, "d_model": 16, "d_mlp": 32}
-POSITIONS = {
+BASE: dict[str, Any] = {"vocab_size": 23, "n_layers": 2, "n_heads": 2, "d_model": 16, "d_mlp": 32}
+POSITIONS: dict[str, dict[str, Any]] = {
     "learned": {},
     "rotary25": {"positions": "rotary", "rotary_dims": 2, "rotary_base": 500.0},
     "rotary100": {"positions": "rotary", "rotary_dims": 8},
 }
-UNEMBED = {"tied": {}, "untied": {"tied": False, "unembed_bias": True}}
+UNEMBED: dict[str, dict[str, Any]] = {"tied": {}, "untied": {"tied": False, "unembed_bias": True}}
 
 #: (positions, activation, parallel, unembedding, qkv bias, mlp): every pair of any two
 #: factors' values appears in some row (``test_the_sweep_covers_every_pair``).
@@ -134,7 +139,7 @@ def numpy_logits(cfg: ModelConfig, flat: dict, ids: np.ndarray) -> np.ndarray:
         attn = _np_attention(
             cfg, p, b + "attn.", _ln(x, p[b + "ln1.scale"], p[b + "ln1.bias"], eps)
         )
-        mlp = 0.0
+        mlp: np.ndarray | float = 0.0
         if cfg.mlp:
             h = _ln(x if cfg.parallel else x + attn, p[b + "ln2.scale"], p[b + "ln2.bias"], eps)
             hidden = _act(cfg.activation, h @ p[b + "mlp.w_in"] + p[b + "mlp.b_in"])
@@ -188,9 +193,9 @@ def _tol(*xs) -> float:
     return 1e-5 * max(1.0, max(float(np.abs(np.asarray(x)).max()) for x in xs))
 
 
-def _paths_agree(runs: dict[str, Capture]) -> None:
+def _paths_agree(reference: Capture, fast: Capture) -> None:
     for field in dataclasses.fields(Capture):
-        ref, fst = (np.asarray(getattr(runs[p], field.name)) for p in ("reference", "fast"))
+        ref, fst = np.asarray(getattr(reference, field.name)), np.asarray(getattr(fast, field.name))
         assert ref.shape == fst.shape, field.name
         assert np.abs(ref - fst).max() <= _tol(ref), f"{field.name}: the paths differ"
 
@@ -219,54 +224,59 @@ def _sums_hold(cfg: ModelConfig, cap: Capture, kept: np.ndarray | None = None) -
         assert not np.any(cap.mlp_out)
 
 
-def _dla_exact(cfg: ModelConfig, cap: Capture, flat: dict, sources: bool) -> None:
+def _dla_exact(cfg: ModelConfig, cap: Capture, flat: dict, sweep: bool) -> None:
     """Every component's direct attribution plus the constant (LayerNorm bias and unembedding
     bias) is the logit; one head's sources add up to its attribution."""
     for b, pos, target in [(0, 0, 1), (0, 7, 5), (1, 11, 22)]:
         comps, attr, const = direct_logit_attribution(cap, flat, b, pos, target)
         terms = np.append(attr, const)
         assert abs(terms.sum() - cap.logits[b, pos, target]) <= _tol(terms, cap.logits)
-        if not sources:
+        if not sweep:
             continue
+        one = metrics.one_prompt(cap, b)
+        _, lens_prob = metrics.evaluate(metrics.logit_lens, one, flat, cfg.ln_eps)
+        probs = np.exp(cap.logits[b, pos] - cap.logits[b, pos].max())
+        assert abs(lens_prob[-1, pos] - probs.max() / probs.sum()) < 1e-5  # the last reads out
         layer, head = cfg.n_layers - 1, cfg.n_heads - 1
         src = source_attributions(cap, flat, b, layer, head, pos, target)
         dla = attr[comps.names.index(f"L{layer}H{head}")]
         assert abs(src.sum() - dla) <= _tol(src, [dla])
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _both_paths(graphdef, params, tokens, iv) -> tuple[dict[str, Capture], dict[str, jax.Array]]:
-    """Both paths' captures and plain forward logits, in one compilation."""
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _runs(graphdef, params, tokens, iv, forward: bool) -> dict[str, jax.Array | Capture]:
+    """Both paths' captures, plain and intervened (and with ``forward`` the plain forward
+    pass's logits, which skips each head's output), in one compilation."""
     model = nnx.merge(graphdef, params)
-    caps, logits = {}, {}
+    out: dict[str, jax.Array | Capture] = {}
     for path in ("reference", "fast"):
-        caps[path] = model(tokens, attention=path, capture=True, intervention=iv)
-        logits[path] = model(tokens, attention=path, intervention=iv)
-    return caps, logits
+        out[path] = model(tokens, attention=path, capture=True)
+        out[f"{path} intervened"] = model(tokens, attention=path, capture=True, intervention=iv)
+        if forward:
+            out[f"{path} logits"] = model(tokens, attention=path)
+    return out
 
 
-def check_config(cfg: ModelConfig, seed: int = 1, sources: bool = True) -> None:
-    """Every claim of the module for one config, on random weights (``sources``: also that
-    one head's per-source attributions add up to its DLA)."""
+def check_config(cfg: ModelConfig, seed: int = 1, sweep: bool = True) -> None:
+    """Every claim of the module for one config, on random weights (``sweep``: also the
+    plain forward pass, one head's per-source attributions and the logit lens)."""
     flat = random_flat(cfg, seed)
     graphdef, params = unflatten_params(cfg, flat)
     tokens = _tokens(cfg, seed)
-    caps, logits = jax.tree.map(np.asarray, _both_paths(graphdef, params, tokens, None))
-    _paths_agree(caps)
-    for p in caps:
-        np.testing.assert_allclose(logits[p], caps[p].logits, atol=_tol(logits[p]))
-    plain = caps["fast"]
+    iv = _intervention(cfg, tokens.shape[0], seed)
+    runs = jax.tree.map(np.asarray, _runs(graphdef, params, tokens, iv, sweep))
+    _paths_agree(runs["reference"], runs["fast"])
+    plain = runs["fast"]
+    for name in ("reference logits", "fast logits") if sweep else ():
+        np.testing.assert_allclose(runs[name], plain.logits, atol=_tol(plain.logits))
     for b in range(tokens.shape[0]):
         want = numpy_logits(cfg, flat, np.asarray(tokens[b]))
         np.testing.assert_allclose(plain.logits[b], want, atol=20 * _tol(want))
     _sums_hold(cfg, plain)
-    _dla_exact(cfg, plain, flat, sources)
+    _dla_exact(cfg, plain, flat, sweep)
 
-    iv = _intervention(cfg, tokens.shape[0], seed)
-    caps, logits = jax.tree.map(np.asarray, _both_paths(graphdef, params, tokens, iv))
-    _paths_agree(caps)
-    cap = caps["fast"]
-    np.testing.assert_allclose(logits["reference"], cap.logits, atol=_tol(cap.logits))
+    _paths_agree(runs["reference intervened"], runs["fast intervened"])
+    cap = runs["fast intervened"]
     _sums_hold(cfg, cap, np.asarray(iv.resid_keep))
     np.testing.assert_array_equal(cap.resid[:, 1, 3], np.asarray(iv.resid_value[:, 1, 3]))
     np.testing.assert_array_equal(cap.head_out[:, 0, 1], np.asarray(iv.head_value[:, 0, 1]))
@@ -275,7 +285,7 @@ def check_config(cfg: ModelConfig, seed: int = 1, sources: bool = True) -> None:
 
 def test_a_non_default_config_is_exact_on_both_paths():
     """Rotary (25%), parallel, GELU, qkv bias, untied unembedding with a bias."""
-    check_config(REPRESENTATIVE, sources=False)
+    check_config(REPRESENTATIVE, sweep=False)
 
 
 @pytest.mark.parametrize("row", PAIRWISE, ids=lambda r: "-".join(map(str, r)))
@@ -288,3 +298,96 @@ def test_the_sweep_covers_every_pair():
     for (i, a), (j, b) in itertools.combinations(enumerate(FACTORS), 2):
         seen = {(row[i], row[j]) for row in PAIRWISE}
         assert seen == set(itertools.product(a, b)), (i, j)
+
+
+def test_the_config_refuses_what_it_cannot_build():
+    """Each wrong field is named with the choices it allows."""
+    cases = [
+        ({"positions": "alibi"}, "positions must be one of 'learned', 'rotary'"),
+        ({"activation": "swish"}, "activation must be one of 'relu', 'gelu', 'gelu_tanh'"),
+        ({"positions": "rotary", "rotary_dims": 3}, "rotary_dims must be even and in 1..d_head"),
+        ({"positions": "rotary", "rotary_dims": 12}, r"1..d_head \(10\)"),
+        ({"positions": "rotary"}, "got 0"),
+        ({"rotary_dims": 4}, "rotary_dims .* is for positions='rotary'"),
+        ({"positions": "rotary", "rotary_dims": 4, "rotary_base": 0.0}, "rotary_base"),
+        ({"tied": "no"}, "tied must be true or false"),
+        ({"ln_eps": 0.0}, "ln_eps must be positive"),
+    ]
+    for fields, message in cases:
+        with pytest.raises(ValueError, match=message):
+            ModelConfig(**fields)
+
+
+def test_the_article_model_keeps_its_schema_and_run_json_reads_as_before():
+    """The default adds no parameter; an old run.json (no new keys) is the default config."""
+    names = set(random_flat(ModelConfig()))
+    assert "wpe" in names and not names & {"w_u", "b_u", "blocks.0.attn.b_qkv"}
+    assert {n for n in names if "ln2" in n or "mlp" in n}
+    old = {k: v for k, v in ModelConfig().to_dict().items() if k in _OLD_FIELDS}
+    assert ModelConfig.from_dict(old) == ModelConfig()
+    assert ModelConfig.from_dict(REPRESENTATIVE.to_dict()) == REPRESENTATIVE
+    flat = random_flat(REPRESENTATIVE)
+    assert {"w_u", "b_u", "blocks.1.attn.b_qkv"} <= set(flat) and "wpe" not in flat
+    assert flat["w_u"].shape == (16, 23) and flat["blocks.0.attn.b_qkv"].shape == (3, 2, 8)
+    attn_only = random_flat(family_config("learned", "relu", False, "tied", False, False))
+    assert not [n for n in attn_only if ".ln2." in n or ".mlp." in n]
+
+
+_OLD_FIELDS = (
+    *("vocab_size", "n_layers", "n_heads", "d_model", "d_mlp", "context"),
+    *("dropout", "init_std", "ln_eps"),
+)
+
+
+def test_unflatten_names_a_missing_extra_or_misshapen_tensor():
+    cfg = REPRESENTATIVE
+    flat = random_flat(cfg)
+    missing = {k: v for k, v in flat.items() if k != "w_u"}
+    with pytest.raises(ParamsError, match=r"missing \['w_u'\]"):
+        unflatten_params(cfg, missing)
+    with pytest.raises(ParamsError, match=r"unexpected \['wpe'\]"):
+        unflatten_params(cfg, {**flat, "wpe": np.zeros((12, 16), np.float32)})
+    bad = {**flat, "blocks.0.attn.b_qkv": np.zeros((3, 16), np.float32)}
+    with pytest.raises(
+        ParamsError,
+        match=r"blocks.0.attn.b_qkv has shape \(3, 16\), expected "
+        r"\(3, 2, 8\)",
+    ):
+        unflatten_params(cfg, bad)
+
+
+def test_what_a_vector_predicts_reads_the_unembedding():
+    """The 3D view's prediction is ``final @ w_u + b_u``, not the input embeddings."""
+    r = np.random.default_rng(0)
+    final, w_u, b_u = r.normal(size=5), r.normal(size=(5, 9)), r.normal(size=9)
+    ids, dots = dot_ranking(final, w_u, 3, b_u)
+    logits = final @ w_u + b_u
+    assert ids.tolist() == np.argsort(-logits)[:3].tolist()
+    np.testing.assert_allclose(dots, logits[ids])
+    tied_w_u, tied_b_u = metrics.unembedding({"wte": w_u.T}, np)
+    np.testing.assert_array_equal(tied_w_u, w_u)
+    assert not tied_b_u.any() and tied_b_u.shape == (9,)
+
+
+def test_a_non_default_config_trains():
+    """A few AdamW steps with dropout on lower the loss (both branches, rotary, biases)."""
+    cfg = dataclasses.replace(REPRESENTATIVE, dropout=0.1)
+    graphdef, params = unflatten_params(cfg, random_flat(cfg, 3))
+    r = np.random.default_rng(3)
+    batch = jnp.asarray(r.integers(0, 6, (16, cfg.context + 1)), jnp.int32)  # 6 tokens used
+    opt = optax.adamw(3e-3)
+
+    @jax.jit
+    def losses(params):
+        def step(carry, i):
+            params, state = carry
+            loss, grads = jax.value_and_grad(sequence_loss, argnums=1)(
+                graphdef, params, batch, jax.random.key(i)
+            )
+            updates, state = opt.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), loss
+
+        return jax.lax.scan(step, (params, opt.init(params)), jnp.arange(60))[1]
+
+    got = np.asarray(losses(params))
+    assert np.all(np.isfinite(got)) and got[-5:].mean() < 0.7 * got[:5].mean(), got
