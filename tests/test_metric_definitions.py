@@ -3,6 +3,8 @@ and the same in the numpy and the vectorised pass, patching says when the two pr
 too close to normalise, the default target is never a special token, and mean ablation
 over the run's validation lines is the conventional reference-set mean."""
 
+from typing import Any
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -35,7 +37,7 @@ def _hand_capture(head: float, embed: float, logit: float) -> tuple[Capture, dic
     """One layer, one head, one position, d = 2: with u = wte[0] = (1, -1), unit LayerNorm
     scale and 1/std held at 1, a vector (a, b) attributes a - b to token 0's logit."""
     z = np.zeros
-    cap = Capture(
+    fields: dict[str, Any] = dict(
         tokens=z((1, 1), np.int32),
         tok_emb=np.array([[[0.0, -embed]]]),  # attributes ``embed``
         pos_emb=z((1, 2)),
@@ -51,6 +53,7 @@ def _hand_capture(head: float, embed: float, logit: float) -> tuple[Capture, dic
         final=z((1, 1, 2)),
         logits=np.array([[[logit, -logit]]]),
     )
+    cap = Capture(**fields)  # numpy float64 arrays in a Capture: the numbers written here
     params = {
         "wte": np.array([[1.0, -1.0], [-1.0, 1.0]]),
         "ln_f.scale": np.ones(2),
@@ -73,6 +76,21 @@ def test_share_is_bounded_at_a_negative_logit_by_hand():
     )
     assert metrics.attribution_share(np.zeros(3), 0.0).tolist() == [0.0, 0.0, 0.0]
     assert "Σ|DLA|" in METRICS["share"]
+
+
+def test_an_untied_unembedding_and_its_bias_are_read_by_hand():
+    """Untied: ``u = w_u[:, target]`` (not ``wte[target]``) and the constant term is
+    ``ln_bias @ u + b_u[target]``; tied, ``w_u`` is ``wte.T`` and ``b_u`` zeros."""
+    cap, params = _hand_capture(head=0.8, embed=-0.3, logit=0.0)
+    params["ln_f.bias"] = np.array([0.5, 0.1])
+    tied = metrics.evaluate(metrics.attributions, cap, params, 0, 0)
+    np.testing.assert_allclose(tied[0][[0, 2]], [-0.3, 0.8])  # (a - b) / 2 . (1, -1)
+    assert float(tied[1]) == pytest.approx(0.4)  # ln_bias . wte[0]
+    params |= {"w_u": np.array([[2.0, 0.0], [0.0, 1.0]]), "b_u": np.array([0.25, -1.0])}
+    for target, (embed, head, const) in {0: (-0.3, 0.8, 1.25), 1: (0.15, -0.4, -0.9)}.items():
+        attr, got = metrics.evaluate(metrics.attributions, cap, params, 0, target)
+        np.testing.assert_allclose(attr[[0, 2]], [embed, head])
+        assert float(got) == pytest.approx(const)
 
 
 def _small_logit_case(store):
