@@ -331,6 +331,11 @@ def test_the_article_model_keeps_its_schema_and_run_json_reads_as_before():
     assert flat["w_u"].shape == (16, 23) and flat["blocks.0.attn.b_qkv"].shape == (3, 2, 8)
     attn_only = random_flat(family_config("learned", "relu", False, "tied", False, False))
     assert not [n for n in attn_only if ".ln2." in n or ".mlp." in n]
+    # the timeline reads the unembedding from the state pytree, one step from flat arrays
+    _, state = unflatten_params(REPRESENTATIVE, flat)
+    stacked = metrics.readout(state, REPRESENTATIVE.n_layers)
+    for got, want in zip(stacked, metrics._host_readout(flat, 2), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 _OLD_FIELDS = (

@@ -1,9 +1,10 @@
 """The model: start at ``gpt.py`` (the readable reference, with the ``attention`` switch).
 
-``config`` its configuration; ``gpt`` the model; ``fast`` the fast attention path training
-uses; ``interp`` capture and interventions (the interpretability contract); ``dropout`` the
-hashed dropout masks; ``norm`` LayerNorm's closed-form gradient; ``params`` the
-checkpoint's parameter schema.
+``config`` its configuration (the article's model by default, the GPT-2 / GPT-NeoX family
+by its other fields); ``gpt`` the model; ``fast`` the fast attention path training uses;
+``rotary`` GPT-NeoX rotary positions; ``interp`` capture and interventions (the
+interpretability contract); ``dropout`` the hashed dropout masks; ``norm`` LayerNorm's
+closed-form gradient; ``params`` the checkpoint's parameter schema.
 """
 
 from training.model.config import ModelConfig

@@ -11,6 +11,12 @@ and an :class:`Intervention` mean the same on both:
 - the attention output and the MLP output are recorded before their dropout, the residual
   stream after it.
 
+Every config of ``ModelConfig`` records the same fields with the same shapes, so the
+components always sum to the final residual: ``pos_emb`` is zeros under rotary positions
+(they act inside attention), ``mlp_out`` zeros in attention-only blocks, and under
+``parallel`` ``resid_mid`` is still ``resid_pre + attn_out``, though the MLP read
+``LN2(resid_pre)``.
+
 Shapes: B batch, T positions, D d_model, H heads, K head size, V vocab, L layers.
 """
 
@@ -30,15 +36,15 @@ class Capture:
 
     tokens: jax.Array  # [B, T]
     tok_emb: jax.Array  # [B, T, D]
-    pos_emb: jax.Array  # [T, D]
+    pos_emb: jax.Array  # [T, D] (zeros under rotary positions)
     resid: jax.Array  # [B, L+1, T, D] residual stream at each layer boundary
-    resid_mid: jax.Array  # [B, L, T, D] after attention, before the MLP
+    resid_mid: jax.Array  # [B, L, T, D] after attention (parallel: not what the MLP reads)
     patterns: jax.Array  # [B, L, H, Tq, Tk] attention weights (before dropout)
     values: jax.Array  # [B, L, H, T, K]
     head_out: jax.Array  # [B, L, H, T, D] each head's own write to the residual
     attn_bias: jax.Array  # [L, D] attention output bias
     attn_out: jax.Array  # [B, L, T, D] attention block output (heads + bias)
-    mlp_out: jax.Array  # [B, L, T, D]
+    mlp_out: jax.Array  # [B, L, T, D] (zeros for attention-only blocks)
     final_inv_std: jax.Array  # [B, T] final LayerNorm's 1/sqrt(var + eps)
     final: jax.Array  # [B, T, D] after the final LayerNorm
     logits: jax.Array  # [B, T, V]
