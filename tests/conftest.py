@@ -86,6 +86,14 @@ SCALE_TESTS = {
         "test_api",
         "test_metrics_are_the_apps_view[step=150,ablate=L1H0,ablate_mode=valid-mean,head=L1H0]",
     ),
+    # runs interp-train did not make (Hugging Face tokenizers, other architectures): each
+    # compiles the app's programs for a model of its own (15-20 s); the tokenizers' own
+    # tests stay fast
+    ("test_external_runs", "test_a_bpe_run_opens_with_the_tokenizers_pieces"),
+    ("test_external_runs", "test_a_target_by_label_and_the_causal_tools"),
+    ("test_external_runs", "test_defaults_without_a_corpus"),
+    ("test_external_runs", "test_the_api_and_the_export"),
+    ("test_external_runs", "test_views_that_cannot_apply_say_so"),
 }
 
 
