@@ -102,3 +102,22 @@ def test_small_run_through_the_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "validation loss" in out and "next-token predictions for 'i like spicy so i like'" in out
+
+
+def test_an_imported_run_is_not_resumed(tmp_path, capsys):
+    """A run interp-train did not make ("train": null) is refused by name, not a traceback."""
+    from training import checkpoint as ckpt
+    from training.model.config import ModelConfig
+    from training.run_meta import external_metadata
+
+    root = tmp_path / "ck"
+    run = root / "mine"
+    run.mkdir(parents=True)
+    meta = external_metadata(
+        ModelConfig(), {"vocab": ["a", "UNKNOWN", "PADDING"]}, {"kind": "writer"}
+    )
+    ckpt.write_json_atomic(run / ckpt.RUN_FILE, meta)
+    before = sorted(p.name for p in run.rglob("*"))
+    line = _refused(capsys, ["--root", str(root), "--run", "mine", "--resume"])
+    assert "not made by interp-train" in line and "writer" in line
+    assert sorted(p.name for p in run.rglob("*")) == before

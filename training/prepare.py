@@ -112,7 +112,14 @@ def prepare_run(root: Path, name: str, meta: dict, *, resume: bool, overwrite: b
 def _check_existing(root: Path, name: str, meta: dict[str, Any], resume: bool) -> None:
     """An existing run may only be resumed, with the same configs and corpus, from a step."""
     path = ckpt.run_dir(root, name)
-    diffs = same_run(ckpt.read_run(root, name).meta, meta)
+    stored = ckpt.read_run(root, name).meta
+    if not isinstance(stored.get("train"), dict):  # imported, or written by a user's loop
+        source = (stored.get("source") or {}).get("kind", "elsewhere")
+        raise TrainError(
+            f"run {name!r} was not made by interp-train (it came from {source}), so it "
+            "cannot be resumed here; use another --run name or --overwrite"
+        )
+    diffs = same_run(stored, meta)
     if diffs:
         raise TrainError(
             f"run {name!r} already exists with a different {', '.join(diffs)}; "
