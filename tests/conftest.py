@@ -78,6 +78,8 @@ SCALE_TESTS = {
     ("test_model", "test_the_paths_train_alike"),
     ("test_model", "test_fast_attention_pieces_equal_the_reference"),
     ("test_model", "test_a_checkpoint_loads_in_either_path"),
+    ("test_model_family", "test_every_config_is_exact_on_both_paths"),
+    ("test_model_family", "test_a_non_default_config_trains"),
     ("test_products", "test_layer_norm_gradient_is_autodiffs"),
     ("test_products", "test_cross_entropy_is_optaxs_with_the_same_gradient"),
     ("test_steps", "test_data_parallel_gradient_is_the_whole_batch_gradient"),
