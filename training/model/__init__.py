@@ -7,7 +7,22 @@ interpretability contract); ``dropout`` the hashed dropout masks; ``norm`` Layer
 closed-form gradient; ``params`` the checkpoint's parameter schema.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from training.model.config import ModelConfig
-from training.model.gpt import GPT, AttentionPath, Capture, Intervention, capture
+
+if TYPE_CHECKING:
+    from training.model.gpt import GPT, AttentionPath, Capture, Intervention, capture
 
 __all__ = ["GPT", "AttentionPath", "Capture", "Intervention", "ModelConfig", "capture"]
+
+
+def __getattr__(name: str) -> Any:
+    """The model's names load JAX on first use: reading a config (``interp-import``, the
+    run store's listing) needs no JAX, which takes seconds to import."""
+    if name in __all__:
+        return getattr(importlib.import_module("training.model.gpt"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
