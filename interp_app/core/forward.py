@@ -34,28 +34,46 @@ class Forward:
     pred_dots: np.ndarray  # [k]
 
 
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest along the last axis, best first (a partial sort: a 50k
+    vocabulary needs no full argsort)."""
+    k = min(k, scores.shape[-1])
+    part = np.argpartition(-scores, k - 1, axis=-1)[..., :k]
+    order = np.argsort(-np.take_along_axis(scores, part, -1), axis=-1, kind="stable")
+    return np.take_along_axis(part, order, -1)
+
+
 def cosine_ranking(vectors: np.ndarray, wte: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """For each of [R, D] vectors, the k tokens whose embeddings point the same way: ids and
-    cosines, [R, k] each, best first."""
-    v = np.asarray(vectors, np.float64)
-    e = np.asarray(wte, np.float64)
+    cosines, [R, k] each, best first. Ranked in float32 (no float64 copy of a [V, D] matrix,
+    300 MB at GPT-2 size), the k cosines shown recomputed in float64."""
+    v = np.asarray(vectors, np.float32)
+    e = np.asarray(wte, np.float32)
     cos = (v @ e.T) / (
         np.linalg.norm(v, axis=-1, keepdims=True) * np.linalg.norm(e, axis=-1)[None] + 1e-12
     )
-    ids = np.argsort(-cos, axis=-1, kind="stable")[:, :k]
-    return ids, np.take_along_axis(cos, ids, -1)
+    ids = _top(cos, k)
+    v64, e64 = np.asarray(vectors, np.float64), np.asarray(e[ids], np.float64)  # [R, k, D]
+    exact = np.einsum("rd,rkd->rk", v64, e64) / (
+        np.linalg.norm(v64, axis=-1, keepdims=True) * np.linalg.norm(e64, axis=-1) + 1e-12
+    )
+    return ids, exact
 
 
 def dot_ranking(
     vector: np.ndarray, w_u: np.ndarray, k: int, b_u: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k tokens with the largest ``vector @ w_u + b_u`` (``w_u`` [D, V]): for the final
-    LayerNorm's output these are the logits, i.e. the prediction."""
-    dots = np.asarray(vector, np.float64) @ np.asarray(w_u, np.float64)
+    LayerNorm's output these are the logits, i.e. the prediction. Ranked in float32, the k
+    values shown recomputed in float64."""
+    dots = np.asarray(vector, np.float32) @ np.asarray(w_u, np.float32)
     if b_u is not None:
-        dots = dots + np.asarray(b_u, np.float64)
-    ids = np.argsort(-dots, kind="stable")[:k]
-    return ids, dots[ids]
+        dots = dots + np.asarray(b_u, np.float32)
+    ids = _top(dots, k)
+    exact = np.asarray(vector, np.float64) @ np.asarray(w_u[:, ids], np.float64)
+    if b_u is not None:
+        exact = exact + np.asarray(b_u, np.float64)[ids]
+    return ids, exact
 
 
 def compute_forward(analyzer: Analyzer, sel: Selection, k: int = 5) -> Forward:
@@ -76,7 +94,7 @@ def compute_forward(analyzer: Analyzer, sel: Selection, k: int = 5) -> Forward:
         rows=rows,
         patterns=np.asarray(cap.patterns, np.float64),
         final=final,
-        wte=np.asarray(wte, np.float64),
+        wte=np.asarray(wte),  # float32 as stored: the view reads a few rows
         vocab=run.vocab,
         near_ids=near_ids,
         near_cos=near_cos,
