@@ -174,7 +174,10 @@ class Run(CheckedRun):
             target_prob=float(out["probs"][t]),
             probs=out["probs"],
             clean_probs=out["clean_probs"],
-            components=(*names, "final LN bias"),
+            components=(
+                *names,
+                "final LN bias" + (" + unembed bias" if self.config.unembed_bias else ""),
+            ),
             component_kinds=(*kinds, "ln"),
             dla=np.append(out["attr"], out["ln_bias"]),
             # an ablated head's output is a constant, not a mix of sources: nothing to split
