@@ -12,9 +12,11 @@ folder, then:
 - every internal of a 128-token prompt: our jitted ``capture`` (residual stream, patterns,
   values, each head's output, ...) against transformers' eager forward with
   ``output_hidden_states`` and ``output_attentions``, alternating, median of ``--repeats``
-  after one warm-up each (the goal: ours at least 1.5x faster);
-- peak RSS of a fresh process that opens the imported run with ``api.open_run`` and computes
-  one view (``Run.metrics``) for that prompt, and of one that only imports the same modules.
+  after one warm-up each (the goal: ours at least 1.5x faster), and each side's logits-only
+  forward pass, which says how much of the time is the recording;
+- peak RSS (VmHWM) of a fresh process that opens the imported run with ``api.open_run`` and
+  computes one view (``Run.capture``, then ``Run.metrics``) of a 128-token prompt, with the
+  seconds of each stage; and of processes that only open the run or only import.
 
 Prints figures; asserts nothing. Says the machine and its load average before and after.
 """
@@ -31,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,6 +43,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from flax import nnx  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # noqa: E402
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
@@ -50,26 +54,34 @@ from training.model.params import unflatten_params  # noqa: E402
 
 TOKENS = 128
 TEXT = "the quick brown fox jumps over the lazy dog while the cat sat on the mat " * 20
-#: Run in a fresh process: open the imported run, compute one view, print peak RSS in MiB.
+#: Run in a fresh process: open the imported run, compute one view; print the peak RSS in
+#: MiB and the seconds of each stage. The peak is /proc/self/status VmHWM where it exists:
+#: getrusage's ru_maxrss carries the parent's high-water mark over fork and exec on Linux, so
+#: a child of this (large) process would report the parent's peak.
 SERVE = """
 import resource, sys, time
+def peak():
+    try:
+        line = [x for x in open("/proc/self/status") if x.startswith("VmHWM:")][0]
+        return int(line.split()[1]) / 1024
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
+laps = []
+def lap(what):
+    laps.append(f"{what} {time.perf_counter() - t0:.1f} s")
 from interp_app.core import api
+lap("imports")
 if sys.argv[2] != "imports":
     run = api.open_run(sys.argv[1], "g2")
-    what = f"open_run, {len(run.steps)} steps listed"
-if sys.argv[2] == "view":
     step = run.steps[-1]
-    try:
-        m = run.metrics(step, sys.argv[3])
-        what = f"metrics ({len(m.components)} components)"
-    except Exception as err:
-        cap = run.capture(step, sys.argv[3])
-        what = f"capture only (metrics failed: {type(err).__name__}: {str(err)[:80]})"
-elif sys.argv[2] == "imports":
-    what = "import interp_app.core.api"
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(rss, f"{what}; {time.perf_counter() - t0:.1f} s")
+    lap("open_run")
+if sys.argv[2] == "view":
+    cap = run.capture(step, sys.argv[3])
+    lap(f"capture of {len(cap.tokens)} tokens")
+    m = run.metrics(step, sys.argv[3])
+    lap(f"metrics ({len(m.components)} components)")
+print(peak(), "; ".join(laps))
 """
 
 
@@ -118,9 +130,10 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def compare_capture(folder: Path, repeats: int) -> tuple[list[float], list[float], float]:
-    """Seconds per call, ours then transformers', alternating after a warm-up each; and the
-    largest logit difference between the two (the same weights and tokens)."""
+def compare_capture(folder: Path, repeats: int) -> tuple[dict[str, list[float]], float]:
+    """Seconds per call of each pass (ours and transformers', every internal and logits
+    only), taken in turn after a warm-up each; and the largest logit difference between
+    the two (the same weights and tokens)."""
     ck = load_hf_folder(folder)
     graphdef, params = unflatten_params(ck.config, ck.params)
     del ck
@@ -128,29 +141,37 @@ def compare_capture(folder: Path, repeats: int) -> tuple[list[float], list[float
     tokens = jnp.asarray(ids[None], jnp.int32)
     hf = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
     x = torch.tensor(ids[None])
+    forward = jax.jit(lambda p, t: nnx.merge(graphdef, p)(t))
 
-    def ours() -> jax.Array:
-        return jax.block_until_ready(capture(graphdef, params, tokens))
+    @torch.no_grad()
+    def theirs(internals: bool) -> Any:
+        return hf(x, output_hidden_states=internals, output_attentions=internals)
 
-    def theirs() -> object:
-        with torch.no_grad():
-            return hf(x, output_hidden_states=True, output_attentions=True)
-
-    t_compile = timed(ours)
-    mine = np.asarray(ours().logits[0])
-    ref = theirs().logits[0].numpy()  # type: ignore[attr-defined]
-    print(f"  our first call (compile included) {t_compile:6.2f} s")
-    a, b = [], []
+    passes: dict[str, Callable[[], Any]] = {
+        "ours, every internal (capture)": lambda: jax.block_until_ready(
+            capture(graphdef, params, tokens)
+        ),
+        "transformers, every internal": lambda: theirs(True),
+        "ours, logits only": lambda: jax.block_until_ready(forward(params, tokens)),
+        "transformers, logits only": lambda: theirs(False),
+    }
+    first = timed(next(iter(passes.values())))
+    print(f"  our first capture (compile included) {first:.2f} s")
+    for run in passes.values():
+        run()
+    mine = np.asarray(capture(graphdef, params, tokens).logits[0])
+    diff = float(np.abs(mine - theirs(True).logits[0].numpy()).max())
+    times: dict[str, list[float]] = {name: [] for name in passes}
     for _ in range(repeats):
-        a.append(timed(ours))
-        b.append(timed(theirs))
-    return a, b, float(np.abs(mine - ref).max())
+        for name, run in passes.items():
+            times[name].append(timed(run))
+    return times, diff
 
 
 def peak_rss(root: Path, mode: str) -> str:
-    """Peak RSS of a fresh process: ``view`` (open the run, one view of its last step),
-    ``open`` (``open_run`` only) or ``imports`` (the modules only)."""
-    prompt = " ".join(TEXT.split()[:100])
+    """Peak RSS of a fresh process: ``view`` (open the run, capture and metrics of its last
+    step), ``open`` (``open_run`` only) or ``imports`` (the modules only)."""
+    prompt = " ".join(TEXT.split()[:TOKENS])  # one token a word with this tokenizer
     cmd = [sys.executable, "-c", SERVE, str(root), mode, prompt]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
@@ -175,15 +196,16 @@ def main() -> None:
         print(f"import_series: {args.steps} steps in {t_import:.2f} s,")
         print(f"  {t_import / args.steps:.2f} s per checkpoint (checks, read, convert, write)")
         print(f"capture of every internal, {TOKENS} tokens, median of {args.repeats}:")
-        ours, theirs, diff = compare_capture(src / "step0", args.repeats)
-        mo, mt = statistics.median(ours), statistics.median(theirs)
-        print(f"  ours (jitted capture)          {mo * 1000:8.1f} ms  {_spread(ours)}")
-        print(f"  transformers (eager, torch)    {mt * 1000:8.1f} ms  {_spread(theirs)}")
-        print(f"  ours is {mt / mo:.2f}x faster (goal 1.5x); max |logit diff| {diff:.1e}")
-        print("peak RSS of a fresh process:")
-        print(f"  serving one view of one step   {peak_rss(root, 'view')}")
-        print(f"  open_run only                  {peak_rss(root, 'open')}")
+        times, diff = compare_capture(src / "step0", args.repeats)
+        for name, ts in times.items():
+            print(f"  {name:32s} {statistics.median(ts) * 1000:8.1f} ms  {_spread(ts)}")
+        ours, theirs = (statistics.median(ts) for ts in list(times.values())[:2])
+        print(f"  capture speed-up, transformers' time / ours: {theirs / ours:.2f} (goal 1.5)")
+        print(f"  max |logit difference| {diff:.1e}")
+        print("peak RSS of a fresh process (stages: seconds since start):")
         print(f"  imports only                   {peak_rss(root, 'imports')}")
+        print(f"  open_run                       {peak_rss(root, 'open')}")
+        print(f"  one view of one step           {peak_rss(root, 'view')}")
     print(f"after: {load()}")
 
 
