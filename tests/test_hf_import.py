@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -222,9 +225,53 @@ def test_an_interrupted_import_leaves_no_run_and_can_be_redone(tmp_path):
     src, root = hf.series(tmp_path / "src", ["step0", "step1"]), tmp_path / "root"
     with pytest.raises(KeyboardInterrupt):
         import_series(src, root, "r", out=_Interrupting())
-    assert list(root.iterdir()) == []
+    assert not root.exists()  # the import made it, and took it back
     run = import_series(src, root, "r", out=io.StringIO())
     assert ckpt.list_steps(run) == [0, 1]
+
+
+@pytest.mark.parametrize("own_step, steps", [(1500, [500, 1000, 1500]), (1000, [500, 1000])])
+def test_a_trainer_output_dir_is_its_step_folders_and_its_own_new_step(tmp_path, own_step, steps):
+    """After trainer.save_model(), output_dir holds a model beside checkpoint-N/: a step of
+    its own only when trainer_state.json gives it a step no folder has."""
+    src = hf.series(tmp_path / "out", ["checkpoint-500", "checkpoint-1000"], arch="gpt2")
+    hf.gpt2_folder(src, seed=9, trainer_state={"global_step": own_step})
+    out = io.StringIO()
+    run = import_series(src, tmp_path / "root", "r", out=out)
+    assert ckpt.list_steps(run) == steps
+    wte = {s: ckpt.load_params(run, s)["wte"] for s in steps}
+    seeds = {500: 0, 1000: 1, 1500: 9}
+    for s in steps:
+        expect = hf.random_tensors(hf.gpt2_shapes(hf.gpt2_config()), seeds[s])
+        np.testing.assert_array_equal(wte[s], expect["transformer.wte.weight"])
+    left_out = f"the model in {src} itself is step 1000 (trainer_state.json)"
+    assert (left_out in out.getvalue()) == (own_step == 1000)
+
+
+def _dead_pid() -> int:
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid
+
+
+def test_a_killed_imports_leftovers_are_tidied_and_a_live_ones_kept(tmp_path):
+    """SIGKILL leaves .import-NAME-PID-HEX (and, between the renames of --overwrite, the old
+    run aside as .old-NAME-PID-HEX): the next import of NAME removes or puts them back."""
+    root, dead = tmp_path / "root", _dead_pid()
+    old = import_series(hf.gpt2_folder(tmp_path / "a"), root, "r", out=io.StringIO())
+    os.rename(old, root / f".old-r-{dead}-0123456789ab")  # killed between the renames
+    (root / f".import-r-{dead}-aaaaaaaaaaaa" / "steps").mkdir(parents=True)
+    live = root / f".import-r-{os.getpid()}-bbbbbbbbbbbb"  # a concurrent import's
+    other = root / f".import-r2-{dead}-cccccccccccc"  # another run's: not this import's
+    live.mkdir()
+    other.mkdir()
+    out = io.StringIO()
+    with pytest.raises(HFImportError, match="run 'r' already exists"):
+        import_series(tmp_path / "a", root, "r", out=out)
+    assert f"put run 'r' back from .old-r-{dead}-0123456789ab" in out.getvalue()
+    assert f"removed .import-r-{dead}-aaaaaaaaaaaa" in out.getvalue()
+    assert sorted(p.name for p in root.iterdir()) == sorted(["r", live.name, other.name])
+    assert ckpt.list_steps(root / "r") == [0]
 
 
 def _edit_config(folder: Path, **changes) -> Path:
@@ -277,6 +324,18 @@ def _bad_sources(tmp: Path) -> dict[str, tuple[Path, str]]:
     (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:-40])
     bad["corrupt"] = (f, "model.safetensors is not a readable safetensors file")
     bad["nosrc"] = (tmp / "nowhere", f"{tmp / 'nowhere'} does not exist")
+    f = _edit_config(hf.gpt2_folder(tmp / "nested"), architectures=[["GPT2LMHeadModel"]])
+    bad["nested"] = (f, "architectures [['GPT2LMHeadModel']] is not a list of class names")
+    f = _edit_config(hf.gpt2_folder(tmp / "mtlist"), architectures=[], model_type=["gpt2"])
+    bad["mtlist"] = (f, "model_type ['gpt2'] is not a name")
+    bad["float"] = (_edit_config(hf.gpt2_folder(tmp / "f"), n_layer=2.0), "n_layer 2.0 is not an")
+    src = hf.series(tmp / "huge", ["step1000000000"])
+    bad["huge"] = (src, "step 1000000000 is past 999999999, the largest step a run can hold")
+    src = hf.series(tmp / "arabic", ["step\u0663"])  # a digit, but not [0-9]
+    bad["arabic"] = (src, "no step folders in it")
+    src = hf.series(tmp / "output_dir", ["checkpoint-5", "checkpoint-10"], arch="gpt2")
+    hf.gpt2_folder(src, seed=9)  # trainer.save_model(), and no trainer_state.json
+    bad["own"] = (src, "and no trainer_state.json says which step its own model is: write one")
     return bad
 
 
@@ -291,6 +350,12 @@ BAD = [
     "empty",
     "corrupt",
     "nosrc",
+    "nested",
+    "mtlist",
+    "float",
+    "huge",
+    "arabic",
+    "own",
 ]
 
 
@@ -317,6 +382,19 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case, capsys):
         ({"rope_scaling": {"type": "linear", "factor": 2.0}}, "rope_scaling is not supported"),
         ({"rope_parameters": {"rope_type": "yarn"}}, "rope_type 'yarn' is not supported"),
         ({"rotary_pct": 0.1}, "rotary dimensions 0"),
+        ({"architectures": ["GPT2LMHeadModel", "X"]}, "lists GPT2LMHeadModel, X; give one"),
+        ({"model_type": "gpt2"}, "GPTNeoXForCausalLM and model_type 'gpt2' disagree"),
+        ({"num_attention_heads": 0}, "num_attention_heads 0 is not in 1..1,000,000"),
+        ({"vocab_size": None}, "vocab_size null is not an integer"),
+        ({"max_position_embeddings": 10**7}, "max_position_embeddings 10000000 is not in 1.."),
+        ({"layer_norm_eps": math.inf}, "layer_norm_eps inf is not in (0, 1]"),
+        ({"rotary_emb_base": math.nan}, "rotary_emb_base nan is not in"),
+        ({"use_parallel_residual": "false"}, "use_parallel_residual 'false' is not true or"),
+        ({"rope_theta": 500.0}, "rotary settings disagree: rope_theta=500, rotary_emb_base=10000"),
+        (
+            {"rope_parameters": {"partial_rotary_factor": 1.0}},
+            "disagree: rope_parameters.partial_rotary_factor=1, rotary_pct=0.5",
+        ),
     ],
 )
 def test_unsupported_options_are_refused(tmp_path, changes, message):
@@ -328,8 +406,32 @@ def test_unsupported_options_are_refused(tmp_path, changes, message):
         else hf.neox_folder
     )
     f = _edit_config(make(tmp_path / "src"), **changes)
-    with pytest.raises(HFImportError, match=message.replace("(", r"\(")):
+    with pytest.raises(HFImportError, match=re.escape(message)):
         load_hf_folder(f)
+
+
+def test_top_level_rope_keys_are_read(tmp_path):
+    """transformers 4.4x writes rope_theta and partial_rotary_factor at the top level."""
+    cfg = {k: v for k, v in hf.neox_config().items() if k not in ("rotary_pct", "rotary_emb_base")}
+    cfg |= {"rope_theta": 500.0, "partial_rotary_factor": 1.0}
+    got = load_hf_folder(hf.write_folder(tmp_path, cfg, hf.random_tensors(hf.neox_shapes(cfg))))
+    assert (got.config.rotary_dims, got.config.rotary_base) == (K, 500.0)
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor_and_step(tmp_path, capsys):
+    src = hf.series(tmp_path / "src", ["step0", "step7"])
+    t = hf.random_tensors(hf.neox_shapes(hf.neox_config()))
+    t["gpt_neox.layers.1.mlp.dense_4h_to_h.weight"][2, 3] = np.inf
+    hf.write_tensors(src / "step7", t, dtype="float16")
+    root = tmp_path / "root"
+    assert main([str(src), "--root", str(root), "--run", "r"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after step 0's progress bar
+    assert last == (
+        f"interp-import: error: {src / 'step7' / 'model.safetensors'}: tensor "
+        "gpt_neox.layers.1.mlp.dense_4h_to_h.weight holds 1 NaN or infinite values (as "
+        "float32); a run needs finite weights"
+    )
+    assert not root.exists()
 
 
 def test_run_name_that_is_a_path_is_refused(tmp_path, capsys):
@@ -339,12 +441,24 @@ def test_run_name_that_is_a_path_is_refused(tmp_path, capsys):
     assert not (tmp_path / "escape").exists() and not (tmp_path / "root").exists()
 
 
-def test_a_tokenizer_larger_than_the_vocabulary_is_refused(tmp_path):
+def test_a_tokenizer_id_past_the_vocabulary_is_refused(tmp_path):
     f = hf.gpt2_folder(tmp_path / "src", changes={"vocab_size": 260})
     with pytest.raises(
-        HFImportError, match="has 2[0-9][0-9] tokens but the model's vocab_size is 260"
+        HFImportError, match=r"token id 2[0-9][0-9] but the model's vocab_size is 260 \(ids 0"
     ):
         import_series(f, tmp_path / "root", "r", out=io.StringIO())
+    spec = json.loads((f / "tokenizer.json").read_text())
+    spec["model"]["vocab"] = {"a": 0, "b": 1, "c": 4000}  # 3 tokens, one id past wte
+    spec["model"]["merges"], spec["added_tokens"] = [], []
+    _edit_config(f, vocab_size=300)
+    hf.write_tensors(f, hf.random_tensors(hf.gpt2_shapes(hf.gpt2_config())))
+    (f / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(HFImportError, match="token id 4000 but the model's vocab_size is 300"):
+        import_series(f, tmp_path / "root", "r", out=io.StringIO())
+    root = tmp_path / "file"
+    root.write_text("")
+    with pytest.raises(HFImportError, match=f"ROOT {root} is not a folder"):
+        import_series(f, root, "r", out=io.StringIO())
 
 
 def test_cli_end_to_end(tmp_path):
@@ -368,3 +482,11 @@ def test_cli_end_to_end(tmp_path):
         f"interp-import: error: run 'imp' already exists in {tmp_path / 'root'}; "
         "--overwrite replaces it"
     ]
+
+
+def test_the_importer_and_the_writer_bound_steps_alike():
+    """A run's step folders have nine digits, whichever of the two wrote them."""
+    from training.hf_import import discover
+    from training.series_checks import MAX_STEP
+
+    assert discover.MAX_STEP == MAX_STEP == 10**9 - 1

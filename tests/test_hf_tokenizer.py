@@ -16,6 +16,7 @@ from training.hf_tokenizer import (
     load_tokenizer,
     piece_labels,
     readable,
+    unique_labels,
 )
 from training.tokenizer import Tokenizer
 
@@ -55,8 +56,45 @@ def test_labels_are_readable_unique_and_cover_the_models_ids(bpe):
     assert len(cat) == 1 and tok.vocab[cat[0]] == " cat"  # Ġcat, as the text it stands for
     assert tok.index[" cat"] == cat[0]
     assert readable("ðŁ") == "\\xf0\\x9f"  # half a character: its bytes
-    with pytest.raises(ValueError, match="more than the model's 100 ids"):
+    with pytest.raises(ValueError, match=r"token id 2[0-9][0-9] but the model has 100 ids"):
         HFTokenizer(library, 100)
+
+
+def test_the_largest_id_not_the_token_count_bounds_the_vocabulary():
+    from tokenizers import Tokenizer as HFFile
+    from tokenizers import models
+
+    sparse = HFFile(models.WordLevel({"[UNK]": 0, "the": 1, "cat": 4000}, unk_token="[UNK]"))
+    with pytest.raises(ValueError, match=r"token id 4000 but the model has 300 ids \(0..299\)"):
+        HFTokenizer(sparse, 300)  # three tokens, but "cat" would index row 4000 of wte
+
+
+def test_repeated_labels_stay_unique_when_a_suffix_is_taken():
+    assert unique_labels(["x", "x <id 2>", "x"]) == ("x", "x <id 2>", "x <id 2> <id 2>")
+    assert unique_labels(["x", "x", "x <id 1>"]) == ("x", "x <id 1> <id 1>", "x <id 1>")
+    labels = unique_labels(["a", "a", "a <id 1>", "a <id 1>", "a"])
+    assert len(set(labels)) == 5 and labels[0] == "a" and labels[2] == "a <id 1>"
+
+
+def test_trimmed_offsets_label_each_piece_by_its_token(bpe):
+    """A ByteLevel post-processor with trim_offsets (as GPT-NeoX-20B's tokenizer.json may
+    have) cuts the leading space off each span, and a lone space's span is empty."""
+    library, _, _ = bpe
+    from tokenizers import Tokenizer as HFFile
+
+    spec = json.loads(library.to_str())
+    spec["post_processor"] = {
+        "type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True,
+    }  # fmt: skip
+    trimmed = HFTokenizer(HFFile.from_str(json.dumps(spec)), 300)
+    assert trimmed.trims_offsets
+    text = "the   cat sat"
+    enc = trimmed.tokenizer.encode(text, add_special_tokens=False)
+    assert any(a == b for a, b in enc.offsets)  # the library's empty spans
+    pieces = trimmed.pieces(text)
+    assert all(pieces.labels) and " cat" in pieces.labels
+    assert pieces.labels == tuple(trimmed.vocab[i] for i in pieces.ids)  # the target labels
+    assert [trimmed.index[label] for label in pieces.labels] == list(pieces.ids)
 
 
 def test_byte_fallback():

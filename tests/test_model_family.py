@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import re
 from typing import Any
 
 import jax
@@ -396,3 +397,25 @@ def test_a_non_default_config_trains():
 
     got = np.asarray(losses(params))
     assert np.all(np.isfinite(got)) and got[-5:].mean() < 0.7 * got[:5].mean(), got
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"n_layers": 2.0}, "n_layers must be an integer, got 2.0"),
+        ({"d_mlp": True}, "d_mlp must be an integer, got True"),
+        ({"vocab_size": "19"}, "vocab_size must be an integer"),
+        ({"n_heads": 0}, "n_heads must be at least 1, got 0"),  # not a division by zero
+        ({"ln_eps": math.inf}, "ln_eps must be a finite number, got inf"),
+        ({"dropout": True}, "dropout must be a finite number"),
+        (
+            {"positions": "rotary", "rotary_dims": 2, "rotary_base": math.nan},
+            "rotary_base must be a finite number, got nan",
+        ),
+        ({"rotary_dims": -2}, "rotary_dims must be at least 0"),
+    ],
+)
+def test_config_values_of_the_wrong_type_or_range_are_refused(changes, message):
+    """Checked when the config is made, so a bad value never reaches a JAX shape."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ModelConfig(**changes)

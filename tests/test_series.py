@@ -223,8 +223,11 @@ def _missing(params):
         (-1, None, None, "step must be in"),
         (9, None, {"accuracy": 0.5}, r"unknown metrics \['accuracy'\]"),
         (9, None, {"train_loss": [1.0, 2.0]}, "must be one number"),
-        (9, lambda p: {**p, "wte": "x"}, None, "parameter wte is not numbers"),
+        (9, lambda p: {**p, "wte": "x"}, None, "parameter wte is not real numbers"),
         (9, lambda p: [p], None, "params is a mapping"),
+        (9, lambda p: {**p, "ln_f.bias": p["ln_f.bias"] + 1j}, None, "ln_f.bias .*complex"),
+        (9, lambda p: {**p, "wpe": p["wpe"] * np.nan}, None, "step 9 .*wpe holds NaN"),
+        (9, lambda p: {**p, "ln_f.scale": p["ln_f.scale"] + np.inf}, None, "scale holds NaN"),
     ],
     ids=[
         "shape",
@@ -236,6 +239,9 @@ def _missing(params):
         "loss",
         "str",
         "list",
+        "complex",
+        "nan",
+        "inf",
     ],
 )
 def test_a_refused_save_writes_nothing(tmp_path, step, change, metrics, message):
@@ -263,8 +269,13 @@ OTHER = ModelConfig(**{**CFG.to_dict(), "n_layers": 3})
         ("new", CFG, 42, "tokenizer is a sequence of words"),
         ("new", CFG, VOCAB[1:2] + VOCAB[1:], "duplicate words"),
         ("new", CFG.to_dict(), VOCAB, "config must be a ModelConfig"),
+        ("new", CFG, ["", *VOCAB[1:]], "word 0 of the vocabulary is ''"),
+        ("new", CFG, ["ice cream", *VOCAB[1:]], "is 'ice cream': the word tokenizer splits"),
     ],
-    ids=["dotdot", "path", "config", "vocab", "specials", "size", "int", "twice", "dict"],
+    ids=[
+        *("dotdot", "path", "config", "vocab", "specials", "size", "int", "twice", "dict"),
+        *("empty-word", "spaced-word"),
+    ],
 )
 def test_a_refused_open_writes_nothing(tmp_path, name, config, tokenizer, message):
     with SeriesWriter.open(tmp_path / "root", "r", CFG, VOCAB) as writer:
@@ -276,6 +287,32 @@ def test_a_refused_open_writes_nothing(tmp_path, name, config, tokenizer, messag
     assert sorted(
         p.name for p in tmp_path.rglob("*") if p.is_dir() and p.parent == tmp_path / "root"
     ) == ["r"]
+
+
+def test_a_diverged_loss_is_logged_as_no_value_and_the_step_saved(tmp_path):
+    """As interp-import drops a NaN loss of trainer_state.json (JSON has no NaN)."""
+    params = _numpy_params(np.random.default_rng(0))
+    with SeriesWriter.open(tmp_path, "r", CFG, VOCAB) as writer:
+        with pytest.warns(UserWarning, match="step 3: train_loss is nan, logged as no value"):
+            writer.save(3, params, {"train_loss": float("nan"), "valid_loss": 2.0})
+        with pytest.warns(UserWarning, match="step 4: valid_loss is inf"):
+            writer.save(4, params, {"valid_loss": float("inf")})
+    lines = (tmp_path / "r" / ckpt.METRICS_FILE).read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"step": 3, "first_step": 3, "train_loss": [], "valid_loss": 2.0},
+        {"step": 4, "first_step": 4, "train_loss": [], "valid_loss": None},
+    ]
+    assert ckpt.list_steps(tmp_path / "r") == [3, 4]
+
+
+def test_a_failed_open_does_not_speak_of_steps_kept(tmp_path):
+    with _file_size_limit(16), pytest.raises(SeriesError) as err:  # run.json is larger
+        SeriesWriter.open(tmp_path, "r", CFG, VOCAB)
+    assert "cannot write run.json of run 'r'" in str(err.value)
+    assert "saved before" not in str(err.value)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SeriesError, match="root .*file is not a folder"):
+        SeriesWriter.open(tmp_path / "file", "r", CFG, VOCAB)
 
 
 def test_overwrite_starts_again_and_an_interp_train_run_is_not_appended_to(tmp_path):
@@ -323,8 +360,14 @@ def test_a_hugging_face_tokenizer_is_copied_and_compared(tmp_path):
     ):
         SeriesWriter.open(tmp_path / "root", "hf", CFG, VOCAB)
     big = _hf_tokenizer_file(tmp_path / "big.json", [f"w{i}" for i in range(20)])
-    with pytest.raises(SeriesError, match="has 20 tokens, more than config.vocab_size"):
+    with pytest.raises(SeriesError, match=r"has token id 19 but config.vocab_size is 19 \(ids"):
         SeriesWriter.open(tmp_path / "root", "big", CFG, big)
+    sparse = _hf_tokenizer_file(tmp_path / "sparse.json", ["[UNK]", "i"])  # ids 0, 1
+    text = json.loads(sparse.read_text())
+    text["model"]["vocab"] = {"[UNK]": 0, "i": 400}  # two tokens, the second past wte
+    sparse.write_text(json.dumps(text))
+    with pytest.raises(SeriesError, match="has token id 400 but config.vocab_size is 19"):
+        SeriesWriter.open(tmp_path / "root", "sparse", CFG, sparse)
     (tmp_path / "junk.json").write_text("{")
     with pytest.raises(SeriesError, match="not a Hugging Face tokenizer.json"):
         SeriesWriter.open(tmp_path / "root", "junk", CFG, tmp_path / "junk.json")

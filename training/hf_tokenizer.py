@@ -11,6 +11,7 @@ tokens do not each stand for a character.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from functools import cache, cached_property
 from pathlib import Path
@@ -51,13 +52,19 @@ def readable(token: str) -> str:
 
 
 def unique_labels(labels: Sequence[str]) -> tuple[str, ...]:
-    """Labels pick targets, so each must name one id: a repeated one gets its id."""
-    seen: set[str] = set()
+    """Labels pick targets, so each must name one id: the first id of a label keeps it, a
+    repeat gets its id appended (again, while that too is taken: ``["x", "x <id 2>", "x"]``
+    would else name id 1 twice)."""
+    first: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        first.setdefault(label, i)
+    taken = set(first)
     out = []
     for i, label in enumerate(labels):
-        if label in seen:
-            label = f"{label} {placeholder(i)}"
-        seen.add(label)
+        if first[label] != i:
+            while label in taken:
+                label = f"{label} {placeholder(i)}"
+            taken.add(label)
         out.append(label)
     return tuple(out)
 
@@ -79,16 +86,24 @@ def piece_labels(text: str, spans: Sequence[tuple[int, int]]) -> tuple[str, ...]
     return tuple(labels)
 
 
+def max_id(tokenizer: Any) -> int:
+    """The largest id of a ``tokenizers.Tokenizer`` (added tokens too), -1 when it has none:
+    an id past the model's vocabulary would index past ``wte`` (ids may leave gaps, so the
+    token count is not the bound)."""
+    return max(tokenizer.get_vocab(with_added_tokens=True).values(), default=-1)
+
+
 class HFTokenizer:
     """A Hugging Face ``tokenizers`` file, read for a model of ``vocab_size`` ids."""
 
     kind = "huggingface"
 
     def __init__(self, tokenizer: Any, vocab_size: int, path: Path | None = None):
-        size = tokenizer.get_vocab_size(with_added_tokens=True)
-        if size > vocab_size:
+        top = max_id(tokenizer)
+        if top >= vocab_size:
             raise ValueError(
-                f"the tokenizer has {size} tokens, more than the model's {vocab_size} ids"
+                f"the tokenizer has token id {top} but the model has {vocab_size} ids "
+                f"(0..{vocab_size - 1})"
             )
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size
@@ -136,9 +151,30 @@ class HFTokenizer:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
+    @cached_property
+    def trims_offsets(self) -> bool:
+        """Whether the post-processor trims spaces off the offsets (a ByteLevel one with
+        ``trim_offsets``): ``text[a:b]`` would then lose the leading space, or be empty."""
+        try:
+            spec = json.loads(self.tokenizer.to_str()).get("post_processor")
+        except (ValueError, AttributeError):
+            return True  # unknown: the token labels are right either way
+        parts = spec.get("processors", [spec]) if isinstance(spec, dict) else []
+        return any(isinstance(p, dict) and p.get("trim_offsets") for p in parts)
+
     def pieces(self, text: str) -> Pieces:
+        """``text[a:b]`` per token, or the token's own label (its target label) when the
+        spans do not hold the token's text: trimmed offsets, or an empty span."""
         enc = self.tokenizer.encode(text, add_special_tokens=False)
-        return Pieces(tuple(enc.ids), piece_labels(text, enc.offsets))
+        ids = tuple(enc.ids)
+        if self.trims_offsets:
+            return Pieces(ids, tuple(self.vocab[i] for i in ids))
+        labels = piece_labels(text, enc.offsets)
+        fixed = tuple(
+            self.vocab[i] if a == b else lab
+            for i, (a, b), lab in zip(ids, enc.offsets, labels, strict=True)
+        )
+        return Pieces(ids, fixed)
 
 
 def byte_label(i: int) -> str:

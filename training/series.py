@@ -19,7 +19,12 @@ nothing):
   kill is tidied, and metrics records after the last saved step are dropped. Another config
   or tokenizer is refused, naming what differs, unless ``overwrite=True``.
 - ``metrics`` may hold ``train_loss`` (or ``loss``) and ``valid_loss``, each one number: the
-  loss curve shows them at ``step``. Other keys are refused, so a typo is not lost.
+  loss curve shows them at ``step``. Other keys are refused, so a typo is not lost. A NaN
+  or infinite loss (a diverged step) is logged as no value, with a warning, as
+  ``interp-import`` drops them from a ``trainer_state.json``: the step's weights are still
+  saved, and JSON has no NaN.
+- Parameters must be real and finite: a complex array, a NaN or an infinity is refused,
+  naming the parameter and the step (every view of the step would be NaN).
 
 One writer per run at a time. Parameters are checked with JAX (``training.model``), but
 the loop need not use JAX: numpy arrays are parameters too.
@@ -30,34 +35,31 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import operator
 import os
 import shutil
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self, cast
-
-import numpy as np
-from flax import nnx
+from typing import Any, Self
 
 from training import checkpoint as ckpt
 from training.atomic import write_atomic
+from training.hf_tokenizer import max_id
 from training.model.config import ModelConfig
-from training.model.params import ParamsError, abstract_model, flat_params, unflatten_params
+from training.model.params import abstract_model
 from training.run_meta import TOKENIZER_FILE, external_metadata
+from training.series_checks import (
+    SeriesError,
+    check_step,
+    checked_params,
+    metrics_record,
+)
 from training.tokenizer import PADDING, UNKNOWN, Tokenizer
 
 __all__ = ["SeriesError", "SeriesWriter"]
 
 HF_TOKENIZER = {"kind": "huggingface", "file": TOKENIZER_FILE}
-METRIC_KEYS = ("train_loss", "loss", "valid_loss")
-MAX_STEP = 999_999_999  # step folders have nine digits
-
-
-class SeriesError(ckpt.CheckpointError):
-    """Bad input to the writer, or a write that failed; the message is for the user."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +79,12 @@ def _word_tokenizer(words: Sequence[str] | Tokenizer, config: ModelConfig) -> _T
         raise SeriesError(
             f"the vocabulary lacks {missing} (training.tokenizer: unknown words read as UNKNOWN, "
             "prompts are padded with PADDING); add them yourself, each is a row of wte"
+        )
+    bad = next((i for i, w in enumerate(vocab) if not w or any(c.isspace() for c in w)), None)
+    if bad is not None:
+        raise SeriesError(
+            f"word {bad} of the vocabulary is {vocab[bad]!r}: the word tokenizer splits text "
+            "on spaces, so an empty word or one with whitespace could never be typed"
         )
     if len(set(vocab)) != len(vocab):
         raise SeriesError("the vocabulary has duplicate words")
@@ -98,14 +106,15 @@ def _hf_tokenizer(path: Path, config: ModelConfig) -> _Tok:
 
     try:
         text = _read_text(path)
-        size = HFTokenizer.from_str(text).get_vocab_size(with_added_tokens=True)
+        top = max_id(HFTokenizer.from_str(text))
     except OSError as err:
         raise SeriesError(f"cannot read tokenizer {path}: {err.strerror or err}") from None
     except Exception as err:  # tokenizers raises its own exception type
         raise SeriesError(f"{path} is not a Hugging Face tokenizer.json: {err}") from None
-    if size > config.vocab_size:
+    if top >= config.vocab_size:
         raise SeriesError(
-            f"tokenizer {path} has {size} tokens, more than config.vocab_size ({config.vocab_size})"
+            f"tokenizer {path} has token id {top} but config.vocab_size is {config.vocab_size} "
+            f"(ids 0..{config.vocab_size - 1})"
         )
     return _Tok({"tokenizer": dict(HF_TOKENIZER)}, text)
 
@@ -195,94 +204,17 @@ def _trim_metrics(path: Path, last: int) -> None:
 
 
 @contextlib.contextmanager
-def _writing(name: str, what: str) -> Iterator[None]:
-    """A failed write (a full disk, a read-only folder) is one line for the user."""
+def _writing(name: str, what: str, kept: bool = True) -> Iterator[None]:
+    """A failed write (a full disk, a read-only folder) is one line for the user; ``kept``:
+    there may be steps saved before, and they are kept."""
     try:
         yield
     except OSError as err:
         where = f" ({err.filename})" if err.filename else ""
+        after = "; the steps saved before are kept" if kept else ""
         raise SeriesError(
-            f"cannot write {what} of run {name!r}: {err.strerror or err}{where}; the steps "
-            "saved before are kept"
+            f"cannot write {what} of run {name!r}: {err.strerror or err}{where}{after}"
         ) from None
-
-
-def _flat(params: Any) -> dict[Any, Any]:
-    """Named arrays from a flat or nested mapping, an ``nnx.State`` or a model."""
-    if isinstance(params, nnx.Module):
-        params = nnx.state(params, nnx.Param)
-    if isinstance(params, nnx.State):
-        return dict(flat_params(params))
-    if isinstance(params, Mapping):
-        if any(isinstance(v, Mapping) for v in params.values()):  # any pytree will do
-            return dict(flat_params(cast(nnx.State, params)))
-        return dict(params)
-    raise SeriesError(
-        "params is a mapping of names to arrays (training.model.params), an nnx.State or a "
-        f"GPT model, not {type(params).__name__}"
-    )
-
-
-def _checked_params(config: ModelConfig, params: Any, what: str) -> dict[str, np.ndarray]:
-    """float32 arrays with exactly the model's names and shapes, or a SeriesError."""
-    arrays = {}
-    for key, value in _flat(params).items():
-        try:
-            arrays[str(key)] = np.asarray(value, dtype=np.float32)
-        except (TypeError, ValueError) as err:
-            raise SeriesError(f"{what}: parameter {key} is not numbers: {err}") from None
-    try:
-        unflatten_params(config, arrays)
-    except ParamsError as err:
-        raise SeriesError(f"{what}: {err}") from None
-    return arrays
-
-
-def _number(key: str, value: Any) -> float:
-    try:
-        if isinstance(value, bool):
-            raise TypeError("a bool")
-        return float(value)
-    except (TypeError, ValueError) as err:
-        raise SeriesError(f"metric {key} must be one number, got {value!r} ({err})") from None
-
-
-def _metrics_record(step: int, metrics: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The ``metrics.jsonl`` record for one step, or None when there is nothing to log."""
-    if not metrics:
-        return None
-    if not isinstance(metrics, Mapping):
-        raise SeriesError(f"metrics is a mapping such as {{'train_loss': 1.2}}, not {metrics!r}")
-    unknown = sorted(str(k) for k in metrics if k not in METRIC_KEYS)
-    if unknown:
-        raise SeriesError(f"unknown metrics {unknown}: the writer logs {', '.join(METRIC_KEYS)}")
-    if "train_loss" in metrics and "loss" in metrics:
-        raise SeriesError("give train_loss or loss (the same thing), not both")
-    train = metrics.get("train_loss", metrics.get("loss"))
-    valid = metrics.get("valid_loss")
-    return {
-        "step": step,
-        "first_step": step,
-        "train_loss": [] if train is None else [_number("train_loss", train)],
-        "valid_loss": None if valid is None else _number("valid_loss", valid),
-    }
-
-
-def _check_step(step: Any, steps: Sequence[int], name: str) -> int:
-    try:
-        if isinstance(step, bool):
-            raise TypeError
-        step = operator.index(step)
-    except TypeError:
-        raise SeriesError(f"step must be an integer, not {step!r}") from None
-    if not 0 <= step <= MAX_STEP:
-        raise SeriesError(f"step must be in 0..{MAX_STEP}, not {step}")
-    if steps and step <= steps[-1]:
-        raise SeriesError(
-            f"step {step} is not after step {steps[-1]}, the last one saved in run {name!r}: "
-            "steps must increase (overwrite=True starts the run again)"
-        )
-    return step
 
 
 def _create(path: Path, meta: dict[str, Any], tok: _Tok, overwrite: bool) -> None:
@@ -325,6 +257,8 @@ class SeriesWriter:
             path = ckpt.run_dir(Path(root), name)
         except ckpt.CheckpointError as err:
             raise SeriesError(str(err)) from None
+        if path.parent.exists() and not path.parent.is_dir():
+            raise SeriesError(f"root {root} is not a folder")
         config = _check_config(config)
         tok = _tokenizer(tokenizer, config)
         if not isinstance(source, str) or not source:
@@ -338,7 +272,7 @@ class SeriesWriter:
                 "pass overwrite=True to replace it"
             )
         meta = external_metadata(config, tok.meta, {"kind": source})
-        with _writing(name, ckpt.RUN_FILE):
+        with _writing(name, ckpt.RUN_FILE, kept=exists):
             _create(path, meta, tok, overwrite)
         return cls(path, config, [])
 
@@ -371,10 +305,10 @@ class SeriesWriter:
         written; a failed write keeps the steps saved before and the log consistent."""
         if self._closed:
             raise SeriesError(f"the writer of run {self.name!r} is closed")
-        step = _check_step(step, self._steps, self.name)
+        step = check_step(step, self._steps, self.name)
         what = f"step {step} of run {self.name!r}"
-        arrays = _checked_params(self.config, params, what)
-        record = _metrics_record(step, metrics)
+        arrays = checked_params(self.config, params, what)
+        record = metrics_record(step, metrics)
         sidecar = {"step": step, "valid_loss": record and record["valid_loss"], "time": time.time()}
         with _writing(self.name, f"step {step}"):
             if record is not None:

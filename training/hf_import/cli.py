@@ -49,9 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: interrupted; no run was written", file=sys.stderr)
         return 130
     steps = list_steps(path)
-    print(
-        f"{PROG}: run {args.run!r} written to {path} ({len(steps)} steps, {steps[0]}..{steps[-1]})"
-    )
+    span = f", {steps[0]}..{steps[-1]}" if steps else ""
+    print(f"{PROG}: run {args.run!r} written to {path} ({len(steps)} steps{span})")
     return 0
 
 

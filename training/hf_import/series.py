@@ -7,6 +7,7 @@ of the root and renamed into place, so an interruption leaves no half run under 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -19,10 +20,11 @@ import numpy as np
 from tqdm import tqdm
 
 from training import checkpoint as ckpt
-from training.atomic import fsync_dir, new_tmp_dir, tmp_name, write_new
+from training.atomic import fsync_dir, write_new
+from training.hf_import import leftovers
 from training.hf_import.config_map import difference
 from training.hf_import.convert import CheckedStep, check_step, read_step
-from training.hf_import.discover import find_steps, trainer_state
+from training.hf_import.discover import MAX_STEP, find_steps, trainer_state
 from training.hf_import.errors import HFImportError
 from training.run_meta import TOKENIZER_FILE, external_metadata
 
@@ -62,11 +64,14 @@ def _tokenizer(src: Path, steps: list[CheckedStep], out: TextIO) -> tuple[dict, 
     from tokenizers import Tokenizer
 
     try:
-        size = Tokenizer.from_file(str(found)).get_vocab_size()
+        ids = Tokenizer.from_file(str(found)).get_vocab(with_added_tokens=True).values()
     except Exception as err:  # tokenizers raises its own exception type
         raise HFImportError(f"{found} is not a readable tokenizers file: {err}") from None
-    if size > vocab:
-        raise HFImportError(f"{found} has {size} tokens but the model's vocab_size is {vocab}")
+    top = max(ids, default=-1)
+    if top >= vocab:
+        raise HFImportError(
+            f"{found} has token id {top} but the model's vocab_size is {vocab} (ids 0..{vocab - 1})"
+        )
     return {"tokenizer": {"kind": "huggingface", "file": TOKENIZER_FILE}}, found
 
 
@@ -86,7 +91,7 @@ def metrics(src: Path, steps: list[CheckedStep]) -> list[dict[str, Any]]:
     by_step: dict[int, dict[str, Any]] = {}
     for entry in history if isinstance(history, list) else []:
         step = entry.get("step") if isinstance(entry, dict) else None
-        if not isinstance(step, int) or isinstance(step, bool):
+        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
             continue
         rec = by_step.setdefault(
             step, {"step": step, "first_step": step, "train_loss": [], "valid_loss": None}
@@ -125,10 +130,11 @@ def _write_steps(run: Path, steps: list[CheckedStep], valid: dict[int, Any], out
 
 
 def _into_place(tmp: Path, final: Path) -> None:
-    """Rename the finished run into place; a run it replaces is deleted only afterwards."""
+    """Rename the finished run into place; a run it replaces is deleted only afterwards
+    (a kill in between leaves it aside for the next import to put back: ``leftovers``)."""
     aside = None
     if final.exists():
-        aside = tmp_name(final.parent, f".old-{final.name}-")
+        aside = leftovers.aside_name(final.parent, final.name)
         os.rename(final, aside)
     try:
         os.rename(tmp, final)
@@ -139,6 +145,13 @@ def _into_place(tmp: Path, final: Path) -> None:
     fsync_dir(final.parent)
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
+
+
+def _root(root: str | Path) -> Path:
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise HFImportError(f"ROOT {root} is not a folder")
+    return root
 
 
 def import_series(
@@ -154,13 +167,17 @@ def import_series(
     bars and notes go to ``out`` (``sys.stderr`` at the time of the call by default)."""
     out = sys.stderr if out is None else out
     ckpt.check_run_name(name)
-    src = Path(src)
-    steps = [check_step(f.path, f.step) for f in find_steps(src)]
+    root, src = _root(root), Path(src)
+    notes: list[str] = []
+    steps = [check_step(f.path, f.step) for f in find_steps(src, notes.append)]
     _same_config(steps)
     final = ckpt.run_dir(root, name)
+    tokenizer, tok_file = _tokenizer(src, steps, out)
+    leftovers.tidy(root, name, notes.append)
+    for line in notes:
+        print(f"{PROG}: {line}", file=out)
     if final.exists() and not overwrite:
         raise HFImportError(f"run {name!r} already exists in {root}; --overwrite replaces it")
-    tokenizer, tok_file = _tokenizer(src, steps, out)
     records = metrics(src, steps)
     spec = steps[0].spec
     source = {
@@ -168,8 +185,9 @@ def import_series(
         "path": str(src.resolve()),
         "architecture": ARCH_NAMES[spec.arch],
     }
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = new_tmp_dir(final.parent, f".import-{name}-")
+    made_root = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = leftovers.new_build_dir(root, name)
     try:
         ckpt.write_json_atomic(
             tmp / ckpt.RUN_FILE, external_metadata(spec.config, tokenizer, source)
@@ -182,5 +200,8 @@ def import_series(
         _into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made_root:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # only if it is still empty
         raise
     return final

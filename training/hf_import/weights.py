@@ -142,7 +142,14 @@ class Reader(contextlib.AbstractContextManager["Reader"]):
             arr = self._open[ref.file].get_tensor(ref.name)  # type: ignore[attr-defined]
         except Exception as err:  # safetensors raises its own error types for corrupt files
             raise HFImportError(f"{ref.file}: tensor {ref.name} cannot be read: {err}") from None
-        return np.asarray(arr).astype(np.float32)
+        out = np.asarray(arr).astype(np.float32)
+        if not np.isfinite(out).all():  # also a float64 past float32's range
+            bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+            raise HFImportError(
+                f"{ref.file}: tensor {ref.name} holds {bad} NaN or infinite values "
+                "(as float32); a run needs finite weights"
+            )
+        return out
 
     def __exit__(
         self,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Self
 
 #: The choices of the string fields, in the order the errors list them.
 POSITIONS = ("learned", "rotary")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+INT_FIELDS = ("vocab_size", "n_layers", "n_heads", "d_model", "d_mlp", "context", "rotary_dims")
 
 
 class ConfigDict:
@@ -56,14 +58,16 @@ class ModelConfig(ConfigDict):
     unembed_bias: bool = False
 
     def __post_init__(self) -> None:
+        self._check_ints()
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by the number of heads "
                 f"({self.n_heads})"
             )
-        for name in ("vocab_size", "n_layers", "n_heads", "d_model", "d_mlp", "context"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        for name in ("dropout", "init_std", "ln_eps", "rotary_base"):
+            value = getattr(self, name)
+            if not _real(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.ln_eps > 0:
@@ -74,6 +78,17 @@ class ModelConfig(ConfigDict):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self._check_rotary()
+
+    def _check_ints(self) -> None:
+        """Before any arithmetic: a float 2.0 would only fail later, deep inside JAX, and
+        n_heads 0 is named as such rather than as a division by zero."""
+        for name in INT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            low = 0 if name == "rotary_dims" else 1
+            if value < low:
+                raise ValueError(f"{name} must be at least {low}, got {value}")
 
     def _check_rotary(self) -> None:
         r = self.rotary_dims
@@ -95,6 +110,11 @@ class ModelConfig(ConfigDict):
     def d_head(self) -> int:
         """Each head's width: its queries, keys and values have this many dimensions."""
         return self.d_model // self.n_heads
+
+
+def _real(value: object) -> bool:
+    """A finite int or float (not a bool, which is an int to Python)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
