@@ -227,8 +227,26 @@ def test_fast_attention_pieces_equal_the_reference(heads):
     pattern, v = fast.pattern_and_values(attn.w_qkv[...], x)
     np.testing.assert_allclose(pattern, want.pattern, atol=1e-6)
     np.testing.assert_allclose(fast.split_heads(v, cfg.d_head), want.values, atol=1e-6)
+    # sums of ~24 float32 products of size ~1 in another order: a few ulps, relative
+    scale = 1e-6 * max(1.0, float(np.abs(want.out).max()))
     out = fast.combine(attn.w_o[...], attn.b_o[...], pattern, v)
-    np.testing.assert_allclose(out, want.out, atol=1e-6)
+    np.testing.assert_allclose(out, want.out, atol=scale)
+    # with each head's output (capture, interventions): heads on their own axis instead
+    w = attn.w_qkv[...], attn.w_o[...], attn.b_o[...]
+    each = fast.fast_attention(*w, x, NO_DROPOUT, each_head=True)
+    for name in ("pattern", "values", "heads", "out"):
+        np.testing.assert_allclose(getattr(each, name), getattr(want, name), atol=scale)
+
+
+def test_the_embedding_gather_equals_the_one_hot_product():
+    """Capture gathers token embeddings, training multiplies by one-hot rows: the same
+    numbers bit for bit, ids past the vocabulary (zeros) included."""
+    cfg = ModelConfig(vocab_size=23, d_model=24, n_heads=4)
+    model = nnx.merge(*_random_model(5, cfg)[1:])
+    tokens = jnp.asarray([[0, 5, 22, 23, 40, 1]], jnp.int32)
+    gathered = np.asarray(model.embed(tokens, gather=True))
+    np.testing.assert_array_equal(gathered, np.asarray(model.embed(tokens, gather=False)))
+    assert not gathered[0, 3:5].any()
 
 
 # The two attention paths, compared on every output. Eager (not jitted), so a path
