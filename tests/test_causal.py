@@ -71,23 +71,32 @@ def test_patching_everything_restores_the_clean_run(model):
     assert not np.allclose(patched.logits, capture(graphdef, params, tokens(CORRUPT)).logits)
 
 
-def test_vectorised_ablation_effects_equal_a_loop(model):
+@pytest.mark.parametrize("base", [(), ((1, 0),)], ids=["nothing", "L1H0"])
+def test_vectorised_ablation_effects_equal_a_loop(model, base):
+    """Each head's effect against full ablated captures, also on top of an ablated head (the
+    sweep resumes from the base run's layer, and reads one position's logits)."""
     info, _, graphdef, params, tokens = model
     chili = info.tokenizer.vocab.index("chili")
+    base_mask = jnp.zeros((2, 2))
+    for layer, head in base:
+        base_mask = base_mask.at[layer, head].set(1.0)
     for mode in causal.MODES:
         ref = _reference(info, mode)
         effects = np.asarray(
             causal.ablation_effects(
-                graphdef, params, tokens(CLEAN), jnp.zeros((2, 2)), mode, 6, 5, chili, ref
+                graphdef, params, tokens(CLEAN), base_mask, mode, 6, 5, chili, ref
             )
         )
-        base = jax.nn.log_softmax(capture(graphdef, params, tokens(CLEAN)).logits[0, 5])[chili]
+        before = causal.ablated_capture(graphdef, params, tokens(CLEAN), base_mask, mode, 6, ref)
+        base_lp = jax.nn.log_softmax(before.logits[0, 5])[chili]
         for layer in range(2):
             for head in range(2):
-                mask = jnp.zeros((2, 2)).at[layer, head].set(1.0)
+                mask = base_mask.at[layer, head].set(1.0)
                 cap = causal.ablated_capture(graphdef, params, tokens(CLEAN), mask, mode, 6, ref)
                 lp = jax.nn.log_softmax(cap.logits[0, 5])[chili]
-                assert abs(float(lp - base) - effects[layer, head]) < 1e-4
+                assert abs(float(lp - base_lp) - effects[layer, head]) < 1e-4
+        for layer, head in base:  # ablated already: ablating it again changes nothing
+            assert abs(effects[layer, head]) < 1e-6
 
 
 def test_mean_ablation_of_a_constant_head_changes_nothing(model):
