@@ -7,6 +7,7 @@ import sys
 from typing import TypeVar
 
 from training.config import TrainConfig
+from training.induction import cli as induction_cli
 from training.model.config import ConfigDict, ModelConfig
 
 C = TypeVar("C", bound=ConfigDict)
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch", type=int, default=t.batch_size, help="sequences per step, drawn at random"
     )
     _model_options(p.add_argument_group("model"))
+    induction_cli.add_options(p)
     ex = p.add_mutually_exclusive_group()
     ex.add_argument(
         "--resume", action="store_true", help="continue the run from its latest complete step"
@@ -89,6 +91,8 @@ def _config(cls: type[C], args: argparse.Namespace) -> C:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.task == "induction":  # its own loop (training.induction); fruits goes on below
+        return induction_cli.main(argv, build_parser)
     from training.checkpoint import CheckpointError
     from training.corpus import CorpusError, load_corpus
     from training.runtime import configure

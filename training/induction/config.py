@@ -1,0 +1,93 @@
+"""The induction task's configuration: the defaults measured to form an induction head.
+
+Issue #16's probe: a 2-layer attention-only pre-LN model, d 64, 2 heads, vocabulary 48,
+context 32, AdamW 1e-3, batch 64, formed one in 3 of 3 seeds within 1,500 steps; the
+article's width (d 20), a fixed repeat offset and sequences of distinct tokens did not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from training.model.config import ConfigDict, ModelConfig
+from training.tokenizer import PADDING, UNKNOWN
+
+
+@dataclass(frozen=True)
+class InductionConfig(ConfigDict):
+    """Task, model and optimiser of an induction run (stored in run.json as ``induction``).
+
+    ``vocab`` counts the data's tokens ``t0 .. t{vocab-1}``; the model has two more rows,
+    UNKNOWN and PADDING, so the word tokenizer (and so the app) can read a run. Checkpoints
+    every ``dense_every`` steps up to ``dense_until`` (the transition, near step 200-260 in
+    the probe), every ``save_every`` after."""
+
+    vocab: int = 48
+    context: int = 32
+    min_segment: int = 4
+    max_segment: int = 16
+    d_model: int = 64
+    n_heads: int = 2
+    n_layers: int = 2
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    init_std: float = 0.02
+    tied: bool = True
+    dense_every: int = 10
+    dense_until: int = 600
+    save_every: int = 50
+    valid_sequences: int = 256
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{f.name} must be true or false, got {value!r}")
+                continue
+            if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ValueError(f"{f.name} must be an integer, got {value!r}")
+            if not (value >= 0 if f.name == "weight_decay" else value > 0):
+                raise ValueError(f"{f.name} must be positive, got {value!r}")
+        if self.vocab < 2:
+            raise ValueError(f"vocab must be at least 2, got {self.vocab}")
+        if not 2 <= self.min_segment <= self.max_segment:
+            raise ValueError(
+                f"segments need 2 <= min_segment <= max_segment, got {self.min_segment}, "
+                f"{self.max_segment} (a segment of 1 has nothing to predict by induction)"
+            )
+        if 2 * self.max_segment > self.context:
+            raise ValueError(
+                f"a segment and its repeat (2 x max_segment = {2 * self.max_segment}) must fit "
+                f"the context ({self.context}) after a prefix of at least one token"
+            )
+        self.model()  # d_model divisible by the heads, and the rest of ModelConfig's checks
+
+    def model(self) -> ModelConfig:
+        """Attention-only, no dropout, learned positions: the probe's model."""
+        return ModelConfig(
+            vocab_size=self.vocab + 2,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            d_model=self.d_model,
+            context=self.context,
+            dropout=0.0,
+            init_std=self.init_std,
+            mlp=False,
+            tied=self.tied,
+        )
+
+    def words(self) -> tuple[str, ...]:
+        """The run's vocabulary: id i < vocab is ``t{i}``, then UNKNOWN and PADDING."""
+        return tuple(f"t{i}" for i in range(self.vocab)) + (UNKNOWN, PADDING)
+
+    def schedule(self) -> list[int]:
+        """Saved steps: 0, 1, 2, 5, every ``dense_every`` to ``dense_until``, then every
+        ``save_every``, and the last step."""
+        dense = range(self.dense_every, min(self.dense_until, self.steps) + 1, self.dense_every)
+        sparse = range(self.dense_until, self.steps + 1, self.save_every)
+        steps = {0, 1, 2, 5, self.steps, *dense, *sparse}
+        return sorted(s for s in steps if s <= self.steps)
