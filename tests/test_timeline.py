@@ -137,3 +137,16 @@ def test_compare_two_steps_shows_differences(small_root):
     assert not np.allclose(decode_array(grid["data"][0]["z"]), z_now)
     title = diff["head-multiples"]["figure"]["layout"]["title"]["text"]
     assert f"Change since step {before}" in title
+
+
+def test_chunks_are_bounded_in_bytes():
+    """A big model's steps are stacked a few at a time: 64 GPT-2-small steps (the padded
+    chunk of a 3-step run) asked for 30 GB and the worker was killed."""
+    from interp_app.core.store import CHUNK, chunk_steps, stack_chunks
+
+    assert chunk_steps(43_000) == CHUNK  # the article's model
+    assert chunk_steps(475 * 2**20) == 1  # GPT-2 small
+    flats = [{"w": np.full((1024, 1024), float(i), np.float32)} for i in range(3)]  # 4 MiB each
+    chunks = stack_chunks(flats)
+    assert [c["w"].shape[0] for c in chunks] == [16]  # 64 MiB / 4 MiB, the last one padded
+    assert [float(c["w"][i, 0, 0]) for c in chunks for i in range(4)] == [0.0, 1.0, 2.0, 2.0]

@@ -23,6 +23,7 @@ from training.model.params import ParamsError, unflatten_params
 
 STACK_BUDGET = 512 * 1024 * 1024  # bytes of stacked parameters kept for timelines
 CHUNK = 64  # steps per stacked chunk (the timeline's vmapped call); the last one is padded
+CHUNK_BYTES = 64 * 1024 * 1024  # at most this many bytes of parameters per chunk
 
 
 class LRU:
@@ -241,8 +242,17 @@ class RunStore:
         return result
 
 
-def stack_chunks(flats: list[dict[str, np.ndarray]], chunk: int = CHUNK) -> list[dict]:
-    """Stack per-step named arrays into chunks of ``chunk`` steps (last one padded)."""
+def chunk_steps(step_bytes: int) -> int:
+    """Steps per chunk: ``CHUNK`` for small models, fewer for big ones. A GPT-2-small step is
+    475 MB: 64 of them (the last chunk padded) asked for 30 GB and the worker was killed."""
+    return max(1, min(CHUNK, CHUNK_BYTES // max(1, step_bytes)))
+
+
+def stack_chunks(flats: list[dict[str, np.ndarray]], chunk: int | None = None) -> list[dict]:
+    """Stack per-step named arrays into chunks of ``chunk`` steps (last one padded; by
+    default as many as :func:`chunk_steps` allows)."""
+    if chunk is None:
+        chunk = chunk_steps(sum(a.nbytes for a in flats[0].values()))
     out = []
     for start in range(0, len(flats), chunk):
         part = flats[start : start + chunk]
