@@ -150,3 +150,12 @@ def test_chunks_are_bounded_in_bytes():
     chunks = stack_chunks(flats)
     assert [c["w"].shape[0] for c in chunks] == [16]  # 64 MiB / 4 MiB, the last one padded
     assert [float(c["w"][i, 0, 0]) for c in chunks for i in range(4)] == [0.0, 1.0, 2.0, 2.0]
+
+
+def test_a_run_without_losses_says_so_on_the_loss_chart():
+    from interp_app.panels.loss import NO_LOSS, loss_figure
+
+    empty = (np.array([]), np.array([]), np.array([]), np.array([]))
+    assert NO_LOSS in loss_figure(empty, 2000)["layout"]["annotations"]
+    some = (np.array([1, 2]), np.array([3.0, 2.0]), np.array([2]), np.array([2.5]))
+    assert not loss_figure(some, 2)["layout"]["annotations"]

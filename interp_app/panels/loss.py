@@ -72,7 +72,20 @@ def loss_figure(history, step: int, bad_steps: set[int] | None = None, max_point
         xaxis={"title": {"text": "step"}},
         yaxis={"title": {"text": "loss"}, "rangemode": "tozero"},
         legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right"},
+        annotations=[] if len(t_steps) or len(v_steps) else [NO_LOSS],
     )
+
+
+#: Said on the chart when a run has no losses (an import without trainer_state.json).
+NO_LOSS = {
+    "text": "no loss recorded for this run (e.g. imported without trainer_state.json)",
+    "xref": "paper",
+    "yref": "paper",
+    "x": 0.5,
+    "y": 0.5,
+    "showarrow": False,
+    "font": {"color": "#666"},
+}
 
 
 def loss_title(step: int) -> str:
