@@ -80,6 +80,12 @@ SCALE_TESTS = {
     ("test_model", "test_a_checkpoint_loads_in_either_path"),
     ("test_model_family", "test_every_config_is_exact_on_both_paths"),
     ("test_model_family", "test_a_non_default_config_trains"),
+    # the default config's decompositions on random weights: the fast tier keeps them on the
+    # trained small run (test_analysis, against numpy) and on a non-default config
+    ("test_model", "test_decompositions_exact_on_random_weights"),
+    # a user's JAX loop (one compilation of its own, 6 s); the fast tier keeps the numpy loop
+    ("test_series", "test_a_jax_loop_is_a_run_the_api_reads"),
+    ("test_series", "test_the_app_draws_every_panel_of_a_written_run"),
     ("test_products", "test_layer_norm_gradient_is_autodiffs"),
     ("test_products", "test_cross_entropy_is_optaxs_with_the_same_gradient"),
     ("test_steps", "test_data_parallel_gradient_is_the_whole_batch_gradient"),
