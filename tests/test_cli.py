@@ -121,3 +121,11 @@ def test_an_imported_run_is_not_resumed(tmp_path, capsys):
     line = _refused(capsys, ["--root", str(root), "--run", "mine", "--resume"])
     assert "not made by interp-train" in line and "writer" in line
     assert sorted(p.name for p in run.rglob("*")) == before
+
+
+def test_induction_options_without_the_induction_task(tmp_path, capsys):
+    """A forgotten --task induction is said, not trained on the fruits instead."""
+    root = tmp_path / "ck"
+    line = _refused(capsys, ["--root", str(root), "--seeds", "0,1", "--vocab", "48"])
+    assert "--seeds, --vocab apply to --task induction only" in line
+    assert _nothing_written(root)

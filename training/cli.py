@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     try:
+        strays = induction_cli.fruits_strays(build_parser, argv)
+        if strays:
+            raise ValueError(f"{', '.join(strays)} apply to --task induction only")
         mc, tc = _config(ModelConfig, args), _config(TrainConfig, args)
         corpus = load_corpus(args.corpus, args.valid)
         summary = train(

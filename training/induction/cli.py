@@ -43,6 +43,17 @@ def add_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: Options only the induction task reads: given with the fruits task, they are refused.
+INDUCTION_ONLY = ("seeds", "vocab", "min_segment", "max_segment", "dense_every", "dense_until")
+
+
+def fruits_strays(build_parser: Callable[[], argparse.ArgumentParser], argv: list[str] | None):
+    """The induction-only options typed for the fruits task (ignoring them would hide a
+    forgotten ``--task induction``)."""
+    typed = typed_options(build_parser, argv)
+    return ["--" + o.replace("_", "-") for o in INDUCTION_ONLY if o in typed]
+
+
 def typed_options(build_parser: Callable[[], argparse.ArgumentParser], argv: list[str] | None):
     """Only the options given on the command line (none of the defaults)."""
     parser = build_parser()
