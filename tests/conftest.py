@@ -83,6 +83,13 @@ SCALE_TESTS = {
     # the default config's decompositions on random weights: the fast tier keeps them on the
     # trained small run (test_analysis, against numpy) and on a non-default config
     ("test_model", "test_decompositions_exact_on_random_weights"),
+    # the default config's paths compared without an intervention; the fast tier keeps the
+    # comparison with one (both paths, every Capture field) and the family's representative
+    ("test_model", "test_reference_and_fast_paths_agree[plain]"),
+    # compile programs of their own (2-3 s each); the slow tier's resume and multi-device
+    # tests cover the same code end to end
+    ("test_steps", "test_flat_optimizer_state_round_trips"),
+    ("test_model", "test_a_shard_draws_its_rows_of_the_whole_batch_masks"),
     # a user's JAX loop (one compilation of its own, 6 s); the fast tier keeps the numpy loop
     ("test_series", "test_a_jax_loop_is_a_run_the_api_reads"),
     ("test_series", "test_the_app_draws_every_panel_of_a_written_run"),
