@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tests.hf_folders import bpe_tokenizer
 from training import checkpoint as ckpt
 from training.model.config import ModelConfig
 from training.model.gpt import init_params
@@ -27,19 +28,7 @@ PROMPT = "the cat sat on x→y"  # "→" is in no training text: its three bytes
 
 def train_tokenizer(path: Path) -> Any:
     """A byte-level BPE of under 300 tokens (256 bytes, merges, one special token)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(TEXTS * 20, trainer=trainer)
+    tok = bpe_tokenizer(TEXTS)
     tok.save(str(path))
     return tok
 

@@ -105,9 +105,9 @@ def random_tensors(shapes: dict[str, tuple], seed: int = 0) -> dict[str, np.ndar
     return {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
 
 
-@functools.lru_cache(maxsize=1)
-def tokenizer_json() -> str:
-    """A byte-level BPE tokenizer trained offline (293 tokens), as ``tokenizer.json`` text."""
+def bpe_tokenizer(texts: list[str], vocab_size: int = 300) -> Any:
+    """A byte-level BPE trained offline on ``texts`` (256 bytes, merges, one special token),
+    as docs/plans/hf-import.md §5 makes one; a ``tokenizers.Tokenizer``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE())
@@ -115,13 +115,19 @@ def tokenizer_json() -> str:
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=300,
+        vocab_size=vocab_size,
         special_tokens=["<|endoftext|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(["the cat sat on the mat", "héllo wörld 🙂"] * 20, trainer=trainer)
-    return tok.to_str()
+    tok.train_from_iterator(texts * 20, trainer=trainer)
+    return tok
+
+
+@functools.lru_cache(maxsize=1)
+def tokenizer_json() -> str:
+    """A byte-level BPE tokenizer trained offline (293 tokens), as ``tokenizer.json`` text."""
+    return bpe_tokenizer(["the cat sat on the mat", "héllo wörld 🙂"]).to_str()
 
 
 def write_tensors(
