@@ -93,7 +93,24 @@ def max_id(tokenizer: Any) -> int:
     return max(tokenizer.get_vocab(with_added_tokens=True).values(), default=-1)
 
 
-class HFTokenizer:
+class _Labelled:
+    """What both tokenizers derive from their labels: targets are looked up by label."""
+
+    @property
+    def vocab(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @cached_property
+    def index(self) -> Mapping[str, int]:
+        return {label: i for i, label in enumerate(self.vocab)}
+
+    @property
+    def padding_id(self) -> int:
+        """Any id: padding sits after the prompt and attention is causal."""
+        return 0
+
+
+class HFTokenizer(_Labelled):
     """A Hugging Face ``tokenizers`` file, read for a model of ``vocab_size`` ids."""
 
     kind = "huggingface"
@@ -133,15 +150,6 @@ class HFTokenizer:
             for i in range(self.vocab_size)
         ]
         return unique_labels(labels)
-
-    @cached_property
-    def index(self) -> Mapping[str, int]:
-        return {label: i for i, label in enumerate(self.vocab)}
-
-    @property
-    def padding_id(self) -> int:
-        """Any id: padding sits after the prompt and attention is causal."""
-        return 0
 
     @cached_property
     def special(self) -> frozenset[str]:
@@ -184,7 +192,7 @@ def byte_label(i: int) -> str:
     return chr(i) if 0x20 <= i < 0x7F else f"<0x{i:02X}>"
 
 
-class ByteTokenizer:
+class ByteTokenizer(_Labelled):
     """Id ``i`` < 256 is byte ``i`` of the UTF-8 text: the fallback without a tokenizer."""
 
     kind = "bytes"
@@ -197,14 +205,6 @@ class ByteTokenizer:
     @cached_property
     def vocab(self) -> tuple[str, ...]:
         return tuple(byte_label(i) for i in range(self.vocab_size))
-
-    @cached_property
-    def index(self) -> Mapping[str, int]:
-        return {label: i for i, label in enumerate(self.vocab)}
-
-    @property
-    def padding_id(self) -> int:
-        return 0
 
     @cached_property
     def special(self) -> frozenset[str]:
