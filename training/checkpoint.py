@@ -18,6 +18,7 @@ metrics log is ``training.metrics_log``, whose names this module re-exports.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 from safetensors.numpy import load_file
 
@@ -54,7 +56,9 @@ from training.tokenizer import TextTokenizer
 
 __all__ = [  # the run folder's format; the metrics log and atomic writes re-exported
     "FORMAT",
+    "FLOAT_DTYPES",
     "KEEP_OPTIMIZER",
+    "LAZY_BYTES",
     "METRICS_FILE",
     "OPT_FILE",
     "PARAMS_FILE",
@@ -79,6 +83,7 @@ __all__ = [  # the run folder's format; the metrics log and atomic writes re-exp
     "read_metrics",
     "read_metrics_checked",
     "read_run",
+    "read_tensors",
     "remove_step",
     "rewrite_metrics",
     "run_dir",
@@ -98,6 +103,18 @@ KEEP_OPTIMIZER = 2  # steps that keep their optimizer state: the latest and the 
 _STEP_DIR = re.compile(r"^step-(\d{9})$")
 _ASIDE_DIR = re.compile(r"^\.old-(\d{9})-")  # a step being replaced, moved out of the way
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: Parameter dtypes a step may store (safetensors names): computed in float32, kept as stored.
+FLOAT_DTYPES: dict[str, np.dtype] = {
+    "F16": np.dtype(np.float16),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "F32": np.dtype(np.float32),
+    "F64": np.dtype(np.float64),
+}
+#: Parameter files at least this large are memory-mapped, not read: their pages are the
+#: kernel's page cache, read when used. Smaller ones are read whole (one mapping holds one
+#: file descriptor, and a cache of 512 small steps would hold 512 of them).
+LAZY_BYTES = 1 << 20
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on a header
 
 
 class CheckpointError(ValueError):
@@ -191,21 +208,102 @@ def list_steps(run: Path) -> list[int]:
     return sorted(steps)
 
 
-def load_params(run: Path, step: int) -> dict[str, np.ndarray]:
-    """One step's parameters as named arrays; needs no optimizer state and no model objects."""
+def load_params(run: Path, step: int, lazy_bytes: int = LAZY_BYTES) -> dict[str, np.ndarray]:
+    """One step's parameters as named read-only arrays in their stored dtype (float16,
+    bfloat16, float32 or float64); needs no optimizer state and no model objects. A file of
+    ``lazy_bytes`` or more is memory-mapped (see :func:`read_tensors`)."""
     path = step_dir(run, step) / PARAMS_FILE
+    where = f"step {step} of run {run.name!r}"
     try:
         if not path.is_file():
-            raise CheckpointError(f"step {step} of run {run.name!r} does not exist")
-        return load_file(str(path))
+            raise CheckpointError(f"{where} does not exist")
+        return read_tensors(path, lazy_bytes, where)
     except CheckpointError:
         raise
     except OSError as err:  # another user's owner-only step: unreadable, not corrupt
+        raise CheckpointError(f"{where} cannot be read: {err.strerror}") from None
+
+
+def read_tensors(
+    path: Path, lazy_bytes: int = LAZY_BYTES, where: str = ""
+) -> dict[str, np.ndarray]:
+    """A safetensors file of float tensors as read-only arrays, memory-mapped when the file
+    has ``lazy_bytes`` or more.
+
+    ``safetensors.numpy.load_file`` copies every tensor onto the heap (and reads no BF16);
+    a mapped step costs page cache, read as it is used, and a step written again is a new
+    file (atomic renames), so a mapping never sees a file change under it. The header is
+    checked as safetensors checks it: known dtypes, sizes that match the shapes, and
+    tensors that tile the data exactly (a truncated file is refused, never half read)."""
+    where = where or str(path)
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        header, start = _read_header(fh, size, where)
+        if size >= lazy_bytes and size > start:
+            buffer: bytes | mmap.mmap = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        else:
+            buffer = fh.read(size - start)
+            start = 0
+    spans = []
+    out = {}
+    for name, entry in header.items():
+        dtype, shape, begin, end = _entry(name, entry, where)
+        count = int(np.prod(shape, dtype=np.int64))
+        if end - begin != count * dtype.itemsize:
+            raise CheckpointError(f"{where} is corrupt: tensor {name} has the wrong byte size")
+        spans.append((begin, end))
+        out[name] = np.frombuffer(buffer, dtype, count, start + begin).reshape(shape)
+    spans.sort()
+    covered = 0
+    for begin, end in spans:
+        if begin != covered:
+            raise CheckpointError(f"{where} is corrupt: its tensors overlap or leave gaps")
+        covered = end
+    return out
+
+
+def _read_header(fh: Any, size: int, where: str) -> tuple[dict[str, Any], int]:
+    """The header's tensors and where their data starts; the data must fill the file."""
+    raw = fh.read(8)
+    n = int.from_bytes(raw, "little") if len(raw) == 8 else -1
+    if not 0 < n <= min(_MAX_HEADER, size - 8):
+        raise CheckpointError(f"{where} is corrupt: not a safetensors file")
+    try:
+        header = json.loads(fh.read(n))
+    except (UnicodeDecodeError, ValueError):
+        raise CheckpointError(f"{where} is corrupt: its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{where} is corrupt: its header is not a table of tensors")
+    header.pop("__metadata__", None)
+    spans = [e.get("data_offsets") for e in header.values() if isinstance(e, dict)]
+    ends = [s[1] for s in spans if isinstance(s, list) and len(s) == 2 and isinstance(s[1], int)]
+    end = max(ends, default=0)
+    if end != size - 8 - n:
         raise CheckpointError(
-            f"step {step} of run {run.name!r} cannot be read: {err.strerror}"
-        ) from None
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise CheckpointError(f"step {step} of run {run.name!r} is corrupt: {err}") from None
+            f"{where} is corrupt: its header describes {end} bytes of data, the file holds "
+            f"{size - 8 - n} (truncated or overwritten?)"
+        )
+    return header, 8 + n
+
+
+def _entry(name: str, entry: Any, where: str) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """One header entry's dtype, shape and byte span, checked."""
+    try:
+        dtype = FLOAT_DTYPES[entry["dtype"]]
+        shape = tuple(entry["shape"])
+        begin, end = entry["data_offsets"]
+        ok = all(isinstance(d, int) and d >= 0 for d in (*shape, begin, end)) and begin <= end
+    except (KeyError, TypeError, ValueError):
+        kind = entry.get("dtype") if isinstance(entry, dict) else None
+        if isinstance(kind, str) and kind not in FLOAT_DTYPES:
+            raise CheckpointError(
+                f"{where}: parameter {name} is stored as {kind}; parameters are "
+                f"{', '.join(FLOAT_DTYPES)}"
+            ) from None
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{where} is corrupt: tensor {name} has an unreadable entry")
+    return dtype, shape, begin, end
 
 
 def has_optimizer(run: Path, step: int) -> bool:

@@ -24,21 +24,45 @@ from training.model.params import ParamsError, unflatten_params
 STACK_BUDGET = 512 * 1024 * 1024  # bytes of stacked parameters kept for timelines
 CHUNK = 64  # steps per stacked chunk (the timeline's vmapped call); the last one is padded
 CHUNK_BYTES = 64 * 1024 * 1024  # at most this many bytes of parameters per chunk
+CACHE_BYTES = 1024 * 1024 * 1024  # parameters kept per store (``--cache-mb``), as stored
+
+
+def nbytes(value: Any) -> int:
+    """Bytes of the arrays in a value (a dict of arrays, or a tuple holding some)."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, dict):
+        return sum(nbytes(v) for v in value.values())
+    if isinstance(value, (tuple, list)):
+        return sum(nbytes(v) for v in value)
+    return 0
 
 
 class LRU:
-    """A small thread-safe least-recently-used cache (gunicorn threads share one store)."""
+    """A small thread-safe least-recently-used cache (gunicorn threads share one store).
 
-    def __init__(self, capacity: int):
+    Bounded by ``capacity`` entries and, when ``max_bytes`` is given, by the bytes of the
+    arrays it holds (``size``, :func:`nbytes` by default): a value larger than ``max_bytes``
+    on its own is returned but not kept."""
+
+    def __init__(
+        self,
+        capacity: int,
+        max_bytes: int | None = None,
+        size: Callable[[Any], int] = nbytes,
+    ):
         self.capacity = capacity
-        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.size = size
+        self.bytes = 0  # held now
+        self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
         with self._lock:
             if key in self._data:
                 self._data.move_to_end(key)
-                return self._data[key]
+                return self._data[key][0]
         value = make()
         self.put(key, value)
         return value
@@ -47,18 +71,38 @@ class LRU:
         """The cached value without making it or refreshing its place (a scan must not
         push out what the step slider keeps using)."""
         with self._lock:
-            return self._data.get(key)
+            found = self._data.get(key)
+            return None if found is None else found[0]
+
+    def holds(self, count: int, each: int) -> bool:
+        """Whether ``count`` values of ``each`` bytes fit at once."""
+        within = self.max_bytes is None or count * each <= self.max_bytes
+        return count <= self.capacity and within
 
     def put(self, key: Hashable, value: Any) -> None:
+        size = self.size(value) if self.max_bytes is not None else 0
         with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.capacity:
-                self._data.popitem(last=False)
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            if self.max_bytes is not None and size > self.max_bytes:
+                return
+            self._data[key] = (value, size)
+            self.bytes += size
+            while len(self._data) > self.capacity or (
+                self.max_bytes is not None and self.bytes > self.max_bytes
+            ):
+                self.bytes -= self._data.popitem(last=False)[1][1]
+
+    def order(self) -> list[Hashable]:
+        """Cached keys, least recently used first."""
+        with self._lock:
+            return list(self._data)
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self.bytes = 0
 
 
 def _unreadable_parts(run: Path) -> list[str]:
@@ -85,16 +129,21 @@ def _unreadable_parts(run: Path) -> list[str]:
 
 
 class RunStore:
-    """Reads runs under one root. Listing is cheap; parameters are LRU-cached."""
+    """Reads runs under one root. Listing is cheap; parameters are LRU-cached in bytes."""
 
-    def __init__(self, root: str | Path, param_cache: int = 512):
-        """``param_cache`` counts steps (the default model: about 43 KB each)."""
+    def __init__(self, root: str | Path, param_cache: int = 512, cache_bytes: int = CACHE_BYTES):
+        """``cache_bytes`` bounds the parameters kept, in their stored dtype (a GPT-2-small
+        step is 498 MB in float32, 249 MB in float16; the default model's 43 KB); a step
+        larger than that alone is read each time it is asked for. ``param_cache`` also
+        bounds them in steps (``--cache-steps``, kept for existing deployments)."""
         self.root = Path(root)
         self.param_cache = param_cache
-        self._params = LRU(param_cache)
+        self.cache_bytes = cache_bytes
+        self._params = LRU(param_cache, cache_bytes)
         self._runs = LRU(64)
         self._listings = LRU(64)
-        self._stacks = LRU(2)  # stacked parameters of every step of a run, for timelines
+        # stacked parameters of every step of a run, for timelines (float32, heap)
+        self._stacks = LRU(2, STACK_BUDGET)
         self._dirs: dict[str, Path] = {}
         self._run_files: dict[str, str] = {}
 
@@ -200,45 +249,57 @@ class RunStore:
         info = self.info(run)
         flat = ckpt.load_params(info.path, step)
         try:
-            unflatten_params(info.model, flat)
+            unflatten_params(info.model, flat)  # names and shapes; a mapped step stays unread
         except ParamsError as err:
             raise ckpt.CheckpointError(f"step {step} of run {run!r}: {err}") from None
-        return {k: np.asarray(v, np.float32) for k, v in flat.items()}
+        return flat
 
     def params(self, run: str, step: int) -> dict[str, np.ndarray]:
-        """Named float32 arrays; raises CheckpointError for a missing or corrupt step."""
+        """Named read-only arrays in the stored dtype (float32 unless the run stored float16
+        or bfloat16: computations cast, the cache keeps what the file holds); large steps
+        are memory-mapped (``ckpt.read_tensors``). Raises CheckpointError for a missing or
+        corrupt step."""
         key = (self.generation(run), step)
         return self._params.get_or_make(key, lambda: self._read_params(run, step))
 
+    def cached_steps(self, run: str) -> list[int]:
+        """The run's steps whose parameters are cached now, least recently used first."""
+        gen = self.generation(run)
+        return [k[1] for k in self._params.order() if isinstance(k, tuple) and k[0] == gen]
+
     def stacked(self, run: str, steps: list[int]) -> tuple[list[int], list[dict], list[int]]:
-        """(readable steps, their parameters stacked in chunks, unreadable steps).
+        """(readable steps, their parameters stacked in float32 chunks, unreadable steps).
 
         Every new prompt's timeline needs every step. Read through the step cache, a run with
         more checkpoints than the cache holds would evict each one before its next use and
         reload them all for each prompt; so the stack is kept whole (while it fits in
-        ``STACK_BUDGET``) and steps outside the cache are read past it, not into it.
+        ``STACK_BUDGET``) and, when the steps do not all fit in the cache, they are read past
+        it, not into it.
         """
         gen = self.generation(run)
         key = (gen, tuple(steps))
         found = self._stacks.peek(key)
         if found is not None:
             return found
-        fits = len(steps) <= self._params.capacity
+        fits: bool | None = None
         ok, flats, bad = [], [], []
         for step in steps:
             try:
                 cached = self._params.peek((gen, step))
                 if cached is None:
-                    cached = self.params(run, step) if fits else self._read_params(run, step)
+                    cached = self._read_params(run, step)
+                    if fits is None:
+                        fits = self._params.holds(len(steps), nbytes(cached))
+                    if fits:
+                        self._params.put((gen, step), cached)
                 flats.append(cached)
                 ok.append(step)
             except CheckpointError:
                 bad.append(step)
         result = (ok, stack_chunks(flats) if flats else [], bad)
         whole = list(steps) == self.steps(run)  # what the next new prompt asks for again
-        size = sum(a.nbytes for f in flats[:1] for a in f.values()) * len(flats)
-        if whole and size <= STACK_BUDGET:
-            self._stacks.put(key, result)
+        if whole:
+            self._stacks.put(key, result)  # kept only within STACK_BUDGET
         return result
 
 
@@ -249,13 +310,14 @@ def chunk_steps(step_bytes: int) -> int:
 
 
 def stack_chunks(flats: list[dict[str, np.ndarray]], chunk: int | None = None) -> list[dict]:
-    """Stack per-step named arrays into chunks of ``chunk`` steps (last one padded; by
-    default as many as :func:`chunk_steps` allows)."""
+    """Stack per-step named arrays into float32 chunks of ``chunk`` steps (last one padded;
+    by default as many as :func:`chunk_steps` allows): timelines compute in float32 whatever
+    the steps store."""
     if chunk is None:
-        chunk = chunk_steps(sum(a.nbytes for a in flats[0].values()))
+        chunk = chunk_steps(sum(a.size * 4 for a in flats[0].values()))
     out = []
     for start in range(0, len(flats), chunk):
         part = flats[start : start + chunk]
         part = part + [part[-1]] * (chunk - len(part))
-        out.append({k: np.stack([f[k] for f in part]) for k in part[0]})
+        out.append({k: np.stack([f[k] for f in part], dtype=np.float32) for k in part[0]})
     return out

@@ -14,7 +14,7 @@ from gunicorn.app.base import BaseApplication
 
 from interp_app.server.auth import UsersFileError, shared_users_file
 from interp_app.server.compute_gate import SPARE_THREADS
-from interp_app.server.settings import Settings, parse_args
+from interp_app.server.settings import Settings, deprecations, parse_args
 from training import checkpoint as ckpt
 from training import runtime
 
@@ -96,6 +96,8 @@ def log_auth_events() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
+    for line in deprecations(sys.argv[1:] if argv is None else argv):
+        print(f"interp-app: warning: {line}", file=sys.stderr)
     runtime.configure()  # inherited by the workers and the training child
     users: dict[str, str] = {}
     if settings.auth:

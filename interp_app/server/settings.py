@@ -1,7 +1,7 @@
 """Every setting of the served app, read in one place.
 
 Each setting is a CLI flag of ``interp-app`` and an environment variable of the same name
-(``--cache-steps`` is ``INTERP_CACHE_STEPS``): containers configure through the environment,
+(``--cache-mb`` is ``INTERP_CACHE_MB``): containers configure through the environment,
 people through flags; a flag wins over the environment, which wins over the default.
 """
 
@@ -23,6 +23,7 @@ class Settings:
     port: int = 8050
     workers: int = 2
     threads: int = 4
+    cache_mb: int = 1024
     cache_steps: int = 512
     users_file: str = ""
     live_ms: int = 3000
@@ -45,7 +46,10 @@ HELP = {
     "workers": "gunicorn worker processes (each holds its own caches)",
     "threads": "callbacks computed at once per worker (each worker also keeps spare threads, "
     "so health checks and assets never wait behind them)",
-    "cache_steps": "parameter cache per worker, in checkpoints (about 43 KB each, default model)",
+    "cache_mb": "parameter cache per worker, in MB of parameters as stored (a GPT-2-small "
+    "checkpoint is 498 MB in float32, 249 in float16; the default model's 43 KB); larger "
+    "checkpoints are memory-mapped, so cached ones cost page cache the kernel can reclaim",
+    "cache_steps": "deprecated (use --cache-mb): also caps the parameter cache in checkpoints",
     "users_file": "file of 'user:password-hash' lines (make with interp-passwd); "
     "when set, every route asks for them",
     "live_ms": "poll the run folder for new checkpoints every N ms (0: off)",
@@ -53,6 +57,10 @@ HELP = {
     "debug": "Dash's development server with Werkzeug's debugger, which skips the login: "
     "only on a loopback --host and without --users-file",
 }
+
+
+#: The least value each number may take (``--cache-mb 0``: nothing kept, every view reads).
+LOWEST = {"workers": 1, "threads": 1, "cache_mb": 0, "cache_steps": 1, "live_ms": 0}
 
 
 def env_name(field: str) -> str:
@@ -80,8 +88,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         prog="interp-app",
         description="Explore a transformer's checkpoints in linked views, served by gunicorn.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Every flag can also be set as an environment variable: --cache-steps is "
-        "INTERP_CACHE_STEPS, --no-train is INTERP_TRAIN=0.",
+        epilog="Every flag can also be set as an environment variable: --cache-mb is "
+        "INTERP_CACHE_MB, --no-train is INTERP_TRAIN=0.",
     )
     base = Settings()
     for f in fields(Settings):
@@ -108,9 +116,9 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str] | None = None)
     args = build_parser(environ).parse_args(argv)
     settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})
     problems = [
-        f"--{name} must be at least {low}"
-        for name, low in (("workers", 1), ("threads", 1), ("cache_steps", 1), ("live_ms", 0))
-        if getattr(settings, name.replace("-", "_")) < low
+        f"--{name.replace('_', '-')} must be at least {low}"
+        for name, low in LOWEST.items()
+        if getattr(settings, name) < low
     ]
     if not 0 < settings.port < 65536:
         problems.append("--port must be between 1 and 65535")
@@ -118,6 +126,19 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str] | None = None)
     if problems:
         build_parser(environ).error("; ".join(problems))
     return settings
+
+
+def deprecations(argv: list[str] | None, environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line for each deprecated setting given (it still works)."""
+    argv = [] if argv is None else argv
+    environ = os.environ if environ is None else environ
+    given = any(a == "--cache-steps" or a.startswith("--cache-steps=") for a in argv)
+    if given or env_name("cache_steps") in environ:
+        return [
+            "--cache-steps (INTERP_CACHE_STEPS) is deprecated: the parameter cache is bounded "
+            "in bytes by --cache-mb (INTERP_CACHE_MB); the step count still caps it too"
+        ]
+    return []
 
 
 def debug_problems(settings: Settings) -> list[str]:
