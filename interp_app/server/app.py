@@ -6,10 +6,11 @@ from pathlib import Path
 
 from dash import Dash
 
-from interp_app.core.analyzer import Analyzer
+from interp_app.core.jobs import JobAnalyzer
 from interp_app.core.store import RunStore
 from interp_app.core.view import warm_up
 from interp_app.server.auth import UsersFile, is_authorized, protect, shared_users_file
+from interp_app.server.background import JobSettings, job_manager
 from interp_app.server.callback_guard import callback_shapes, refuse_malformed_callbacks
 from interp_app.server.compute_gate import install_compute_gate
 from interp_app.server.http_guard import install_http_guards
@@ -41,6 +42,7 @@ def create_app(
     warm: bool = False,
     users: dict[str, str] | UsersFile | None = None,
     compute_slots: int | None = None,
+    jobs: JobSettings | None = None,
 ) -> Dash:
     """Everything is served by the app itself (Plotly JS, Bootstrap CSS): works offline.
 
@@ -50,8 +52,13 @@ def create_app(
     given, every route but ``/healthz`` asks for them.
     ``compute_slots``: callbacks computing at once (the served app: ``--threads``); the
     rest wait on spare threads, so light requests never queue behind them.
+    ``jobs``: where background jobs run and keep results (default: ``INTERP_*`` variables,
+    see ``server.background``; one machine unless ``INTERP_REDIS_URL`` is set).
     """
-    analyzer = Analyzer(RunStore(root, param_cache=param_cache))
+    jobs = JobSettings.from_env() if jobs is None else jobs
+    manager, results = job_manager(root, jobs)
+    store = RunStore(root, param_cache=param_cache)
+    analyzer = JobAnalyzer(store, results, sync_work=jobs.sync_work)
     app = Dash(
         __name__,
         title="Transformer explorer",
@@ -64,7 +71,7 @@ def create_app(
     install_http_guards(app.server)
     app.layout = build_layout(str(root), live_ms)
     app.validation_layout = validation_layout(app.layout)  # type: ignore[assignment]
-    register(app, analyzer)
+    register(app, analyzer, manager)
     register_3d(app, analyzer)
     app.server.config["CALLBACK_SHAPES"] = callback_shapes(app)
     app.server.config["ANALYZER"] = analyzer

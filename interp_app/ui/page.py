@@ -6,7 +6,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from interp_app.panels import REGISTRY
-from interp_app.ui import ids
+from interp_app.ui import ids, jobs
 
 FOOTER = (
     "Click a head in the grid, the multiples or the residual bars; a token chip picks the "
@@ -26,6 +26,7 @@ def stores(live_ms: int) -> list:
         dcc.Store(id=ids.LISTING),
         dcc.Interval(id=ids.PLAY_INTERVAL, interval=700, disabled=True),
         dcc.Interval(id=ids.LIVE_POLL, interval=live_ms, disabled=live_ms <= 0),
+        *jobs.stores(),
     ]
 
 
@@ -55,6 +56,7 @@ def build_layout(root: str, live_ms: int = 3000) -> html.Div:
     panels = [fragment for p in REGISTRY if (fragment := p.layout()) is not None]
     body = [
         html.Div(id=ids.NOTICES),
+        jobs.layout(),
         dbc.Row(panels),
         html.Footer(FOOTER, className="text-muted small mb-4"),
     ]

@@ -1,0 +1,230 @@
+"""All-checkpoint timelines as background work: cheap ones at once, big ones step by step.
+
+A timeline needs one pass per checkpoint, each with every head ablated in turn: instant on
+the article's model, minutes on a GPT-2-small-shaped run. :class:`JobAnalyzer` answers a
+timeline at once when its work is under ``sync_work`` (the fruits run's 1,501 steps are),
+and otherwise from the shared result cache only, never computing: whatever steps a
+background job (:func:`fill_timeline`) has put there so far. The job computes the missing
+steps in parts and stores each step under a key of the run's generation, the step and the
+query, so a result computed once serves every worker and replica, and a run that grows
+needs only its new steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from interp_app.core.analyzer import Analyzer, _tokens
+from interp_app.core.heads import head_mask
+from interp_app.core.prompt import Prompt
+from interp_app.core.results import UNREADABLE, ResultCache, decode, encode
+from interp_app.core.store import LRU, RunStore, chunk_steps, stack_chunks
+from interp_app.core.timeline import compute_timeline
+from training.checkpoint import CheckpointError
+from training.model.config import ModelConfig
+from training.model.params import unflatten_stacked
+
+SCHEMA = 1  # bump when the stored arrays change meaning: old entries are then never read
+SYNC_WORK = 2e10  # above this (see ``step_work``), a timeline goes to a background job
+PART_STEPS = 8  # at most this many steps per computed part: partial results keep coming
+Report = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+@dataclass(frozen=True)
+class Query:
+    """What one timeline is of: every step of ``run`` for this prompt and query."""
+
+    run: str
+    prompt: Prompt
+    pos: int
+    target: int
+    src: int = 0
+    ablate: tuple[str, ...] = ()
+    mode: str = "zero"
+
+    def memory_key(self, generation: tuple) -> tuple:
+        """The key :meth:`Analyzer.timeline` keeps this query's steps under."""
+        return (
+            generation,
+            self.prompt.padded,
+            self.pos,
+            self.target,
+            self.src,
+            self.ablate,
+            self.mode,
+        )
+
+
+def step_key(generation: tuple, query: Query, step: int) -> str:
+    """The shared cache's key of one step of one timeline (the run's name and run.json's
+    change time identify its parameters; the query, what was computed from them)."""
+    run, stamp = generation
+    text = json.dumps(
+        [SCHEMA, run, stamp, step, list(query.prompt.padded), query.pos, query.target]
+        + [query.src, list(query.ablate), query.mode]
+    )
+    return "timeline:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def parameter_count(model: ModelConfig) -> int:
+    """About how many parameters a model of this shape has (embeddings and blocks)."""
+    d = model.d_model
+    block = 4 * d * d + (2 * d * model.d_mlp if model.mlp else 0)
+    return model.vocab_size * d + model.context * d + model.n_layers * block
+
+
+def step_work(model: ModelConfig, tokens: int) -> float:
+    """The work of one timeline step, in parameter-token products: a clean and an ablated
+    pass, and one pass from each head's layer on for its ablation effect (half of a
+    pass on average)."""
+    passes = 2 + model.n_layers * model.n_heads / 2
+    return float(parameter_count(model)) * tokens * passes
+
+
+def parts(steps: list[int], size: int) -> list[list[int]]:
+    return [steps[i : i + size] for i in range(0, len(steps), size)]
+
+
+def part_size(step_bytes: int, cap: int = PART_STEPS) -> int:
+    """Steps per computed part: the store's chunk (bounded in bytes), at most ``cap``."""
+    return max(1, min(chunk_steps(step_bytes), cap))
+
+
+def read_part(store: RunStore, run: str, steps: list[int]) -> tuple[list[int], list, list[int]]:
+    """(readable steps, their parameters, unreadable steps), read through the step cache."""
+    ok, flats, bad = [], [], []
+    for step in steps:
+        try:
+            flats.append(store.params(run, step))
+            ok.append(step)
+        except CheckpointError:
+            bad.append(step)
+    return ok, flats, bad
+
+
+def fill_timeline(
+    analyzer: Analyzer,
+    results: ResultCache,
+    query: Query,
+    report: Report | None = None,
+    cap: int = PART_STEPS,
+) -> tuple[int, int]:
+    """Compute the steps of ``query``'s timeline that the shared cache lacks, a part at a
+    time, storing each step as soon as its part is done; ``report(done, total)`` after each
+    part. Returns (done, total). A step whose parameters cannot be read is stored as such."""
+    store = analyzer.store
+    info = store.info(query.run)
+    generation = store.generation(query.run)
+    steps = store.steps(query.run)
+    keys = {s: step_key(generation, query, s) for s in steps}
+    have = results.get_many([keys[s] for s in steps])
+    missing = [s for s, value in zip(steps, have, strict=True) if value is None]
+    done, total = len(steps) - len(missing), len(steps)
+    if report is not None:
+        report(done, total)
+    size = 0
+    mask = head_mask(query.ablate, info.model.n_layers, info.model.n_heads)
+    for part in parts(missing, cap):
+        read, flats, bad = read_part(store, query.run, part)
+        if read:
+            size = size or part_size(sum(a.nbytes for a in flats[0].values()), cap)
+            out = compute_timeline(
+                analyzer.graphdef(info),
+                [unflatten_stacked(info.model, c) for c in stack_chunks(flats, size)],
+                len(read),
+                _tokens(query.prompt),
+                query.pos,
+                query.target,
+                query.src,
+                query.prompt.length,
+                mask,
+                query.mode,
+                analyzer.reference(query.run, query.mode),
+            )
+            for i, step in enumerate(read):
+                results.put(keys[step], encode({k: v[i] for k, v in out.items()}))
+        for step in bad:
+            results.put(keys[step], UNREADABLE)
+        done += len(part)
+        if report is not None:
+            report(done, total)
+    return done, total
+
+
+class JobAnalyzer(Analyzer):
+    """The app's analyzer: a timeline whose missing steps are more work than ``sync_work``
+    is read from ``results`` (what background jobs computed so far), never computed here.
+    Everything else is :class:`Analyzer`'s."""
+
+    def __init__(self, store: RunStore, results: ResultCache, sync_work: float = SYNC_WORK):
+        super().__init__(store)
+        self.results = results
+        self.sync_work = sync_work
+        self._steps: LRU = LRU(4096)  # decoded step results, by shared key
+        self._stacked: LRU = LRU(16)  # merged arrays, by (query key, steps)
+
+    def in_background(self, query: Query) -> bool:
+        """Whether this query's missing steps are too much work to compute in a request."""
+        known = self._timelines.peek(query.memory_key(self.store.generation(query.run))) or {}
+        missing = [s for s in self.store.steps(query.run) if s not in known]
+        if not missing:
+            return False
+        model = self.store.info(query.run).model
+        return len(missing) * step_work(model, len(query.prompt.padded)) > self.sync_work
+
+    def timeline(
+        self,
+        run: str,
+        prompt: Prompt,
+        pos: int,
+        target: int,
+        src: int = 0,
+        ablate: tuple[str, ...] = (),
+        mode: str = "zero",
+    ) -> tuple[list[int], dict[str, np.ndarray], list[int]]:
+        query = Query(run, prompt, pos, target, src, tuple(ablate), mode)
+        if not self.in_background(query):
+            return super().timeline(run, prompt, pos, target, src, ablate, mode)
+        return self.cached(query)
+
+    def progress(self, query: Query) -> tuple[int, int] | None:
+        """(steps in the shared cache, steps) while a background timeline is incomplete;
+        None when it is complete or computed in requests."""
+        if not self.in_background(query):
+            return None
+        steps, _, bad = self.cached(query)
+        done, total = len(steps) + len(bad), len(self.store.steps(query.run))
+        return None if done >= total else (done, total)
+
+    def _lookup(self, keys: list[str]) -> list[Any]:
+        """Decoded results (UNREADABLE, or None when not computed yet) for shared keys."""
+        found = [self._steps.peek(k) for k in keys]
+        unknown = [k for k, v in zip(keys, found, strict=True) if v is None]
+        fetched = dict(zip(unknown, self.results.get_many(unknown), strict=True))
+        for i, key in enumerate(keys):
+            data = fetched.get(key)
+            if found[i] is None and data is not None:
+                found[i] = UNREADABLE if data == UNREADABLE else decode(data)
+                self._steps.put(key, found[i])
+        return found
+
+    def cached(self, query: Query) -> tuple[list[int], dict[str, np.ndarray], list[int]]:
+        """(steps computed so far, name -> [S, ...], unreadable steps) from the shared cache."""
+        generation = self.store.generation(query.run)
+        steps = self.store.steps(query.run)
+        found = self._lookup([step_key(generation, query, s) for s in steps])
+        done = [(s, v) for s, v in zip(steps, found, strict=True) if isinstance(v, dict)]
+        bad = [s for s, v in zip(steps, found, strict=True) if v is UNREADABLE]
+        shown = [s for s, _ in done]
+        key = (query.memory_key(generation), tuple(shown))
+        merged = self._stacked.peek(key)
+        if merged is None:
+            merged = {k: np.stack([v[k] for _, v in done]) for k in done[0][1]} if done else {}
+            self._stacked.put(key, merged)
+        return shown, merged, bad

@@ -1,0 +1,165 @@
+"""Where background jobs run and where their results go, chosen from the environment.
+
+* One machine (the default, ``make run``): Dash's ``DiskcacheManager`` starts each job in a
+  new process and keeps results in a ``diskcache`` folder (``INTERP_JOB_CACHE``). The
+  process is spawned, not forked: JAX's thread pools do not survive a fork, and a forked
+  job deadlocked in its first pass.
+* Team deployment (``INTERP_REDIS_URL`` set): Dash's ``CeleryManager`` queues jobs in Redis
+  for Celery workers (``celery -A interp_app.worker worker``), and the step results live in
+  the same Redis, shared by every app worker, replica and Celery worker.
+
+A job is told the checkpoint root and the result cache by the server (``Place``), never by
+the browser.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from dash import CeleryManager, DiskcacheManager
+
+from interp_app.core.jobs import SYNC_WORK
+from interp_app.core.results import DiskResults, RedisResults, ResultCache
+
+VISIBILITY_SECONDS = 3600  # a job unacknowledged this long (its worker died) runs again
+
+
+def default_cache_dir() -> str:
+    return str(Path(tempfile.gettempdir()) / f"interp-jobs-{os.getuid()}")
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """``INTERP_REDIS_URL`` (empty: one machine), ``INTERP_JOB_CACHE`` (the folder of the
+    one-machine result cache), ``INTERP_SYNC_WORK`` (timelines with more work than this go
+    to the background; 0: all of them), ``INTERP_JOB_VISIBILITY`` (seconds before a lost
+    worker's job is handed to another worker)."""
+
+    redis_url: str = ""
+    cache_dir: str = ""
+    sync_work: float = SYNC_WORK
+    visibility: int = VISIBILITY_SECONDS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> JobSettings:
+        env = os.environ if environ is None else environ
+        try:
+            sync_work = float(env.get("INTERP_SYNC_WORK", SYNC_WORK))
+            visibility = int(env.get("INTERP_JOB_VISIBILITY", VISIBILITY_SECONDS))
+        except ValueError as err:
+            raise ValueError(f"INTERP_SYNC_WORK or INTERP_JOB_VISIBILITY: {err}") from None
+        if not sync_work >= 0 or visibility < 1:
+            raise ValueError("INTERP_SYNC_WORK must be >= 0 and INTERP_JOB_VISIBILITY >= 1")
+        return cls(
+            redis_url=env.get("INTERP_REDIS_URL", "").strip(),
+            cache_dir=env.get("INTERP_JOB_CACHE", "").strip() or default_cache_dir(),
+            sync_work=sync_work,
+            visibility=visibility,
+        )
+
+    @property
+    def results_spec(self) -> str:
+        return self.redis_url or "disk:" + self.cache_dir
+
+
+@dataclass(frozen=True)
+class Place:
+    """What a job needs from the server: the checkpoint root and its result cache."""
+
+    root: str
+    results: str  # "disk:<folder>" or a redis:// URL
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+_RESULTS: dict[str, ResultCache] = {}
+
+
+def results_at(spec: str) -> ResultCache:
+    """The result cache a spec names, one per process."""
+    if spec not in _RESULTS:
+        if spec.startswith("disk:"):
+            import diskcache
+
+            _RESULTS[spec] = DiskResults(diskcache.Cache(spec[len("disk:") :]))
+        else:
+            import redis
+
+            _RESULTS[spec] = RedisResults(redis.Redis.from_url(spec))
+    return _RESULTS[spec]
+
+
+def make_celery(redis_url: str, visibility: int = VISIBILITY_SECONDS) -> Any:
+    """Celery on Redis (broker and result backend), set up so that a job whose worker dies
+    runs again instead of hanging: acknowledged only once it finished (``acks_late``),
+    requeued when its process is lost (``reject_on_worker_lost``), one job fetched at a
+    time, and handed to another worker after ``visibility`` seconds unacknowledged."""
+    from celery import Celery
+
+    app = Celery("interp_app", broker=redis_url, backend=redis_url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": visibility},
+        result_backend_transport_options={"visibility_timeout": visibility},
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],  # no pickle on the queue
+    )
+    return app
+
+
+class SpawnedDiskcacheManager(DiskcacheManager):
+    """Dash's DiskcacheManager, its job process spawned (a fresh interpreter) and told the
+    server's ``Place``."""
+
+    def __init__(self, cache: Any, place: Place):
+        super().__init__(cache)
+        self.place = place
+
+    def call_job_fn(self, key, job_fn, args, context):
+        from multiprocess import get_context
+
+        process = get_context("spawn").Process(
+            target=job_fn,
+            args=(key, self._make_progress_key(key), with_place(args, self.place), context),
+            daemon=False,
+        )
+        process.start()
+        return process.pid
+
+
+class PlacedCeleryManager(CeleryManager):
+    """Dash's CeleryManager, each job told the server's ``Place``."""
+
+    def __init__(self, celery_app: Any, place: Place):
+        super().__init__(celery_app)
+        self.place = place
+
+    def call_job_fn(self, key, job_fn, args, context):
+        return super().call_job_fn(key, job_fn, with_place(args, self.place), context)
+
+
+def with_place(args: Any, place: Place) -> dict[str, Any]:
+    """The job's keyword arguments plus the server's place (a browser cannot set it)."""
+    return {**dict(args), "place": place.as_dict()}
+
+
+def job_manager(root: str | Path, settings: JobSettings) -> tuple[Any, ResultCache]:
+    """(the Dash background-callback manager, the shared result cache) for this server."""
+    place = Place(str(root), settings.results_spec)
+    if settings.redis_url:
+        celery = make_celery(settings.redis_url, settings.visibility)
+        return PlacedCeleryManager(celery, place), results_at(place.results)
+    import diskcache
+
+    cache = diskcache.Cache(settings.cache_dir)
+    return SpawnedDiskcacheManager(cache, place), results_at(place.results)
