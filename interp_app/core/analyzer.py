@@ -41,6 +41,17 @@ def default_target(
     return next(words, vocab[0])
 
 
+CAPTURE_BYTES = 768 * 1024 * 1024  # captured passes kept (a GPT-2-small one of 128 tokens: ~70 MB)
+DERIVED_BYTES = 256 * 1024 * 1024  # views and other results derived from them
+
+
+def tree_bytes(value: Any) -> int:
+    """Bytes of the arrays in a pytree or dataclass (captures, views, parameter states)."""
+    if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
+        return sum(tree_bytes(getattr(value, f)) for f in value.__dataclass_fields__)
+    return sum(int(getattr(leaf, "nbytes", 0)) for leaf in jax.tree.leaves(value))
+
+
 def _tokens(prompt: Prompt) -> np.ndarray:
     """[1, context] int32: the padded prompt as the passes take it."""
     return np.asarray([prompt.padded], np.int32)
@@ -52,11 +63,12 @@ class Analyzer:
 
     def __init__(self, store: RunStore, capture_cache: int = 512):
         self.store = store
-        self._captures = LRU(capture_cache)
-        self._states = LRU(store.param_cache)
+        # bounded in bytes too: at GPT-2-small size one capture is ~70 MB, one state 500 MB
+        self._captures = LRU(capture_cache, CAPTURE_BYTES, tree_bytes)
+        self._states = LRU(store.param_cache, getattr(store, "cache_bytes", None), tree_bytes)
         self._timelines = LRU(64)
         self._merged = LRU(64)
-        self._derived = LRU(256)
+        self._derived = LRU(256, DERIVED_BYTES, tree_bytes)
         self._graphdefs: dict[Any, Any] = {}
 
     def forget_results(self, captures: bool = True) -> None:
@@ -172,10 +184,12 @@ class Analyzer:
         src: int,
         ablate: tuple[str, ...],
         mode: str,
+        ablation: bool = True,
     ) -> dict[str, Any]:
         """Every number the panels show for one step (``metrics.one_step``, float64) of the
-        model with ``ablate`` ablated, plus the ``ablation`` head metric and, when something
-        is ablated, ``clean_probs`` (the unablated model's [V])."""
+        model with ``ablate`` ablated, plus the ``ablation`` head metric (one more pass per
+        head: ``ablation=False`` leaves it out) and, when something is ablated,
+        ``clean_probs`` (the unablated model's [V])."""
         info = self.store.info(run)
         cap = self.capture(run, step, prompt, ablate, mode)
         out = metrics.one_step(
@@ -190,9 +204,10 @@ class Analyzer:
             head=head[1],
             eps=info.model.ln_eps,
         )
-        out["heads"]["ablation"] = self.ablation_effects(
-            run, step, prompt, pos, target, ablate, mode
-        ).copy()
+        if ablation:
+            out["heads"]["ablation"] = self.ablation_effects(
+                run, step, prompt, pos, target, ablate, mode
+            ).copy()
         out["logit"] = float(cap.logits[0, pos, target])
         if not ablate:
             out["clean_probs"] = None

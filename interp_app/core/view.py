@@ -8,16 +8,16 @@ same code a notebook calls (``api``, over the same ``Analyzer``), cached per sel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from interp_app.core import causal
+from interp_app.core import causal, metrics
 from interp_app.core.analyzer import SPECIAL_TOKENS, Analyzer, default_target
-from interp_app.core.api import Run
 from interp_app.core.forward import Forward, compute_forward
-from interp_app.core.prompt import Prompt, window
+from interp_app.core.heads import model_components
+from interp_app.core.prompt import Prompt, display_words, window
 from interp_app.core.selection import (
     MAX_TEXT_CHARS,
     Selection,
@@ -186,48 +186,111 @@ class View:
     clean_probs: np.ndarray | None = None  # [V] before ablation (None: nothing ablated)
 
 
-def compute_view(analyzer: Analyzer, sel: Selection, src: int = 0, k: int = 8) -> View:
+def compute_view(
+    analyzer: Analyzer, sel: Selection, src: int = 0, k: int = 8, ablation: bool = False
+) -> View:
     """Kept per (selection, source): scrubbing back and forth or many sessions on one server
     ask for the same views again. The key holds only what the view reads: not the corrupted
-    prompt (the patching panel's), and the source clamped as the metrics clamp it."""
+    prompt (the patching panel's), and the source clamped as the metrics clamp it.
+
+    What does not depend on the head is computed once per (selection but the head) and the
+    head's token attributions on top (:func:`head_source_attr`): a head click costs one
+    head's product, not the step's metrics again. ``ablation``: with the ``ablation`` head
+    metric (a pass per head: only when the head grid shows it)."""
     sel, src = sel.with_(corrupt=""), min(max(src, 0), sel.pos)
-    return analyzer.memo(sel.run, ("view", sel, src, k), lambda: _view(analyzer, sel, src, k))
+    key = ("view", sel, src, k, ablation)
+    return analyzer.memo(sel.run, key, lambda: _with_head(analyzer, sel, src, k, ablation))
+
+
+def _with_head(analyzer: Analyzer, sel: Selection, src: int, k: int, ablation: bool) -> View:
+    anyhead = sel.with_(layer=0, head=0)
+    base = analyzer.memo(
+        sel.run, ("view-heads", anyhead, src, k), lambda: _view(analyzer, anyhead, src, k)
+    )
+    heads = base.metrics
+    if ablation:
+        prompt = analyzer.encode(sel.run, sel.prompt)
+        effects = analyzer.ablation_effects(
+            sel.run, sel.step, prompt, sel.pos, base.target_id, sel.ablate, sel.mode
+        )
+        heads = {**heads, "ablation": effects.copy()}
+    return replace(base, metrics=heads, source_attr=_source_attr(analyzer, sel, base))
+
+
+def _source_attr(analyzer: Analyzer, sel: Selection, base: View) -> np.ndarray:
+    """[T] the selected head's per-source attributions (zero when it is ablated: its output
+    is a constant, not a mix of sources, as ``Run.metrics`` says)."""
+    if sel.head_name in sel.ablate:
+        return np.zeros(base.length)
+    cap = analyzer.capture(
+        sel.run, sel.step, analyzer.encode(sel.run, sel.prompt), sel.ablate, sel.mode
+    )
+    params = analyzer.store.params(sel.run, sel.step)
+    return head_source_attr(cap, params, sel.layer, sel.head, sel.pos, base.target_id)[
+        : base.length
+    ]
+
+
+def head_source_attr(
+    cap: Any, params: Any, layer: int, head: int, pos: int, target: int
+) -> np.ndarray:
+    """[T] how much each source token adds to ``logit[target]`` at ``pos`` through one head,
+    in float64 numpy: ``metrics.source_attributions`` for one head, without casting the
+    whole capture (every head's values and outputs) to float64 again."""
+    weights = np.asarray(cap.patterns[0, layer, head, pos], np.float64)  # [T]
+    values = np.asarray(cap.values[0, layer, head], np.float64)  # [T, dh]
+    w_o = np.asarray(metrics.param(params, f"blocks.{layer}.attn.w_o")[head], np.float64)
+    per_source = weights[:, None] * (values @ w_o)  # [T, D]
+    centred = per_source - per_source.mean(-1, keepdims=True)
+    scale = float(cap.final_inv_std[0, pos]) * np.asarray(
+        metrics.param(params, "ln_f.scale"), np.float64
+    )
+    w_u, _ = metrics.unembedding(params, np)
+    return (centred * scale) @ np.asarray(w_u[:, target], np.float64)
 
 
 def _view(analyzer: Analyzer, sel: Selection, src: int, k: int) -> View:
-    """:meth:`Run.metrics` for the selection (a source past the query reads the query)."""
-    run = Run(analyzer, sel.run)
-    m = run.metrics(
+    """The step's metrics for the selection (a source past the query reads the query)."""
+    info = analyzer.store.info(sel.run)
+    prompt = analyzer.encode(sel.run, sel.prompt)
+    target = info.tokenizer.index[sel.target]
+    m = analyzer.step_metrics(
+        sel.run,
         sel.step,
-        sel.prompt,
-        target=sel.target,
+        prompt,
         pos=sel.pos,
+        target=target,
         head=(sel.layer, sel.head),
         src=min(max(src, 0), sel.pos),
         ablate=sel.ablate,
         mode=sel.mode,
+        ablation=False,
     )
-    n = len(m.words)
-    cap = analyzer.capture(sel.run, m.step, run.encode(sel.prompt), m.ablate, m.mode)
-    order = np.argsort(-m.probs, kind="stable")[:k]
+    n = prompt.length
+    cap = analyzer.capture(sel.run, sel.step, prompt, sel.ablate, sel.mode)
+    order = np.argsort(-m["probs"], kind="stable")[:k]
+    names, kinds = model_components(info.model)
     return View(
-        words=list(m.words),
+        words=display_words(prompt, info.tokenizer.vocab),
         length=n,
-        target_id=m.target_id,
-        vocab=run.vocab,
+        target_id=target,
+        vocab=info.tokenizer.vocab,
         pred_ids=order,
-        pred_probs=m.probs[order],
-        metrics=m.heads,
+        pred_probs=m["probs"][order],
+        metrics=m["heads"],
         patterns=np.asarray(cap.patterns[0, :, :, :n, :n]),
-        source_attr=m.token_attr,
-        comp_names=m.components,
-        comp_kinds=m.component_kinds,
-        comp_attr=m.dla,
-        logit=m.logit,
-        lens_top=m.lens_top,
-        lens_prob=m.lens_prob,
-        target_prob=m.target_prob,
-        clean_probs=m.clean_probs,
+        source_attr=m["token_attr"][:n],
+        comp_names=(
+            *names,
+            "final LN bias" + (" + unembed bias" if info.model.unembed_bias else ""),
+        ),
+        comp_kinds=(*kinds, "ln"),
+        comp_attr=np.append(m["attr"], m["ln_bias"]),
+        logit=m["logit"],
+        lens_top=m["lens_top"][:, :n],
+        lens_prob=m["lens_prob"][:, :n],
+        target_prob=float(m["probs"][target]),
+        clean_probs=m["clean_probs"],
     )
 
 

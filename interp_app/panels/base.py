@@ -23,10 +23,14 @@ Figure = dict[str, Any]  # a Plotly figure spec
 @dataclass(frozen=True)
 class Overlay:
     """A figure's title and shapes: all a step or head change alters in some panels, sent
-    as a ``dash.Patch`` instead of the whole figure."""
+    as a ``dash.Patch`` instead of the whole figure. ``sets``: other properties of the
+    figure to set, as (path, value) (a path is keys and indexes: ``("data", 0, "marker",
+    "color")``); ``extra``: values of the panel's other outputs."""
 
     title: str
     shapes: list[dict]
+    sets: tuple[tuple[tuple[Any, ...], Any], ...] = ()
+    extra: dict[Any, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,15 @@ class Context:
     def view(self) -> Any:
         from interp_app.core.view import compute_view
 
-        return compute_view(self.analyzer, self.sel, src=self.options["src"])
+        return compute_view(
+            self.analyzer, self.sel, src=self.options["src"], ablation=self.ablation
+        )
+
+    @property
+    def ablation(self) -> bool:
+        """Whether the views need the ``ablation`` head metric (a pass per head): only while
+        the head grid shows it."""
+        return self.options.get("metric") == "ablation"
 
     def view_at(self, step: int) -> Any | None:
         """The view of the same selection at another step (None: that step is unreadable)."""
@@ -156,7 +168,12 @@ class Context:
         from training.checkpoint import CheckpointError
 
         try:
-            return compute_view(self.analyzer, self.sel.with_(step=step), src=self.options["src"])
+            return compute_view(
+                self.analyzer,
+                self.sel.with_(step=step),
+                src=self.options["src"],
+                ablation=self.ablation,
+            )
         except CheckpointError:
             self.unreadable.add(step)
             return None

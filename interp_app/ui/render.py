@@ -68,6 +68,11 @@ def as_patch(overlay: Overlay) -> Patch:
     p = Patch()
     p["layout"]["title"]["text"] = overlay.title
     p["layout"]["shapes"] = overlay.shapes
+    for path, value in overlay.sets:
+        node = p
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
     return p
 
 
@@ -84,7 +89,7 @@ def update_panel(panel: Panel, context: Context, prints: dict[str, str], before:
         overlay = panel.overlay(context)
         if overlay is None:
             return {}, None
-        return {panel.figure: as_patch(overlay)}, [depends, marks]
+        return {**overlay.extra, panel.figure: as_patch(overlay)}, [depends, marks]
     return {}, before
 
 
