@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from interp_app.panels import (
     attention,
+    compare_runs,
+    composition,
     controls,
     forward3d,
     head_grid,
+    induction,
     logit_lens,
     loss,
     multiples,
@@ -32,6 +35,9 @@ REGISTRY: tuple[Panel, ...] = (
     multiples.PANEL,
     timelines.HEADS,
     timelines.PREDICTION,
+    induction.PANEL,
+    composition.PANEL,
+    compare_runs.PANEL,
     token_attributions.PANEL,
     patching.PANEL,
     residual.PANEL,

@@ -10,8 +10,10 @@ import numpy as np
 from dash import dcc, html
 
 from interp_app.core.heads import METRICS, head_name
+from interp_app.core.induction_views import HEAD_METRICS
 from interp_app.core.selection import Selection, as_int
 from interp_app.panels.base import ClientHop, Context, Event, Option, Panel, Raw, one_of, toggled
+from interp_app.panels.induction_metrics import head_metric, heldout_view
 from interp_app.panels.plotting import Figure, figure, frame, scale
 from interp_app.ui import ids
 from interp_app.ui.components import column, graph, hint
@@ -57,7 +59,7 @@ def head_grid_figure(
         "colorbar": {"thickness": 10},
     }
     _colours(heat, values, metric, base is not None)
-    what = METRICS[metric]
+    what = HEAD_METRICS[metric]
     if base is not None:
         what = f"change in {what}, step {base_step} → {sel.step}"
     return figure(
@@ -70,11 +72,12 @@ def head_grid_figure(
 
 
 def draw(ctx: Context) -> dict[Any, Any]:
-    sel, view, compare = ctx.sel, ctx.view, ctx.options["compare"]
+    sel, view, compare = ctx.sel, heldout_view(ctx, ctx.view, ctx.sel.step), ctx.options["compare"]
     base = ctx.view_at(compare) if compare is not None and compare != sel.step else None
+    base = heldout_view(ctx, base, compare)  # an induction run's held-out metrics too
     out: dict[Any, Any] = {
         PANEL.figure: head_grid_figure(
-            view, sel, ctx.options["metric"], base, compare if base is not None else None
+            view, sel, head_metric(ctx), base, compare if base is not None else None
         ),
         (ids.ABLATE_BUTTON, "children"): (
             f"Restore {sel.head_name}" if sel.head_name in sel.ablate else f"Ablate {sel.head_name}"
@@ -169,7 +172,7 @@ PANEL = Panel(
         "mode": Event(ids.ABLATE_MODE, "value", pick_mode),
     },
     options={
-        "metric": Option((ids.METRIC_PICKER, "value"), one_of(METRICS, "dla")),
+        "metric": Option((ids.METRIC_PICKER, "value"), one_of(HEAD_METRICS, "dla")),
         "src": Option((ids.SOURCE_PICKER, "value"), clean_source),
     },
     clientside=(ClientHop("gridClick", (ids.GRID_CLICK, "data"), (ids.HEAD_GRID, "clickData")),),

@@ -8,9 +8,11 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import dcc
 
-from interp_app.core.heads import METRICS, head_name, parse_head
+from interp_app.core.heads import head_name, parse_head
+from interp_app.core.induction_views import HEAD_METRICS
 from interp_app.core.selection import Selection
 from interp_app.panels.base import Context, Option, Panel, first_point, on_click, one_of
+from interp_app.panels.induction_metrics import head_metric, metric_series
 from interp_app.panels.plotting import (
     HIGHLIGHT,
     Figure,
@@ -117,7 +119,7 @@ def sparkline_figure(steps: list[int], values: Any, name: str, metric: str) -> F
     }
     return figure(
         [line],
-        f"{name}: {METRICS[metric]} over training",
+        f"{name}: {HEAD_METRICS[metric]} over training",
         150,
         margin={"l": 40, "r": 10, "t": 30, "b": 20},
         xaxis={"showticklabels": False},
@@ -130,11 +132,11 @@ def hovered_sparkline(ctx: Context, hover: Any) -> Figure:
     name = point.get("customdata") if point else None
     name = name if isinstance(name, str) else ctx.sel.head_name
     parsed = parse_head(name, ctx.model.n_layers, ctx.model.n_heads)
-    steps, values = ctx.timeline
-    if not steps or parsed is None:
+    metric = head_metric(ctx)
+    steps, values, _ = metric_series(ctx, metric)
+    if values is None or parsed is None:
         return message_figure("", 150)
-    series = values[ctx.options["metric"]][:, parsed[0], parsed[1]]
-    return sparkline_figure(steps, series, name, ctx.options["metric"])
+    return sparkline_figure(steps, values[:, parsed[0], parsed[1]], name, metric)
 
 
 def draw(ctx: Context) -> dict[Any, Figure]:

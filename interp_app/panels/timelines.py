@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from interp_app.core.heads import METRICS, head_name
+from interp_app.core.heads import head_name
+from interp_app.core.induction_views import HEAD_METRICS
 from interp_app.core.selection import Selection, as_int
 from interp_app.panels.base import Context, Overlay, Panel, Raw, nearest_step, on_click
+from interp_app.panels.induction_metrics import head_metric, metric_series
 from interp_app.panels.plotting import (
     HIGHLIGHT,
     Figure,
@@ -33,20 +35,20 @@ def head_names(values: np.ndarray) -> list[str]:
 
 
 def head_timeline_overlay(
-    steps: list[int], names: list[str], sel: Selection, metric: str
+    steps: list[int], names: list[str], sel: Selection, metric: str, on: str | None = None
 ) -> tuple[str, list[dict]]:
-    """Title and marks (selected step, framed head row): all a step or head change alters."""
+    """Title and marks (selected step, framed head row): all a step or head change alters.
+    ``on``: what the metric is measured on (default: the selection's target and query)."""
     row = names.index(sel.head_name) if sel.head_name in names else 0
     shapes = [frame(-0.5, len(steps) - 0.5, row - 0.5, row + 0.5), *step_marker(steps, sel.step)]
-    title = (
-        f"Head timeline: {METRICS[metric]} for {sel.target!r} at {sel.pos} — "
-        f"selected {sel.head_name} at step {sel.step}"
-    )
+    on = f"for {sel.target!r} at {sel.pos}" if on is None else on
+    what = f"{HEAD_METRICS[metric]} {on}".strip()
+    title = f"Head timeline: {what} — selected {sel.head_name} at step {sel.step}"
     return title, shapes
 
 
 def head_timeline_figure(
-    steps: list[int], values: np.ndarray, sel: Selection, metric: str
+    steps: list[int], values: np.ndarray, sel: Selection, metric: str, on: str | None = None
 ) -> Figure:
     """One row per head, one column per checkpoint; click a cell to go to that step and head."""
     names = head_names(values)
@@ -65,7 +67,7 @@ def head_timeline_figure(
         heat.update(colorscale=scale("RdBu"), zmid=0, zmin=-zmax, zmax=zmax)
     else:
         heat.update(colorscale=scale("Blues"), zmin=0)
-    title, shapes = head_timeline_overlay(steps, names, sel, metric)
+    title, shapes = head_timeline_overlay(steps, names, sel, metric, on)
     return figure(
         [heat],
         title,
@@ -122,19 +124,19 @@ def prediction_timeline_figure(
 
 
 def draw_heads(ctx: Context) -> dict[Any, Figure]:
-    steps, values = ctx.timeline
-    if not steps:
+    metric = head_metric(ctx)
+    steps, values, on = metric_series(ctx, metric)
+    if values is None:
         return {}
-    metric = ctx.options["metric"]
-    return {HEADS.figure: head_timeline_figure(steps, values[metric], ctx.sel, metric)}
+    return {HEADS.figure: head_timeline_figure(steps, values, ctx.sel, metric, on)}
 
 
 def overlay_heads(ctx: Context) -> Overlay | None:
-    steps, values = ctx.timeline
-    if not steps:
+    metric = head_metric(ctx)
+    steps, values, on = metric_series(ctx, metric)
+    if values is None:
         return None
-    names = head_names(values["dla"])
-    return Overlay(*head_timeline_overlay(steps, names, ctx.sel, ctx.options["metric"]))
+    return Overlay(*head_timeline_overlay(steps, head_names(values), ctx.sel, metric, on))
 
 
 def draw_prediction(ctx: Context) -> dict[Any, Figure]:

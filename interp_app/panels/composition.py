@@ -1,0 +1,138 @@
+"""The composition view: how much each head of the earlier layers writes into what a head of
+a later layer reads, as its query (Q), its key (K) or its value (V) (Elhage et al. 2021),
+from the selected step's weights; it follows the step slider and the selected head.
+
+An induction head is K-composition made visible: a previous-token head in layer 0 writes
+"the token before me" into the keys a layer-1 head matches its query against. Any run with
+two or more layers has these scores (they need no data); a one-layer run says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from interp_app.core.heads import head_name
+from interp_app.core.induction_views import KINDS, composition_at
+from interp_app.panels.base import Context, Panel, Raw, on_click
+from interp_app.panels.induction import lab_column
+from interp_app.panels.plotting import Figure, figure, frame, message_figure, scale
+from interp_app.ui.components import graph, hint
+
+COMPOSITION = "composition"
+COMPOSITION_COLUMN = "composition-column"
+KIND_NAMES = {"Q": "Q: writes the query", "K": "K: writes the key", "V": "V: writes the value"}
+HINT = (
+    "Rows: every head of the earlier layers (the writer, through its OV circuit); columns: the "
+    "later layer's heads (the reader, through its QK or OV circuit). Score "
+    "‖W_OV·W_QK‖/(‖W_OV‖‖W_QK‖) and alike, 0 to 1, each layer's LayerNorm folded in, no "
+    "random baseline subtracted. Select a head of a later layer to see what composes into it; "
+    "a click on a cell selects its column's head."
+)
+
+
+def later_layer(layer: int, n_layers: int) -> int:
+    """The reading layer shown: the selected head's, or layer 1 when a layer-0 head is."""
+    return min(max(layer, 1), n_layers - 1)
+
+
+def composition_figure(
+    scores: np.ndarray, later: int, n_heads: int, selected: tuple[int, int], step: int
+) -> Figure:
+    """[3, rows, H] scores as three heatmaps (Q, K, V) on one colour scale, the selected
+    head's row or column framed in each."""
+    rows = [head_name(i // n_heads, i % n_heads) for i in range(scores.shape[1])]
+    cols = [head_name(later, h) for h in range(n_heads)]
+    top = float(np.nanmax(scores)) if scores.size else 1.0
+    gap, width = 0.06, (1 - 0.12) / 3
+    data, axes, shapes, notes = [], {}, [], []
+    for k, kind in enumerate(KINDS):
+        suffix = "" if k == 0 else str(k + 1)
+        small = scores.shape[1] * n_heads <= 64
+        data.append(
+            {
+                "type": "heatmap",
+                "z": scores[k],
+                "x": cols,
+                "y": rows,
+                "customdata": [cols] * len(rows),
+                "zmin": 0,
+                "zmax": top or 1.0,
+                "colorscale": scale("Blues"),
+                "showscale": k == 2,
+                "colorbar": {"thickness": 10},
+                "hovertemplate": f"{kind}: %{{y}} → %{{x}}: %{{z:.3f}}<extra></extra>",
+                "xaxis": f"x{suffix}",
+                "yaxis": f"y{suffix}",
+                **({"texttemplate": "%{z:.2f}"} if small else {}),
+            }
+        )
+        x0 = k * (width + gap)
+        axes[f"xaxis{suffix}"] = {"domain": [x0, x0 + width], "anchor": f"y{suffix}"}
+        axes[f"yaxis{suffix}"] = {
+            "anchor": f"x{suffix}",
+            "autorange": "reversed",
+            "showticklabels": k == 0,
+        }
+        notes.append(
+            {
+                "text": KIND_NAMES[kind],
+                "x": x0 + width / 2,
+                "y": 1.0,
+                "xref": "paper",
+                "yref": "paper",
+                "yanchor": "bottom",
+                "showarrow": False,
+            }
+        )
+        shapes += _marks(selected, later, n_heads, len(rows), suffix)
+    name = head_name(*selected)
+    return figure(
+        data,
+        f"Composition into layer {later} at step {step} — selected {name}",
+        max(260, 120 + 22 * len(rows)),
+        shapes=shapes,
+        annotations=notes,
+        margin={"l": 60, "r": 20, "t": 70, "b": 40},
+        **axes,
+    )
+
+
+def _marks(selected: tuple[int, int], later: int, n_heads: int, n_rows: int, suffix: str):
+    """The selected head's column (a head of the later layer) or row (an earlier one)."""
+    layer, head = selected
+    x, y = f"x{suffix}", f"y{suffix}"
+    if layer == later:
+        return [frame(head - 0.5, head + 0.5, -0.5, n_rows - 0.5, x, y)]
+    row = layer * n_heads + head
+    return [frame(-0.5, n_heads - 0.5, row - 0.5, row + 0.5, x, y)] if row < n_rows else []
+
+
+def draw(ctx: Context) -> dict[Any, Figure]:
+    model, sel = ctx.model, ctx.sel
+    if model.n_layers < 2:
+        text = "One layer: no head of a later layer reads what another head writes."
+        return {PANEL.figure: message_figure(text, 160)}
+    later = later_layer(sel.layer, model.n_layers)
+    scores = composition_at(ctx.analyzer, sel.run, sel.step, later)
+    fig = composition_figure(scores, later, model.n_heads, (sel.layer, sel.head), sel.step)
+    return {PANEL.figure: fig}
+
+
+def click(point: dict[str, Any], raw: Raw, steps: list[int]) -> Raw | None:
+    """A cell selects its column's head (the reader)."""
+    name = point.get("customdata")
+    return {**raw, "head": name} if isinstance(name, str) else None  # resolve checks it
+
+
+PANEL = Panel(
+    name="composition",
+    layout=lambda: lab_column(
+        COMPOSITION_COLUMN, "Composition between heads", [graph(COMPOSITION, 300), hint(HINT)], 6
+    ),
+    outputs=((COMPOSITION, "figure"),),
+    depends=frozenset({"run", "step", "layer", "head", "listing"}),
+    draw=draw,
+    events={"click": on_click(click, COMPOSITION)},
+)
