@@ -75,6 +75,7 @@ def create_app(
     register_3d(app, analyzer)
     app.server.config["CALLBACK_SHAPES"] = callback_shapes(app)
     app.server.config["ANALYZER"] = analyzer
+    app.server.config["JOB_MANAGER"] = manager
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES  # larger bodies get a 413
     app.server.before_request(refuse_malformed_callbacks)
     if compute_slots is not None:

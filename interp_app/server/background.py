@@ -23,7 +23,7 @@ from typing import Any
 
 from dash import CeleryManager, DiskcacheManager
 
-from interp_app.core.jobs import SYNC_WORK
+from interp_app.core.jobs import PART_STEPS, SYNC_WORK
 from interp_app.core.results import DiskResults, RedisResults, ResultCache
 
 VISIBILITY_SECONDS = 3600  # a job unacknowledged this long (its worker died) runs again
@@ -38,12 +38,14 @@ class JobSettings:
     """``INTERP_REDIS_URL`` (empty: one machine), ``INTERP_JOB_CACHE`` (the folder of the
     one-machine result cache), ``INTERP_SYNC_WORK`` (timelines with more work than this go
     to the background; 0: all of them), ``INTERP_JOB_VISIBILITY`` (seconds before a lost
-    worker's job is handed to another worker)."""
+    worker's job is handed to another worker), ``INTERP_JOB_PART_STEPS`` (at most this
+    many steps computed per part: each part is stored and drawn as it is done)."""
 
     redis_url: str = ""
     cache_dir: str = ""
     sync_work: float = SYNC_WORK
     visibility: int = VISIBILITY_SECONDS
+    part_steps: int = PART_STEPS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> JobSettings:
@@ -51,15 +53,22 @@ class JobSettings:
         try:
             sync_work = float(env.get("INTERP_SYNC_WORK", SYNC_WORK))
             visibility = int(env.get("INTERP_JOB_VISIBILITY", VISIBILITY_SECONDS))
+            part_steps = int(env.get("INTERP_JOB_PART_STEPS", PART_STEPS))
         except ValueError as err:
-            raise ValueError(f"INTERP_SYNC_WORK or INTERP_JOB_VISIBILITY: {err}") from None
-        if not sync_work >= 0 or visibility < 1:
-            raise ValueError("INTERP_SYNC_WORK must be >= 0 and INTERP_JOB_VISIBILITY >= 1")
+            raise ValueError(
+                f"INTERP_SYNC_WORK, _JOB_VISIBILITY or _JOB_PART_STEPS: {err}"
+            ) from None
+        if not sync_work >= 0 or visibility < 1 or part_steps < 1:
+            raise ValueError(
+                "INTERP_SYNC_WORK must be >= 0, INTERP_JOB_VISIBILITY and "
+                "INTERP_JOB_PART_STEPS >= 1"
+            )
         return cls(
             redis_url=env.get("INTERP_REDIS_URL", "").strip(),
             cache_dir=env.get("INTERP_JOB_CACHE", "").strip() or default_cache_dir(),
             sync_work=sync_work,
             visibility=visibility,
+            part_steps=part_steps,
         )
 
     @property
@@ -73,8 +82,9 @@ class Place:
 
     root: str
     results: str  # "disk:<folder>" or a redis:// URL
+    part_steps: int = PART_STEPS
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -155,7 +165,7 @@ def with_place(args: Any, place: Place) -> dict[str, Any]:
 
 def job_manager(root: str | Path, settings: JobSettings) -> tuple[Any, ResultCache]:
     """(the Dash background-callback manager, the shared result cache) for this server."""
-    place = Place(str(root), settings.results_spec)
+    place = Place(str(root), settings.results_spec, settings.part_steps)
     if settings.redis_url:
         celery = make_celery(settings.redis_url, settings.visibility)
         return PlacedCeleryManager(celery, place), results_at(place.results)

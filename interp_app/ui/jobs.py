@@ -146,7 +146,7 @@ def percent(done: int, total: int) -> int:
     return round(100 * done / total) if total else 100
 
 
-def timeline_job(set_progress, request: Any, resume: Any, place: dict[str, str]) -> dict:
+def timeline_job(set_progress, request: Any, resume: Any, place: dict[str, Any]) -> dict:
     """The background callback: fill the shared cache with the request's missing steps,
     reporting after each part. ``place`` (root, result cache) comes from the server."""
     from interp_app.server.background import results_at
@@ -163,7 +163,8 @@ def timeline_job(set_progress, request: Any, resume: Any, place: dict[str, str])
         label = f"{done} of {total} steps"
         set_progress([percent(done, total), label, {"key": key, "done": done, "total": total}])
 
-    done, total = fill_timeline(analyzer, results_at(place["results"]), query, report)
+    results = results_at(place["results"])
+    done, total = fill_timeline(analyzer, results, query, report, place["part_steps"])
     seconds = round(time.monotonic() - started, 1)
     return {"key": key, "state": "finished", "done": done, "total": total, "seconds": seconds}
 
@@ -220,7 +221,7 @@ def redraw_from_job(analyzer: Any, value: Any, current: Any, raw_options: dict, 
     if key is None or key != current_key(analyzer, current, raw_options):
         return None
     if not isinstance(rendered, dict):
-        return rendered
+        return {}
     panels = {k: v for k, v in rendered.get("panels", {}).items() if k not in TIMELINE_PANELS}
     return {**rendered, "panels": panels}
 

@@ -1,0 +1,211 @@
+"""The team deployment's background jobs for real: a Redis server, Celery workers started as
+``celery -A interp_app.worker worker`` (the compose ``worker`` service's command), and the
+app's background callback driven through Dash's HTTP protocol. A worker killed mid-job
+never leaves the page hanging: the job runs again and finishes, skipping the steps the lost
+worker had already stored."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import redis
+
+from interp_app.core.analyzer import Analyzer
+from interp_app.core.store import RunStore
+from interp_app.server.app import create_app
+from interp_app.server.background import JobSettings
+from interp_app.ui.jobs import request_query
+from tests.background_client import BackgroundClient
+from tests.browser import free_port
+from tests.dash_client import DashClient
+from tests.external_runs import write_run
+from training import checkpoint as ckpt
+from training.model.config import ModelConfig
+from training.model.gpt import init_params
+from training.model.params import flat_params
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+# Big enough that one step of a timeline takes a visible moment (16 heads ablated in turn).
+CONFIG = ModelConfig(vocab_size=300, n_layers=4, n_heads=4, d_model=128, d_mlp=512, context=64)
+STEPS = tuple(range(0, 400, 10))  # 40 checkpoints, one per part: 40 progress reports
+PROMPT = "the cat sat on the mat and the dog sat on the log"
+
+
+def write_big_run(root: Path) -> None:
+    """A run of random weights (one initialisation, scaled differently at each step)."""
+    run = write_run(root, "mid", "bytes", CONFIG, prompt=PROMPT, corrupt=PROMPT[::-1])
+    base = {k: np.asarray(v) for k, v in flat_params(init_params(CONFIG, seed=0)[1]).items()}
+    for i, step in enumerate(STEPS):
+        if (ckpt.step_dir(run, step)).exists():
+            continue
+        params = {k: v * (1.0 + 0.05 * i) for k, v in base.items()}
+        ckpt.save_step(run, step, params, {"step": step, "valid_loss": None})
+
+
+@pytest.fixture(scope="module")
+def big_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("celery-root")
+    write_big_run(root)
+    return root
+
+
+@contextmanager
+def redis_server(folder: Path):
+    if not os.path.exists(REDIS_SERVER):
+        advice = "no redis-server: install it with `apt-get install redis-server`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(advice)
+        pytest.skip(advice)
+    port = free_port()
+    argv = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "no", "--dir", str(folder)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0", client
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def start_worker(root: Path, url: str, log: Path, visibility: int = 3600) -> subprocess.Popen:
+    """``celery -A interp_app.worker worker``, one pool process, as the compose service."""
+    env = {
+        **os.environ,
+        "INTERP_ROOT": str(root),
+        "INTERP_REDIS_URL": url,
+        "INTERP_JOB_VISIBILITY": str(visibility),
+    }
+    celery = str(Path(sys.executable).parent / "celery")
+    argv = [celery, "-A", "interp_app.worker", "worker", "--concurrency", "1"]
+    argv += ["--loglevel", "INFO", "--without-mingle", "--without-gossip"]
+    with open(log, "a") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
+
+
+def wait_ready(log: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while "ready." not in log.read_text():
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def stored_steps(client: redis.Redis) -> int:
+    return sum(1 for _ in client.scan_iter("interp:timeline:*"))
+
+
+def wait_for_steps(client: redis.Redis, at_least: int, timeout: float = 180) -> int:
+    deadline = time.monotonic() + timeout
+    while (n := stored_steps(client)) < at_least:
+        assert time.monotonic() < deadline, f"only {n} steps stored"
+        time.sleep(0.02)
+    return n
+
+
+def expected_timeline(root: Path, request: dict):
+    analyzer = Analyzer(RunStore(root))
+    query, _ = request_query(analyzer, request)
+    assert query is not None
+    return analyzer.timeline(
+        query.run, query.prompt, query.pos, query.target, query.src, query.ablate, query.mode
+    )
+
+
+def page(root: Path, url: str):
+    """The app (in process, as a gunicorn worker would run it) and the job's request."""
+    app = create_app(root, jobs=JobSettings(redis_url=url, sync_work=0, part_steps=1))
+    client = DashClient(app)
+    out = client.select(None, search="?run=mid")
+    request = out["job-request"]["data"]
+    assert request["total"] == len(STEPS) and request["done"] == 0
+    placeholder = out["head-timeline"]["figure"]["layout"]["annotations"][0]["text"]
+    assert "background" in placeholder
+    return app, client, out, request
+
+
+def test_a_job_whose_worker_process_is_killed_runs_again_and_finishes(big_root, tmp_path):
+    """SIGKILL the pool process computing the job: Celery requeues it (``acks_late``,
+    ``reject_on_worker_lost``), a new pool process finishes it from the stored steps, and
+    the page gets the finished timeline, equal to the one computed in one go."""
+    log = tmp_path / "worker.log"
+    with redis_server(tmp_path) as (url, client):
+        worker = start_worker(big_root, url, log)
+        try:
+            wait_ready(log, worker)
+            app, dash, out, request = page(big_root, url)
+            jobs = BackgroundClient(dash)
+            body = jobs.body("job-done.data", {"job-request.data": request}, ["job-request.data"])
+            handles = jobs.start(body)
+            before = wait_for_steps(client, 1)
+            pool = psutil.Process(worker.pid).children()
+            assert len(pool) == 1
+            pool[0].kill()  # the process running the job, mid-job
+            assert before < len(STEPS)
+            deadline = time.monotonic() + 300
+            response = None
+            while response is None:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                _, response = jobs.poll(body, handles)
+                time.sleep(0.3)
+            done = response["job-done"]["data"]
+            assert (done["state"], done["done"], done["total"]) == ("finished", 40, 40)
+            assert stored_steps(client) == len(STEPS)
+        finally:
+            stop(worker)
+        text = log.read_text()
+        assert "WorkerLostError" in text or "exited prematurely" in text
+        assert text.count(" received") == 2  # once, then again after the loss
+
+        # the page draws the finished timeline from Redis, as computed in one go
+        tick = {"job-tick.data": done}
+        states = {
+            "selection.data": out["selection"]["data"],
+            "rendered.data": out["rendered"]["data"],
+            "job-request.data": request,
+        }
+        drawn = dash.call("selection.data", tick, ["job-tick.data"], states)
+        assert set(drawn) == {"head-timeline", "prediction-timeline", "rendered", "listing"}
+        heat = drawn["head-timeline"]["figure"]["data"][0]
+        assert len(heat["x"]) == len(STEPS)
+        steps, values, bad = app.server.config["ANALYZER"].timeline(*_query_args(app, request))
+        want_steps, want, want_bad = expected_timeline(big_root, request)
+        assert steps == want_steps == list(STEPS) and bad == want_bad == []
+        for name, array in want.items():
+            scale = float(np.abs(array).max()) or 1.0
+            np.testing.assert_allclose(values[name], array, rtol=1e-4, atol=1e-5 * scale)
+
+
+def _query_args(app, request: dict) -> tuple:
+    query, _ = request_query(app.server.config["ANALYZER"], request)
+    assert query is not None
+    return (query.run, query.prompt, query.pos, query.target, query.src, query.ablate, query.mode)
