@@ -19,6 +19,9 @@ splits, ``causal`` ablation and patching)::
     run.ablate(10_000, "i like spicy so i like", ["L1H0"], target="chili").target_prob
     run.patch(10_000, "i like spicy so i like", "i like sweet so i like", target="chili").heads
     run.timeline("i like spicy so i like", target="chili").heads["dla"]  # [S, L, H] over steps
+    c = run.circuits("i like spicy so i like", "i like sweet so i like", target="chili")
+    c.edges, c.exact, c.eap_ig                  # edge names [E]; scores [S, E] over steps
+    c.spearman("eap_ig"), c.recovered("exact")  # [S]; [S, E+1] faithfulness
 
 Conventions: ``T`` is the prompt's real tokens (padding is never shown: attention is causal,
 so no real position sees it), ``pos`` the predicting position (default: the last), ``L``
@@ -48,6 +51,8 @@ import numpy as np
 from interp_app.core import causal
 from interp_app.core.analyzer import Analyzer
 from interp_app.core.checks import CheckedRun
+from interp_app.core.circuits import IG_STEPS
+from interp_app.core.circuits_record import Circuits
 from interp_app.core.export import FORMAT, TENSORS, Export, export, export_header, tensor_table
 from interp_app.core.heads import METRICS, head_name, model_components
 from interp_app.core.prompt import Prompt, display_words
@@ -63,6 +68,7 @@ __all__ = [
     "TENSORS",
     "Ablation",
     "CheckpointError",
+    "Circuits",
     "Export",
     "Metrics",
     "Patching",
@@ -299,6 +305,46 @@ class Run(CheckedRun):
             src=src,
             ablate=heads,
             mode=mode,
+        )
+
+    def circuits(
+        self,
+        prompt: str | Prompt | None = None,
+        corrupt: str | Prompt | None = None,
+        *,
+        target: str | None = None,
+        answer: str | None = None,
+        pos: int | None = None,
+        metric: str | None = None,
+        sequences: int = 32,
+        ig_steps: int = IG_STEPS,
+    ) -> Circuits:
+        """Edge scores of the circuit graph at every step (``circuits_graph``: embeddings,
+        heads with q/k/v inputs apart, MLPs, logits): exact path patching, EAP and EAP-IG
+        (``ig_steps`` points), and the faithfulness curves, in one vectorised pass.
+
+        ``metric`` ``logit_diff`` (the default; prompts default to the run's, as the
+        patching panel's pair; ``target``/``answer`` as :meth:`patch`, but both fixed at
+        the latest step) or ``repeat_loss`` (the default for an induction run: the loss on
+        the repeated part of its first ``sequences`` held-out sequences)."""
+        from interp_app.core import circuits_run
+        from interp_app.core.selection import run_prompts
+
+        induction = isinstance(self.info.meta.get("induction"), dict)
+        metric = metric or ("repeat_loss" if induction and prompt is None else "logit_diff")
+        if metric == "repeat_loss":
+            return circuits_run.induction_circuits(self, sequences, ig_steps)
+        if metric != "logit_diff":
+            raise ValueError(f"metric {metric!r} is not 'logit_diff' or 'repeat_loss'")
+        default, default_corrupt = run_prompts(self.info.meta)
+        return circuits_run.logit_diff_circuits(
+            self,
+            default if prompt is None else prompt,
+            default_corrupt if corrupt is None else corrupt,
+            target=target,
+            answer=answer,
+            pos=pos,
+            ig_steps=ig_steps,
         )
 
     def export(
