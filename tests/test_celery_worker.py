@@ -29,6 +29,7 @@ from tests.background_client import BackgroundClient
 from tests.browser import free_port
 from tests.dash_client import DashClient
 from tests.external_runs import write_run
+from tests.test_deploy import COMPOSE, interpolate
 from training import checkpoint as ckpt
 from training.model.config import ModelConfig
 from training.model.gpt import init_params
@@ -88,16 +89,15 @@ def redis_server(folder: Path):
 
 
 def start_worker(root: Path, url: str, log: Path, visibility: int = 3600) -> subprocess.Popen:
-    """``celery -A interp_app.worker worker``, one pool process, as the compose service."""
+    """The compose ``worker`` service's command (one pool process) and environment."""
     env = {
         **os.environ,
         "INTERP_ROOT": str(root),
         "INTERP_REDIS_URL": url,
         "INTERP_JOB_VISIBILITY": str(visibility),
     }
-    celery = str(Path(sys.executable).parent / "celery")
-    argv = [celery, "-A", "interp_app.worker", "worker", "--concurrency", "1"]
-    argv += ["--loglevel", "INFO", "--without-mingle", "--without-gossip"]
+    argv = [interpolate(part, {}) for part in COMPOSE["services"]["worker"]["command"]]
+    argv[0] = str(Path(sys.executable).parent / argv[0])  # the compose command, this venv's
     with open(log, "a") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
 

@@ -87,6 +87,30 @@ def test_compose_and_env_example_agree():
     assert COMPOSE["services"]["train"]["profiles"] == ["train"]
 
 
+def test_compose_runs_scalable_celery_workers_on_the_apps_redis():
+    """``docker compose up --scale worker=N``: the worker service publishes no port and has no
+    fixed name; it runs the Celery entry point over the same checkpoints (read-only) and the
+    same Redis as the app, which is both the queue and the shared result cache."""
+    services = COMPOSE["services"]
+    app, worker, redis = services["app"], services["worker"], services["redis"]
+    command = [interpolate(part, {}) for part in worker["command"]]
+    assert command[:4] == ["celery", "-A", "interp_app.worker", "worker"]
+    assert "--concurrency=1" in command
+    assert "ports" not in worker and "container_name" not in worker
+    url = "redis://redis:6379/0"
+    assert (
+        app["environment"]["INTERP_REDIS_URL"] == worker["environment"]["INTERP_REDIS_URL"] == url
+    )
+    assert app["environment"]["INTERP_ROOT"] == worker["environment"]["INTERP_ROOT"]
+    assert worker["volumes"] == [app["volumes"][0]] and worker["volumes"][0].endswith(":ro")
+    assert worker["image"] == app["image"]
+    for service in (app, worker):
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+    # only expiring keys (results) are evicted at the cap, never the queue's
+    assert redis["command"][redis["command"].index("--maxmemory-policy") + 1] == "volatile-lru"
+    assert "ports" not in redis  # reachable only inside the compose network
+
+
 def test_dockerfile_runs_gunicorn_as_a_user_with_a_health_check():
     stages = (REPO / "Dockerfile").read_text().split("\nFROM ")
     final = stages[-1]

@@ -43,6 +43,7 @@ def create_app(
     users: dict[str, str] | UsersFile | None = None,
     compute_slots: int | None = None,
     jobs: JobSettings | None = None,
+    cache_mb: int | None = None,
 ) -> Dash:
     """Everything is served by the app itself (Plotly JS, Bootstrap CSS): works offline.
 
@@ -52,12 +53,17 @@ def create_app(
     given, every route but ``/healthz`` asks for them.
     ``compute_slots``: callbacks computing at once (the served app: ``--threads``); the
     rest wait on spare threads, so light requests never queue behind them.
+    ``cache_mb``: the parameter cache's bound in MB (None: the store's default).
     ``jobs``: where background jobs run and keep results (default: ``INTERP_*`` variables,
     see ``server.background``; one machine unless ``INTERP_REDIS_URL`` is set).
     """
     jobs = JobSettings.from_env() if jobs is None else jobs
     manager, results = job_manager(root, jobs)
-    store = RunStore(root, param_cache=param_cache)
+    store = (
+        RunStore(root, param_cache=param_cache)
+        if cache_mb is None
+        else RunStore(root, param_cache=param_cache, cache_bytes=cache_mb * 1024 * 1024)
+    )
     analyzer = JobAnalyzer(store, results, sync_work=jobs.sync_work)
     app = Dash(
         __name__,
@@ -107,6 +113,7 @@ def app_from_settings(settings: Settings) -> Dash:
         warm=True,
         users=users,
         compute_slots=settings.threads,
+        cache_mb=settings.cache_mb,
     )
 
 
