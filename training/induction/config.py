@@ -30,12 +30,13 @@ class InductionConfig(ConfigDict):
     d_model: int = 64
     n_heads: int = 2
     n_layers: int = 2
-    steps: int = 1500
+    steps: int = 800
     batch_size: int = 64
     lr: float = 1e-3
-    weight_decay: float = 0.01
+    weight_decay: float = 1e-4
+    repeat_weight: float = 5.0
     init_std: float = 0.02
-    tied: bool = True
+    tied: bool = False
     dense_every: int = 10
     dense_until: int = 600
     save_every: int = 50

@@ -32,13 +32,14 @@ from jax.sharding import Mesh, PartitionSpec
 from training import checkpoint as ckpt
 from training.induction.config import InductionConfig
 from training.induction.data import heldout, repeated_mask, sample
+from training.induction.loss import position_weights, weighted_cross_entropy
 from training.model.gpt import init_params
 from training.model.params import abstract_model, flat_params
 from training.prepare import TrainError, check_run_name, prepare_run
 from training.resume import open_run
 from training.run_meta import external_metadata
 from training.run_writer import write_errors
-from training.steps import data_mesh, replicate, sequence_loss
+from training.steps import data_mesh, replicate
 
 SOURCE = "interp-train --task induction"
 
@@ -68,26 +69,32 @@ def run_metadata(cfg: InductionConfig, seed: int, seeds: Sequence[int]) -> dict[
     return meta
 
 
-def seed_gradients(graphdef: nnx.GraphDef, unravel: Callable, mesh: Mesh | None) -> Callable:
-    """(flat [S, P], batch [S, B, T+1]) -> (loss [S], gradient [S, P]); with a mesh each
-    device takes its half of every seed's batch, and one all-reduce averages the halves."""
+def seed_gradients(
+    graphdef: nnx.GraphDef, unravel: Callable, cfg: InductionConfig, mesh: Mesh | None
+) -> Callable:
+    """(flat [S, P], batch [S, B, T+1], lengths [S, B]) -> (loss [S], gradient [S, P]): the
+    loss weights the repeated part ``cfg.repeat_weight`` times (``training.induction.loss``);
+    with a mesh each device takes its half of every seed's batch, and one all-reduce
+    averages the halves."""
 
-    def loss(flat: jax.Array, batch: jax.Array) -> jax.Array:
-        return sequence_loss(graphdef, unravel(flat), batch)
+    def loss(flat: jax.Array, batch: jax.Array, lengths: jax.Array) -> jax.Array:
+        logits = nnx.merge(graphdef, unravel(flat))(batch[:, :-1])
+        weights = position_weights(lengths, cfg.context, cfg.repeat_weight)
+        return weighted_cross_entropy(logits, batch[:, 1:], weights)
 
     grads = jax.vmap(jax.value_and_grad(loss))
     if mesh is None:
         return grads
     n = mesh.devices.size
 
-    def shard(flat: jax.Array, batch: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def shard(flat: jax.Array, batch: jax.Array, lengths: jax.Array) -> tuple[jax.Array, jax.Array]:
         flat = jax.lax.pcast(flat, "data", to="varying")  # else one all-reduce per use
-        value, grad = grads(flat, batch)
+        value, grad = grads(flat, batch, lengths)
         return jax.lax.psum(value, "data") / n, jax.lax.psum(grad, "data") / n
 
     replicated, split = PartitionSpec(), PartitionSpec(None, "data")
     return jax.shard_map(
-        shard, mesh=mesh, in_specs=(replicated, split), out_specs=(replicated, replicated)
+        shard, mesh=mesh, in_specs=(replicated, split, split), out_specs=(replicated, replicated)
     )
 
 
@@ -119,20 +126,20 @@ def build_chunk_fn(
     evaluations [S])."""
     tokens, lengths, _ = heldout(cfg)
     evaluate = jax.vmap(evaluator(graphdef, unravel, tokens, repeated_mask(lengths, cfg.context)))
-    gradients = seed_gradients(graphdef, unravel, mesh)
+    gradients = seed_gradients(graphdef, unravel, cfg, mesh)
 
-    def draw(key: jax.Array, step: jax.Array) -> jax.Array:
-        return sample(jax.random.fold_in(key, step), cfg, cfg.batch_size)[0]
+    def draw(key: jax.Array, step: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return sample(jax.random.fold_in(key, step), cfg, cfg.batch_size)[:2]
 
     @jax.jit
     def run_chunk(flat, opt_state, keys, start, n):
         steps = start + 1 + jnp.arange(max_chunk)
         # every step's batches at once ([C, S, B, T+1]): threefry runs as a loop on the CPU
-        batches = jax.vmap(lambda s: jax.vmap(draw, (0, None))(keys, s))(steps)
+        batches, lengths = jax.vmap(lambda s: jax.vmap(draw, (0, None))(keys, s))(steps)
 
         def body(i, carry):
             flat, opt_state, losses = carry
-            loss, grads = gradients(flat, batches[i])
+            loss, grads = gradients(flat, batches[i], lengths[i])
             updates, opt_state = jax.vmap(optimizer.update)(grads, opt_state, flat)
             return flat + updates, opt_state, losses.at[i].set(loss)
 
