@@ -35,6 +35,23 @@ C components of the residual stream at ``pos``; the header names them)::
     patch_heads    [L, H]        float32  patching each head's output (only with --corrupt)
     patch_resid    [L+1, T]      float32  patching each residual vector (only with --corrupt)
 
+With ``--circuits``, the circuit graph's edge scores at every step of the run (S steps, E
+edges; ``Run.circuits``: the logit difference of --target against the corrupted prompt's
+answer, --corrupt or the run's default corrupted prompt; an induction run's repeated-part
+loss with ``--circuits-metric repeat_loss``), and ``circuits`` in the header (edge,
+sender and receiver names, the metric)::
+
+    circuit_steps           [S]       int64    the steps scored
+    circuit_edge_sender     [E]       int32    each edge's sender (header's senders)
+    circuit_edge_receiver   [E]       int32    each edge's receiver (header's receivers)
+    circuit_exact           [S, E]    float32  exact path patching of each edge
+    circuit_eap             [S, E]    float32  edge attribution patching
+    circuit_eap_ig          [S, E]    float32  EAP-IG
+    circuit_clean_metric    [S]       float32  the metric on the clean input
+    circuit_corrupt_metric  [S]       float32  and on the corrupted input
+    circuit_faith_exact     [S, E+1]  float32  the metric keeping the top k edges (exact order)
+    circuit_faith_ig        [S, E+1]  float32  the same in EAP-IG order
+
 The file's metadata holds one entry, ``header``: JSON with ``format``, ``run``, ``step``,
 ``prompt``, ``tokens``, ``words``, ``target``, ``target_id``, ``pos``, ``head``, ``src``,
 ``ablate``, ``mode``, ``logit``, ``target_prob``, ``components``, ``component_kinds``,
@@ -71,6 +88,19 @@ PROG = "interp-capture"
 WIDTH = 100  # the --help epilog's paragraphs
 # the flags passed on to ``Run.export`` by name (``Run.metrics``' keywords and ``corrupt``)
 EXPORT_OPTIONS = ("target", "pos", "head", "src", "ablate", "mode", "corrupt")
+#: what ``--circuits`` adds: name -> (shape, dtype, meaning), as ``api.TENSORS``
+CIRCUIT_TENSORS: dict[str, tuple[str, str, str]] = {
+    "circuit_steps": ("[S]", "int64", "the steps scored"),
+    "circuit_edge_sender": ("[E]", "int32", "each edge's sender (header's senders)"),
+    "circuit_edge_receiver": ("[E]", "int32", "each edge's receiver (header's receivers)"),
+    "circuit_exact": ("[S, E]", "float32", "exact path patching of each edge"),
+    "circuit_eap": ("[S, E]", "float32", "edge attribution patching"),
+    "circuit_eap_ig": ("[S, E]", "float32", "EAP-IG"),
+    "circuit_clean_metric": ("[S]", "float32", "the metric on the clean input"),
+    "circuit_corrupt_metric": ("[S]", "float32", "and on the corrupted input"),
+    "circuit_faith_exact": ("[S, E+1]", "float32", "the metric keeping the top k edges"),
+    "circuit_faith_ig": ("[S, E+1]", "float32", "the same in EAP-IG order"),
+}
 
 
 class CaptureError(ValueError):
@@ -97,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="tensors (T prompt tokens, L layers, H heads, D width, K head width,\n"
         "V vocabulary, C components of the residual stream at --pos):\n"
-        f"{api.tensor_table()}\n\n{metadata}",
+        f"{api.tensor_table()}\n\nwith --circuits, over every step (S steps, E edges):\n"
+        f"{api.tensor_table(CIRCUIT_TENSORS)}\n\n{metadata}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -115,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ablate", default="", help="heads to ablate, e.g. L0H1,L1H0")
     parser.add_argument("--mode", default="zero", choices=causal.MODES, help="ablation mode")
     parser.add_argument("--corrupt", help="a corrupted prompt of the same length: add patching")
+    parser.add_argument(
+        "--circuits",
+        action="store_true",
+        help="add the circuit graph's edge scores at every step (exact, EAP, EAP-IG)",
+    )
+    parser.add_argument(
+        "--circuits-metric",
+        choices=("logit_diff", "repeat_loss"),
+        help="the circuits' metric (default: repeat_loss for an induction run, else logit_diff)",
+    )
     parser.add_argument("--out", required=True, help="the .safetensors file to write")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     return parser
@@ -166,6 +207,34 @@ def write_atomic(out: Path, data: bytes, force: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def with_circuits(run, export, args: argparse.Namespace):
+    """The export plus the circuit tensors (:data:`CIRCUIT_TENSORS`) and header entry."""
+    from interp_app.core.api import Export
+
+    h = export.header
+    metric = args.circuits_metric or None
+    if metric == "repeat_loss" or (metric is None and "induction" in run.info.meta):
+        found = run.circuits(metric=metric)
+    else:
+        corrupt = args.corrupt
+        found = run.circuits(args.prompt, corrupt, target=h["target"], pos=h["pos"])
+    tensors = {**export.tensors, **found.arrays()}
+    header = {**h, "circuits": found.header()}
+    header["tensors"] = {
+        **h["tensors"],
+        **{
+            k: {
+                "axes": CIRCUIT_TENSORS[k][0],
+                "shape": list(v.shape),
+                "dtype": str(v.dtype),
+                "doc": CIRCUIT_TENSORS[k][2],
+            }
+            for k, v in found.arrays().items()
+        },
+    }
+    return Export(tensors, header)
+
+
 def _os_message(err: OSError) -> str:
     where = f" {err.filename}" if err.filename else ""
     return f"cannot write{where}: {err.strerror or err}"
@@ -192,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         run = api.open_run(args.root, args.run)
         options = {k: getattr(args, k) for k in EXPORT_OPTIONS}
         export = run.export(args.step, args.prompt, **options)
+        if args.circuits:
+            export = with_circuits(run, export, args)
         write_atomic(out, encode(export.tensors, export.header), args.force)
     except ValueError as err:  # CheckpointError included
         return fail(str(err))
