@@ -1,0 +1,132 @@
+"""Background timelines in process: the cheap path stays in the request, the job fills the
+shared cache part by part, the app draws whatever is there, and a request from the
+browser is checked like any other input."""
+
+from __future__ import annotations
+
+import io
+
+import diskcache
+import numpy as np
+import pytest
+
+from interp_app.core.analyzer import Analyzer
+from interp_app.core.jobs import JobAnalyzer, Query, fill_timeline, step_key
+from interp_app.core.results import DiskResults, decode, encode
+from interp_app.core.store import RunStore
+from interp_app.core.view import resolve
+from interp_app.server.background import JobSettings
+from interp_app.ui.jobs import job_status, query_of, request_query, timeline_request
+
+
+@pytest.fixture
+def results(tmp_path):
+    return DiskResults(diskcache.Cache(str(tmp_path / "jobs")))
+
+
+def _sel(analyzer):
+    sel, _ = resolve(analyzer, {"run": "small", "prompt": "i like spicy so i like"})
+    assert sel is not None
+    return sel
+
+
+def _timeline(analyzer, q: Query):
+    return analyzer.timeline(q.run, q.prompt, q.pos, q.target, q.src, q.ablate, q.mode)
+
+
+def test_a_cheap_timeline_is_computed_in_the_request(small_root, results):
+    """The default model's timeline is far under the work bound: no job, no request."""
+    root, _ = small_root
+    analyzer = JobAnalyzer(RunStore(root), results)
+    sel = _sel(analyzer)
+    query = query_of(analyzer, sel, 0)
+    assert not analyzer.in_background(query)
+    steps, values, _ = _timeline(analyzer, query)
+    plain_steps, plain, _ = _timeline(Analyzer(RunStore(root)), query)
+    assert steps == plain_steps == analyzer.store.steps("small")
+    np.testing.assert_array_equal(values["dla"], plain["dla"])
+    assert timeline_request(analyzer, sel, 0) is None
+    assert results.get_many([step_key(analyzer.store.generation("small"), query, 0)]) == [None]
+
+
+def test_the_job_fills_what_is_missing_and_the_app_draws_what_is_there(small_root, results):
+    root, _ = small_root
+    app = JobAnalyzer(RunStore(root), results, sync_work=0)  # everything in the background
+    sel = _sel(app)
+    query = query_of(app, sel, 0)
+    assert _timeline(app, query) == ([], {}, [])  # nothing computed, nothing computed here
+    request = timeline_request(app, sel, 0)
+    every = app.store.steps("small")
+    n = len(every)
+    assert request is not None and (request["done"], request["total"]) == (0, n)
+
+    job = Analyzer(RunStore(root, param_cache=2))
+    job_query, problem = request_query(job, request)
+    assert problem == "" and job_query == query
+    reports: list[tuple[int, int]] = []
+    assert fill_timeline(job, results, job_query, lambda d, t: reports.append((d, t)), 64)
+    assert reports == [(0, n), (n, n)]
+    steps, values, bad = _timeline(app, query)
+    want_steps, want, _ = _timeline(Analyzer(RunStore(root)), query)
+    assert steps == want_steps and bad == []
+    for name in want:
+        np.testing.assert_allclose(values[name], want[name], rtol=1e-5, atol=1e-6)
+    assert timeline_request(app, sel, 0) is None  # complete: no more job
+
+    # three steps lost from the cache: the app shows the others, the job computes three
+    generation = app.store.generation("small")
+    lost = every[1], every[5], every[-1]
+    for step in lost:
+        results.cache.delete(step_key(generation, query, step))
+    app._steps.clear()
+    steps, values, _ = _timeline(app, query)
+    assert steps == [s for s in every if s not in lost] and values["dla"].shape[0] == n - 3
+    assert timeline_request(app, sel, 0)["done"] == n - 3
+    reports.clear()
+    fill_timeline(job, results, job_query, lambda d, t: reports.append((d, t)), 64)
+    assert reports == [(n - 3, n), (n, n)]
+    assert _timeline(app, query)[0] == want_steps
+
+
+def test_stored_results_are_data_never_code():
+    arrays = {"dla": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    back = decode(encode(arrays))
+    np.testing.assert_array_equal(back["dla"], arrays["dla"])
+    buffer = io.BytesIO()
+    np.savez(buffer, evil=np.array([object()], dtype=object))
+    with pytest.raises(ValueError):
+        decode(buffer.getvalue())
+
+
+def test_a_forged_request_is_checked_like_any_input(small_root):
+    root, _ = small_root
+    analyzer = Analyzer(RunStore(root))
+    assert request_query(analyzer, "not a dict") == (None, "nothing to compute")
+    forged = {"run": "../../etc", "prompt": 5, "pos": 999, "src": -3, "ablate": "L9H9"}
+    query, problem = request_query(analyzer, forged)
+    assert problem == "" and query is not None
+    assert query.run == "small" and query.src == 0 and query.ablate == ()
+    assert 0 <= query.pos < query.prompt.length
+
+
+def test_the_status_line_says_what_happened():
+    request = {"key": "k", "run": "r", "prompt": "p", "done": 2, "total": 10}
+    assert job_status(True, None, None, request)[0].startswith("Computing the timelines")
+    done = {"key": "k", "state": "finished", "done": 10, "total": 10, "seconds": 3.5}
+    assert job_status(False, done, None, request) == (
+        "Timelines computed: 10 steps in 3.5 s.",
+        {"display": "none"},
+    )
+    text, resume = job_status(False, None, {"key": "k", "done": 6, "total": 10}, request)
+    assert "stopped after 6 of 10 steps" in text and resume == {}
+    assert job_status(False, None, None, None) == ("", {"display": "none"})
+
+
+def test_job_settings_from_the_environment():
+    s = JobSettings.from_env({"INTERP_SYNC_WORK": "0", "INTERP_JOB_CACHE": "/x"})
+    assert (s.sync_work, s.results_spec, s.redis_url) == (0.0, "disk:/x", "")
+    s = JobSettings.from_env({"INTERP_REDIS_URL": "redis://r:6379/0"})
+    assert s.results_spec == "redis://r:6379/0"
+    for bad in ({"INTERP_SYNC_WORK": "lots"}, {"INTERP_JOB_PART_STEPS": "0"}):
+        with pytest.raises(ValueError, match="INTERP_"):
+            JobSettings.from_env(bad)
