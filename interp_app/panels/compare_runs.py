@@ -102,7 +102,7 @@ def compare_overlay(curves: list[Curve], selected: str, step: int, what: str):
 def compare_runs_figure(curves: list[Curve], selected: str, step: int, what: str) -> Figure:
     """Each run's curve over real steps (runs may save different steps), the phase change
     of each marked by a dashed line and a ring on its curve, the selected step by a line."""
-    data = []
+    data: list[dict[str, Any]] = []
     for i, c in enumerate(curves):
         colour = COLOURS[i % len(COLOURS)]
         phase = f"phase change at {c.phase}" if c.phase is not None else "no phase change"

@@ -46,7 +46,10 @@ def composition_figure(
     cols = [head_name(later, h) for h in range(n_heads)]
     top = float(np.nanmax(scores)) if scores.size else 1.0
     gap, width = 0.06, (1 - 0.12) / 3
-    data, axes, shapes, notes = [], {}, [], []
+    data: list[dict[str, Any]] = []
+    axes: dict[str, dict[str, Any]] = {}
+    shapes: list[dict] = []
+    notes: list[dict] = []
     for k, kind in enumerate(KINDS):
         suffix = "" if k == 0 else str(k + 1)
         small = scores.shape[1] * n_heads <= 64
