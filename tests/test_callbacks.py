@@ -64,7 +64,7 @@ def test_page_opens_on_the_default_view(client, start, small_root, query):
     "source, value, field, expected",
     [
         ("grid-click.data", {"head": "L0H1", "shift": False}, "head", 1),
-        ("head-multiples.clickData", {"points": [{"customdata": "L0H0"}]}, "layer", 0),
+        ("multiples-click.data", {"points": [{"customdata": "L0H0"}]}, "layer", 0),
         ("residual-contributions.clickData", {"points": [{"customdata": "L1H1"}]}, "head", 1),
         ("prediction.clickData", {"points": [{"customdata": "so"}]}, "target", "so"),
     ],
@@ -174,15 +174,22 @@ def test_head_click_updates_every_head_panel_in_one_response(client, start):
     rendered = first["rendered"]["data"]
     moved = {**start, "layer": 0, "head": 1}
     r = client.render(moved, rendered=rendered)
-    assert client.last_bytes < 200_000
-    for panel in ("attention-pattern", "token-attributions", "residual-contributions", "head-grid"):
+    assert client.last_bytes < 20_000
+    # panels whose data depend on the head are drawn again
+    for panel in ("attention-pattern", "token-attributions"):
         assert "L0H1" in r[panel]["figure"]["layout"]["title"]["text"], panel
     # panels that do not depend on the head are not resent
     assert "loss-curve" not in r and "prediction" not in r and "logit-lens" not in r
-    bars = r["residual-contributions"]["figure"]["data"][0]
-    highlighted = [
-        n for n, c in zip(bars["x"], bars["marker"]["color"], strict=True) if c == "#e8590c"
-    ]
+    # the grid, the multiples and the bars only move their marks: a Patch, no data
+    for panel in ("head-grid", "head-multiples", "residual-contributions"):
+        ops = {tuple(op["location"]): op for op in r[panel]["figure"]["operations"]}
+        assert "L0H1" in ops[("layout", "title", "text")]["params"]["value"], panel
+        assert not any(loc[:1] == ("data",) and len(loc) < 3 for loc in ops), panel
+    assert r["ablate-button"]["children"] == "Ablate L0H1"
+    ops = {tuple(op["location"]): op for op in r["residual-contributions"]["figure"]["operations"]}
+    names = first["residual-contributions"]["figure"]["data"][0]["x"]
+    colors = ops[("data", 0, "marker", "color")]["params"]["value"]
+    highlighted = [n for n, c in zip(names, colors, strict=True) if c == "#e8590c"]
     assert highlighted == ["L0H1"]
 
 
@@ -389,7 +396,8 @@ def test_sparkline_follows_the_hovered_head(client, start, small_root):
         )
         return r["head-sparkline"]["figure"]
 
-    hovered = title({"points": [{"customdata": "L0H1"}]})
+    hovered = title({"points": [{"curveNumber": 1}]})  # the multiples: L0H0, L0H1, ...
     assert hovered["layout"]["title"]["text"].startswith("L0H1: direct logit attribution")
     assert len(hovered["data"][0]["x"]) == len(small_root[1].steps)
     assert title(None)["layout"]["title"]["text"].startswith("L1H0:")  # the selected head
+    assert title({"points": [{"curveNumber": 99}]})["layout"]["title"]["text"].startswith("L1H0:")

@@ -305,9 +305,28 @@ def compute_patching(
     return analyzer.memo(sel.run, key, lambda: _patching(analyzer, sel))
 
 
+PATCHING_BYTES = 1024**3  # the sweep's logits held at once (``causal.patching`` vmaps it)
+
+
+def patching_bytes(model: Any, tokens: int) -> int:
+    """Bytes of logits ``causal.patching`` holds at once: one pass per head and per residual
+    vector, each with logits at every position (float32)."""
+    passes = model.n_layers * model.n_heads + (model.n_layers + 1) * tokens
+    return passes * tokens * model.vocab_size * 4
+
+
 def _patching(analyzer: Analyzer, sel: Selection) -> tuple[np.ndarray, np.ndarray, str] | str:
     clean = analyzer.encode(sel.run, sel.prompt)
     corrupt = analyzer.encode(sel.run, sel.corrupt)
+    model = analyzer.store.info(sel.run).model
+    need = patching_bytes(model, len(clean.padded))
+    if need > PATCHING_BYTES:
+        return (
+            f"Activation patching is not run in the page at this size: its sweep patches "
+            f"{model.n_layers * model.n_heads + (model.n_layers + 1) * len(clean.padded):,} "
+            f"passes over {len(clean.padded)} tokens at once, {need / 1024**3:,.0f} GB of "
+            f"logits (at most {PATCHING_BYTES / 1024**3:.0f} GB)."
+        )
     if corrupt.length != clean.length:
         return (
             f"The corrupted prompt has {corrupt.length} tokens and the prompt {clean.length}: "
@@ -348,7 +367,7 @@ def warm_up(analyzer: Analyzer) -> None:
         if sel is None:
             return
         compute_view(analyzer, sel)
-        compute_patching(analyzer, sel)
+        compute_patching(analyzer, sel)  # a message only, past PATCHING_BYTES
         compute_timeline(analyzer, sel, 0)
     except (CheckpointError, ValueError, OSError):
         pass

@@ -167,7 +167,12 @@ def layout() -> dbc.Col:
         md=4,
     )
     row = dbc.Row([run, _checkpoint(), prompt], className="g-3 align-items-end")
-    chips_row = html.Div(id=ids.TOKEN_CHIPS, className="mt-2")
+    # chips wrap; a long prompt's (128 tokens) scroll inside a few rows, not down the page
+    chips_row = html.Div(
+        id=ids.TOKEN_CHIPS,
+        className="mt-2 d-flex flex-wrap",
+        style={"maxHeight": "7.5rem", "overflowY": "auto"},
+    )
     return dbc.Col(card("Run, checkpoint and prompt", [row, chips_row]), md=12)
 
 

@@ -1,6 +1,7 @@
 """The 3D section: the forward pass as stacks of boxes with attention lines, the nearest
 tokens, the token embeddings, and an HTML export. Its figures are drawn by their own
-callbacks (``ui.callbacks3d``: only while the section is on screen); the registry carries
+callbacks (``ui.callbacks3d``), only while the section is on screen or near it (the
+browser says so: ``assets/visible.js`` writes ``VISIBLE``); the registry carries
 its layout and its click, which selects a head and a query position."""
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def _embeddings() -> dbc.Card:
     return card("Token embeddings at the selected checkpoint", body)
 
 
+SECTION = "section-3d"  # the 3D section's element, watched by assets/visible.js
+VISIBLE = "section-3d-visible"  # whether it is on screen (or near): the 3D callbacks draw then
+
+
 def layout() -> dbc.Col:
     views = dbc.Row(
         [
@@ -73,7 +78,8 @@ def layout() -> dbc.Col:
         ],
         className="g-2",
     )
-    return dbc.Col(html.Div([card(FORWARD_TITLE, [_controls(), views]), _embeddings()]), md=12)
+    body = [card(FORWARD_TITLE, [_controls(), views]), _embeddings(), dcc.Store(id=VISIBLE)]
+    return dbc.Col(html.Div(body, id=SECTION), md=12)
 
 
 def click(point: dict[str, Any], raw: Raw, steps: list[int]) -> Raw | None:

@@ -12,7 +12,17 @@ from dash import dcc, html
 from interp_app.core.heads import METRICS, head_name
 from interp_app.core.induction_views import HEAD_METRICS
 from interp_app.core.selection import Selection, as_int
-from interp_app.panels.base import ClientHop, Context, Event, Option, Panel, Raw, one_of, toggled
+from interp_app.panels.base import (
+    ClientHop,
+    Context,
+    Event,
+    Option,
+    Overlay,
+    Panel,
+    Raw,
+    one_of,
+    toggled,
+)
 from interp_app.panels.induction_metrics import head_metric, heldout_view
 from interp_app.panels.plotting import Figure, figure, frame, scale
 from interp_app.ui import ids
@@ -36,39 +46,66 @@ def _colours(heat: dict, values: np.ndarray, metric: str, compared: bool) -> Non
         heat.update(colorscale=scale("Blues"), zmin=0, zmax=float(np.abs(values).max()) or 1.0)
 
 
+TEXT_CELLS = 36  # past this many heads the cells carry no text (hover names them)
+HEAD_SEARCH = "head-search"  # a typed head name (L7H3) selects that head
+
+
+def grid_title(what: str, sel: Selection) -> str:
+    return f"Heads: {what} — selected {sel.head_name}"
+
+
+def grid_frame(sel: Selection) -> list[dict]:
+    return [frame(sel.head - 0.5, sel.head + 0.5, sel.layer - 0.5, sel.layer + 0.5)]
+
+
 def head_grid_figure(
     view: Any, sel: Selection, metric: str, base: Any | None = None, base_step: int | None = None
 ) -> Figure:
-    """Per-head scores; with ``base``, their change from ``base_step`` to the selected step."""
+    """Per-head scores; with ``base``, their change from ``base_step`` to the selected step.
+    Up to ``TEXT_CELLS`` heads each cell is labelled; past that, the hover names them."""
     values = view.metrics[metric] - (base.metrics[metric] if base is not None else 0)
     n_layers, n_heads = values.shape
     names = [[head_name(layer, h) for h in range(n_heads)] for layer in range(n_layers)]
-    text = [
-        [f"{n}{' ✕' if n in sel.ablate else ''}<br>{v:.2f}" for n, v in zip(nr, row, strict=True)]
-        for nr, row in zip(names, values, strict=True)
-    ]
     heat = {
         "type": "heatmap",
         "z": values,
         "x": [f"H{h}" for h in range(n_heads)],
         "y": [f"L{layer}" for layer in range(n_layers)],
         "customdata": names,
-        "text": text,
-        "texttemplate": "%{text}",
-        "hovertemplate": "%{customdata}: %{z:.3f}<extra></extra>",
         "colorbar": {"thickness": 10},
     }
+    if n_layers * n_heads <= TEXT_CELLS:
+        heat["text"] = [
+            [
+                f"{n}{' ✕' if n in sel.ablate else ''}<br>{v:.2f}"
+                for n, v in zip(nr, row, strict=True)
+            ]
+            for nr, row in zip(names, values, strict=True)
+        ]
+        heat["texttemplate"] = "%{text}"
+        heat["hovertemplate"] = "%{customdata}: %{z:.3f}<extra></extra>"
+    else:
+        heat["text"] = [[" (ablated)" if n in sel.ablate else "" for n in nr] for nr in names]
+        heat["hovertemplate"] = "%{customdata}%{text}: %{z:.3f}<extra></extra>"
     _colours(heat, values, metric, base is not None)
-    what = HEAD_METRICS[metric]
-    if base is not None:
-        what = f"change in {what}, step {base_step} → {sel.step}"
     return figure(
         [heat],
-        f"Heads: {what} — selected {sel.head_name}",
+        grid_title(_what(metric, sel, base_step if base is not None else None), sel),
         300,
-        shapes=[frame(sel.head - 0.5, sel.head + 0.5, sel.layer - 0.5, sel.layer + 0.5)],
+        shapes=grid_frame(sel),
         yaxis={"autorange": "reversed"},
     )
+
+
+def _what(metric: str, sel: Selection, base_step: int | None) -> str:
+    what = HEAD_METRICS[metric]
+    if base_step is not None:
+        what = f"change in {what}, step {base_step} → {sel.step}"
+    return what
+
+
+def ablate_label(sel: Selection) -> str:
+    return f"Restore {sel.head_name}" if sel.head_name in sel.ablate else f"Ablate {sel.head_name}"
 
 
 def draw(ctx: Context) -> dict[Any, Any]:
@@ -79,9 +116,7 @@ def draw(ctx: Context) -> dict[Any, Any]:
         PANEL.figure: head_grid_figure(
             view, sel, head_metric(ctx), base, compare if base is not None else None
         ),
-        (ids.ABLATE_BUTTON, "children"): (
-            f"Restore {sel.head_name}" if sel.head_name in sel.ablate else f"Ablate {sel.head_name}"
-        ),
+        (ids.ABLATE_BUTTON, "children"): ablate_label(sel),
         (ids.ABLATE_MODE, "value"): sel.mode,
     }
     if ctx.changed & {"run", "prompt"}:
@@ -91,6 +126,23 @@ def draw(ctx: Context) -> dict[Any, Any]:
         if ctx.options["src"] >= view.length:
             out[(ids.SOURCE_PICKER, "value")] = 0
     return out
+
+
+def overlay(ctx: Context) -> Overlay:
+    """Another head: the frame, the title and the ablate button (the scores stay)."""
+    sel, compare = ctx.sel, ctx.options["compare"]
+    changed = compare is not None and compare != sel.step and compare not in ctx.unreadable
+    title = grid_title(_what(head_metric(ctx), sel, compare if changed else None), sel)
+    return Overlay(
+        title, grid_frame(sel), extra={(ids.ABLATE_BUTTON, "children"): ablate_label(sel)}
+    )
+
+
+def search_head(trigger: Any, value: Any, raw: Raw, steps: list[int]) -> Raw | None:
+    """A typed head name (any case); one the model does not have is reported by ``resolve``."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return {**raw, "head": value.strip().upper()}
 
 
 def ablate_selected(trigger: Any, value: Any, raw: Raw, steps: list[int]) -> Raw | None:
@@ -146,8 +198,18 @@ def _ablation() -> html.Div:
     return html.Div([button, modes], className="d-flex align-items-center mt-1")
 
 
+def _search() -> dcc.Input:
+    return dcc.Input(
+        id=HEAD_SEARCH,
+        type="text",
+        placeholder="find a head: L7H3",
+        debounce=True,
+        className="form-control form-control-sm mb-1",
+    )
+
+
 def layout() -> dbc.Col:
-    body = [_pickers(), graph(ids.HEAD_GRID, 300), _ablation(), hint(SHARE_HINT)]
+    body = [_pickers(), _search(), graph(ids.HEAD_GRID, 300), _ablation(), hint(SHARE_HINT)]
     return column("Head grid", body, md=3)
 
 
@@ -162,14 +224,17 @@ PANEL = Panel(
         (ids.SOURCE_PICKER, "value"),
     ),
     depends=frozenset(
-        {"run", "step", "prompt", "pos", "target", "ablate", "mode", "layer", "head"}
+        {"run", "step", "prompt", "pos", "target", "ablate", "mode"}
         | {"metric", "src", "compare", "listing"}
     ),
     draw=draw,
+    overlay=overlay,
+    overlay_on=frozenset({"layer", "head"}),
     events={
         "click": Event(ids.GRID_CLICK, "data", grid_click),
         "ablate": Event(ids.ABLATE_BUTTON, "n_clicks", ablate_selected),
         "mode": Event(ids.ABLATE_MODE, "value", pick_mode),
+        "search": Event(HEAD_SEARCH, "value", search_head),
     },
     options={
         "metric": Option((ids.METRIC_PICKER, "value"), one_of(HEAD_METRICS, "dla")),

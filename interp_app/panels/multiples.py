@@ -3,20 +3,31 @@ checkpoint); a click selects a head, hovering one draws its metric over training
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import dash_bootstrap_components as dbc
+import numpy as np
 from dash import dcc
 
 from interp_app.core.heads import head_name, parse_head
 from interp_app.core.induction_views import HEAD_METRICS
 from interp_app.core.selection import Selection
-from interp_app.panels.base import Context, Option, Panel, first_point, on_click, one_of
+from interp_app.panels.base import (
+    ClientHop,
+    Context,
+    Option,
+    Overlay,
+    Panel,
+    first_point,
+    on_click,
+    one_of,
+)
 from interp_app.panels.induction_metrics import head_metric, metric_series
+from interp_app.panels.plotly_arrays import typed
 from interp_app.panels.plotting import (
     HIGHLIGHT,
     Figure,
-    causal,
     figure,
     frame,
     message_figure,
@@ -29,79 +40,153 @@ from interp_app.ui.components import column, graph
 MODES = {"step": "this step", "change": "change since previous checkpoint"}
 
 
+TOP_HEADS = 16  # a model with more heads shows the top ones by the grid's metric
+MAX_CELLS = 32  # a multiple's side: longer prompts are pooled into blocks of positions
+MULTIPLES_CLICK = "multiples-click"  # the clicked multiple's head name (clientside hop)
+
+
 def _domains(n: int, gap: float) -> list[tuple[float, float]]:
     width = (1 - gap * (n - 1)) / n
     return [(i * (width + gap), i * (width + gap) + width) for i in range(n)]
 
 
-def _trace(pattern: Any, name: str, suffix: str, change: bool) -> dict:
+def pooled(pattern: np.ndarray, cells: int = MAX_CELLS) -> tuple[np.ndarray, int]:
+    """([R, R] pattern, block side b): each cell the entry of largest magnitude of a b x b
+    block of positions (a sharp pattern stays visible), the masked future as NaN (a gap).
+    A pattern of at most ``cells`` positions is returned as it is (b = 1)."""
     n = len(pattern)
+    b = -(-n // cells)
+    r = -(-n // b)
+    padded = np.zeros((r * b, r * b), np.float32)
+    padded[:n, :n] = np.tril(np.nan_to_num(np.asarray(pattern, np.float32)))
+    blocks = padded.reshape(r, b, r, b).transpose(0, 2, 1, 3).reshape(r, r, b * b)
+    pick = np.abs(blocks).argmax(-1)[..., None]
+    out = np.take_along_axis(blocks, pick, -1)[..., 0]
+    out[np.triu_indices(r, 1)] = np.nan  # blocks wholly in the future
+    return out, b
+
+
+def shown_heads(view: Any, metric: str, top: int = TOP_HEADS) -> list[tuple[int, int]]:
+    """Every head (layer by layer) when there are at most ``top``, else the ``top`` with the
+    largest |metric| (the grid's), best first."""
+    n_layers, n_heads = view.patterns.shape[:2]
+    if n_layers * n_heads <= top:
+        return [(layer, h) for layer in range(n_layers) for h in range(n_heads)]
+    values = np.asarray(view.metrics.get(metric, view.metrics["dla"]), np.float64)
+    order = np.argsort(-np.nan_to_num(np.abs(values)).ravel(), kind="stable")[:top]
+    return [(int(i) // n_heads, int(i) % n_heads) for i in order]
+
+
+def _grid(view: Any, heads: list[tuple[int, int]]) -> tuple[int, int]:
+    """(rows, columns) of the multiples: layers x heads when every head is shown."""
+    n_layers, n_heads = view.patterns.shape[:2]
+    if len(heads) == n_layers * n_heads:
+        return n_layers, n_heads
+    cols = int(np.ceil(np.sqrt(len(heads))))
+    return int(np.ceil(len(heads) / cols)), cols
+
+
+def _trace(pattern: Any, name: str, suffix: str, change: bool, block: int) -> dict:
+    n = len(pattern)
+    starts = [i * block for i in range(n)]
+    where = "q%{y} k%{x}" if block == 1 else f"q%{{y}}+ k%{{x}}+ (largest of {block}x{block})"
     return {
         "type": "heatmap",
-        "z": causal(pattern),
+        "z": typed(pattern),
+        "x": starts,
+        "y": starts,
         "colorscale": scale("RdBu" if change else "Blues"),
         "zmin": -1 if change else 0,
         "zmax": 1,
         "showscale": False,
         "name": name,
-        "customdata": [[name] * n] * n,
-        "hovertemplate": name + " q%{y} k%{x}: %{z:.2f}<extra></extra>",
+        "hovertemplate": f"{name} {where}: %{{z:.2f}}<extra></extra>",
         "xaxis": f"x{suffix}",
         "yaxis": f"y{suffix}",
     }
 
 
-def _label(name: str, x: float, y: float, selected: bool) -> dict:
+def _label(name: str, x: float, y: float) -> dict:
     return {
-        "text": f"<b>{name}</b>" if selected else name,
+        "text": name,
         "x": x,
         "y": y,
         "xref": "paper",
         "yref": "paper",
         "yanchor": "bottom",
         "showarrow": False,
-        "font": {"color": HIGHLIGHT if selected else "#212529", "size": 13},
+        "font": {"color": "#212529", "size": 12},
     }
 
 
+def _slots(view: Any, heads: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
+    """Each shown head's (x domain, y domain) on the paper."""
+    rows, cols = _grid(view, heads)
+    xdom, ydom = _domains(cols, 0.06), _domains(rows, 0.14 if rows <= 4 else 0.1)[::-1]
+    return {head: (xdom[i % cols], ydom[i // cols]) for i, head in enumerate(heads)}
+
+
+def multiples_overlay(
+    view: Any, sel: Selection, metric: str, base_step: int | None = None
+) -> Overlay:
+    """Title and the frame of the selected head: all a head click changes."""
+    heads = shown_heads(view, metric)
+    slot = _slots(view, heads).get((sel.layer, sel.head))
+    shapes = []
+    if slot is not None:
+        (x0, x1), (y0, y1) = slot
+        shapes = [frame(x0 - 0.01, x1 + 0.01, y0 - 0.02, y1 + 0.02, "paper", "paper")]
+    what = "Every head's pattern" if base_step is None else f"Change since step {base_step}"
+    n_layers, n_heads = view.patterns.shape[:2]
+    if len(heads) < n_layers * n_heads:
+        what = (
+            f"{'Patterns' if base_step is None else what} of the top {len(heads)} of "
+            f"{n_layers * n_heads} heads by |{metric}|"
+        )
+    where = "" if slot is not None else ", not among these"
+    block = pooled(view.patterns[0, 0])[1]
+    pooled_note = f"; {block}x{block} positions a cell" if block > 1 else ""
+    title = f"{what} (selected {sel.head_name}{where}; click to select{pooled_note})"
+    return Overlay(title, shapes)
+
+
 def multiples_figure(
-    view: Any, sel: Selection, base: Any | None = None, base_step: int | None = None
+    view: Any,
+    sel: Selection,
+    base: Any | None = None,
+    base_step: int | None = None,
+    metric: str = "dla",
 ) -> Figure:
-    """Small multiples on a layers x heads grid of axes; the selected head is framed.
+    """Small multiples (a layers x heads grid, or the top heads by ``metric``), each pattern
+    pooled to at most ``MAX_CELLS`` a side; the selected head is framed.
 
     With ``base`` each multiple shows the change of its pattern since ``base_step``.
     """
-    n_layers, n_heads = view.patterns.shape[:2]
-    xdom, ydom = _domains(n_heads, 0.06), _domains(n_layers, 0.14)[::-1]
+    heads = shown_heads(view, metric)
+    slots = _slots(view, heads)
     data, axes, notes = [], {}, []
-    for layer in range(n_layers):
-        for h in range(n_heads):
-            i = layer * n_heads + h + 1
-            suffix, name = ("" if i == 1 else str(i)), head_name(layer, h)
-            pattern = view.patterns[layer, h]
-            if base is not None:
-                pattern = pattern - base.patterns[layer, h]
-            data.append(_trace(pattern, name, suffix, base is not None))
-            axes[f"xaxis{suffix}"] = {
-                "domain": xdom[h],
-                "anchor": f"y{suffix}",
-                "showticklabels": False,
-            }
-            axes[f"yaxis{suffix}"] = {
-                "domain": ydom[layer],
-                "anchor": f"x{suffix}",
-                "showticklabels": False,
-                "autorange": "reversed",
-            }
-            selected = (layer, h) == (sel.layer, sel.head)
-            notes.append(_label(name, sum(xdom[h]) / 2, ydom[layer][1], selected))
-    (x0, x1), (y0, y1) = xdom[sel.head], ydom[sel.layer]
-    what = "Every head's pattern" if base is None else f"Change since step {base_step}"
+    for i, (layer, h) in enumerate(heads):
+        suffix, name = ("" if i == 0 else str(i + 1)), head_name(layer, h)
+        pattern = view.patterns[layer, h]
+        if base is not None:
+            pattern = pattern - base.patterns[layer, h]
+        cells, block = pooled(pattern)
+        data.append(_trace(cells, name, suffix, base is not None, block))
+        xdom, ydom = slots[(layer, h)]
+        axes[f"xaxis{suffix}"] = {"domain": xdom, "anchor": f"y{suffix}", "showticklabels": False}
+        axes[f"yaxis{suffix}"] = {
+            "domain": ydom,
+            "anchor": f"x{suffix}",
+            "showticklabels": False,
+            "autorange": "reversed",
+        }
+        notes.append(_label(name, sum(xdom) / 2, ydom[1]))
+    overlay = multiples_overlay(view, sel, metric, base_step if base is not None else None)
     return figure(
         data,
-        f"{what} (selected {sel.head_name}; click to select)",
+        overlay.title,
         380,
-        shapes=[frame(x0 - 0.01, x1 + 0.01, y0 - 0.02, y1 + 0.02, "paper", "paper")],
+        shapes=overlay.shapes,
         annotations=notes,
         margin={"l": 20, "r": 20, "t": 60, "b": 20},
         **axes,
@@ -126,11 +211,19 @@ def sparkline_figure(steps: list[int], values: Any, name: str, metric: str) -> F
     )
 
 
+def hovered_name(ctx: Context, point: dict[str, Any] | None) -> str | None:
+    """The head of the hovered multiple (its trace number: the multiples carry no per-cell
+    names, 1,024 strings a multiple)."""
+    curve = point.get("curveNumber") if point else None
+    if not isinstance(curve, int) or isinstance(curve, bool):
+        return None
+    heads = shown_heads(ctx.view, ctx.options["metric"])
+    return head_name(*heads[curve]) if 0 <= curve < len(heads) else None
+
+
 def hovered_sparkline(ctx: Context, hover: Any) -> Figure:
     """The hovered head's metric over training (the selected head's when none is hovered)."""
-    point = first_point(hover)
-    name = point.get("customdata") if point else None
-    name = name if isinstance(name, str) else ctx.sel.head_name
+    name = hovered_name(ctx, first_point(hover)) or ctx.sel.head_name
     parsed = parse_head(name, ctx.model.n_layers, ctx.model.n_heads)
     metric = head_metric(ctx)
     steps, values, _ = metric_series(ctx, metric)
@@ -139,12 +232,27 @@ def hovered_sparkline(ctx: Context, hover: Any) -> Figure:
     return sparkline_figure(steps, values[:, parsed[0], parsed[1]], name, metric)
 
 
-def draw(ctx: Context) -> dict[Any, Figure]:
-    base = step = None
+def _base(ctx: Context) -> tuple[Any | None, int | None]:
+    """The previous checkpoint's view in "change" mode (None: this step's patterns)."""
     earlier = [s for s in ctx.steps if s < ctx.sel.step]
     if ctx.options["multiples_mode"] == "change" and earlier:
-        base, step = ctx.view_at(earlier[-1]), earlier[-1]
-    return {PANEL.figure: multiples_figure(ctx.view, ctx.sel, base, step if base else None)}
+        base = ctx.view_at(earlier[-1])
+        return base, (earlier[-1] if base is not None else None)
+    return None, None
+
+
+def draw(ctx: Context) -> dict[Any, Figure]:
+    base, step = _base(ctx)
+    metric = ctx.options["metric"]
+    return {PANEL.figure: multiples_figure(ctx.view, ctx.sel, base, step, metric)}
+
+
+def overlay(ctx: Context) -> Overlay:
+    earlier = [s for s in ctx.steps if s < ctx.sel.step]
+    change = ctx.options["multiples_mode"] == "change" and earlier
+    return multiples_overlay(
+        ctx.view, ctx.sel, ctx.options["metric"], earlier[-1] if change else None
+    )
 
 
 def layout() -> dbc.Col:
@@ -158,16 +266,22 @@ def layout() -> dbc.Col:
     sparkline = dcc.Graph(
         id=ids.HEAD_SPARKLINE, config={"displayModeBar": False}, style={"height": "150px"}
     )
-    return column("All heads, layers x heads", [mode, graph(ids.HEAD_MULTIPLES, 380), sparkline], 6)
+    body = [mode, graph(ids.HEAD_MULTIPLES, 380), sparkline, dcc.Store(id=MULTIPLES_CLICK)]
+    return column("Heads' attention patterns", body, 6)
 
 
 PANEL = Panel(
     name="multiples",
     layout=layout,
     outputs=((ids.HEAD_MULTIPLES, "figure"),),
-    depends=frozenset({"run", "step", "prompt", "ablate", "mode", "layer", "head"})
-    | frozenset({"multiples_mode", "listing"}),
+    depends=frozenset({"run", "step", "prompt", "pos", "target", "ablate", "mode"})
+    | frozenset({"multiples_mode", "listing", "metric", "src"}),
     draw=draw,
-    events={"click": on_click(click_head, ids.HEAD_MULTIPLES)},
+    overlay=overlay,
+    overlay_on=frozenset({"layer", "head"}),
+    events={"click": replace(on_click(click_head, MULTIPLES_CLICK), prop="data")},
+    clientside=(
+        ClientHop("multiplesClick", (MULTIPLES_CLICK, "data"), (ids.HEAD_MULTIPLES, "clickData")),
+    ),
     options={"multiples_mode": Option((ids.MULTIPLES_MODE, "value"), one_of(MODES, "step"))},
 )

@@ -14,6 +14,7 @@ from interp_app.ui import ids
 from interp_app.ui.components import column, graph
 
 FIGURE = (ids.TOKEN_ATTRIBUTIONS, "figure")
+TEXT_TOKENS = 24  # cells labelled up to this many tokens
 
 
 def token_attribution_figure(view: Any, sel: Selection) -> Figure:
@@ -30,9 +31,7 @@ def token_attribution_figure(view: Any, sel: Selection) -> Figure:
         "z": [values],
         "x": position_labels(view.words),
         "y": [sel.head_name],
-        "text": [text],
         "customdata": [weights],
-        "texttemplate": "%{text}",
         "colorscale": scale("RdBu"),
         "zmid": 0,
         "zmin": -zmax,
@@ -50,6 +49,8 @@ def token_attribution_figure(view: Any, sel: Selection) -> Figure:
         title = (
             f"Token attributions through {sel.head_name}: none, the head is {ablated_as(sel.mode)}"
         )
+    if n <= TEXT_TOKENS:  # a longer prompt's cells are too narrow for text: hover says it
+        heat.update(text=[text], texttemplate="%{text}")
     return figure([heat], title, 200, xaxis={"tickangle": -30})
 
 

@@ -1,8 +1,9 @@
 """Callbacks of the 3D section: forward view + nearest tokens, embeddings, HTML export.
 
 Separate requests from the 2D panels' render, so the browser fetches both at once and a 3D
-redraw never delays the rest. Clicks on attention lines go through ``select`` like every
-other click (``panels.forward3d.click`` reads their head and query position).
+redraw never delays the rest; none at all while the section is off screen (``VISIBLE``).
+Clicks on attention lines go through ``select`` like every other click
+(``panels.forward3d.click`` reads their head and query position).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 from dash import Dash, Input, Output, Patch, State, no_update
+from dash.exceptions import PreventUpdate
 
 from interp_app.core.analyzer import Analyzer
 from interp_app.core.view import compute_forward
 from interp_app.panels import figures3d
+from interp_app.panels.forward3d import VISIBLE
 from interp_app.panels.plotting import message_figure
 from interp_app.ui import ids
 from interp_app.ui.select import recheck
@@ -85,6 +88,11 @@ def embedding_panel(analyzer: Analyzer, data, which: str) -> tuple[dict | None, 
     return figures3d.embedding_figure(present, vectors, sel.step), key
 
 
+def off_screen(visible) -> bool:
+    """The browser said the section is off screen (None: not told, as a test client: draw)."""
+    return visible is False
+
+
 def register_3d(app: Dash, analyzer: Analyzer) -> None:
     @app.callback(
         Output(ids.FORWARD_3D, "figure"),
@@ -92,9 +100,12 @@ def register_3d(app: Dash, analyzer: Analyzer) -> None:
         Output(ids.FORWARD_KEY, "data"),
         Input(ids.SELECTION, "data"),
         Input(ids.ATTENTION_THRESHOLD, "value"),
+        Input(VISIBLE, "data"),
         State(ids.FORWARD_KEY, "data"),
     )
-    def forward(data, threshold, shown):
+    def forward(data, threshold, visible, shown):
+        if off_screen(visible):
+            raise PreventUpdate  # drawn when scrolled to, for the selection then
         return forward_panels(analyzer, data, threshold, shown)
 
     @app.callback(
@@ -102,9 +113,12 @@ def register_3d(app: Dash, analyzer: Analyzer) -> None:
         Output(ids.EMBEDDING_KEY, "data"),
         Input(ids.SELECTION, "data"),
         Input(ids.EMBEDDING_SET, "value"),
+        Input(VISIBLE, "data"),
         State(ids.EMBEDDING_KEY, "data"),
     )
-    def embeddings(data, which, shown):
+    def embeddings(data, which, visible, shown):
+        if off_screen(visible):
+            raise PreventUpdate
         figure, key = embedding_panel(analyzer, data, which)
         if key is not None and key == shown:
             return no_update, no_update  # another head or position: the same embeddings

@@ -17,6 +17,7 @@ from typing import Any
 from dash import Patch, ctx
 
 from interp_app.core.heads import architecture_notes
+from interp_app.core.prefetch import Prefetcher
 from interp_app.core.selection import Selection
 from interp_app.panels import REGISTRY
 from interp_app.panels.base import Context, Overlay, Panel, Slot
@@ -99,9 +100,10 @@ class Renderer:
     ``unreadable``: per run, the steps this process found it cannot read (marked on the
     slider and the loss curve until the run is listed again under a new generation)."""
 
-    def __init__(self, analyzer: Any):
+    def __init__(self, analyzer: Any, prefetch: bool = True):
         self.analyzer = analyzer
         self.unreadable: dict[tuple, set[int]] = {}
+        self.prefetcher = Prefetcher(analyzer) if prefetch else None
 
     def __call__(self, data: Any, options: dict[str, Any], rendered: Any) -> dict[Slot, Any]:
         from interp_app.ui.select import recheck
@@ -151,6 +153,9 @@ class Renderer:
             messages.append(f"step {sel.step} is unreadable ({failed}); other steps still work")
         if messages:
             out[(ids.NOTICES, "children")] = notices(messages)
+        if self.prefetcher is not None and failed is None:  # the slider's next move, ready
+            view_options = {"src": options["src"], "ablation": context.ablation}
+            self.prefetcher.around(sel, [s for s in steps if s not in bad], **view_options)
         return out
 
     def _each(self, context: Context, prints: dict, before: dict, failed: Exception | None):
