@@ -49,7 +49,7 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt, "write_tensors", boom)
+    monkeypatch.setattr(ckpt, "write_params", boom)
     with pytest.raises(OSError):
         ckpt.save_step(run, 3, {"a": np.ones(3, np.float32)}, {"step": 3})
     assert ckpt.list_steps(run) == []

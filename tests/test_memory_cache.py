@@ -223,3 +223,17 @@ def test_bad_cache_sizes_are_one_line_refusals(argv, env, message, capsys):
     assert exit_.value.code == 2 and message in err
     errors = [line for line in err.splitlines() if line.startswith("interp-app: error:")]
     assert len(errors) == 1 and err.endswith(errors[0] + "\n")  # usage, then one line
+
+
+def test_mapped_weights_enter_jax_without_a_copy(tmp_path):
+    """A step's data starts 64-byte aligned, so XLA's CPU client uses a mapped array in
+    place: the forward pass reads the weights from the page cache, not a heap copy."""
+    run = tmp_path / "r"
+    run.mkdir()
+    arrays = {"w": np.ones((512, 64), np.float32), "b": np.ones(64, np.float32)}
+    ckpt.save_step(run, 1, arrays, {"step": 1})
+    raw = (ckpt.step_dir(run, 1) / ckpt.PARAMS_FILE).read_bytes()
+    assert (8 + int.from_bytes(raw[:8], "little")) % ckpt.ALIGN == 0
+    got = ckpt.load_params(run, 1, lazy_bytes=0)
+    for name in arrays:
+        assert jax.device_put(got[name]).unsafe_buffer_pointer() == got[name].ctypes.data
