@@ -41,6 +41,9 @@ def test_help_documents_every_option():
         "--resume",
         "--overwrite",
         "--log-spaced",
+        "--coordinator",
+        "--num-processes",
+        "--process-id",
     ):
         assert opt in out
 
@@ -128,4 +131,32 @@ def test_induction_options_without_the_induction_task(tmp_path, capsys):
     root = tmp_path / "ck"
     line = _refused(capsys, ["--root", str(root), "--seeds", "0,1", "--vocab", "48"])
     assert "--seeds, --vocab apply to --task induction only" in line
+    assert _nothing_written(root)
+
+
+def test_cluster_options_that_describe_no_cluster(tmp_path, capsys):
+    """Checked before JAX joins anything: one line, nothing written."""
+    root = tmp_path / "ck"
+    cases = [
+        (["--num-processes", "2"], "--num-processes above 1 needs --coordinator HOST:PORT"),
+        (["--num-processes", "0"], "--num-processes must be at least 1, got 0"),
+        (
+            ["--coordinator", "127.0.0.1:5000", "--num-processes", "2", "--process-id", "2"],
+            "--process-id must be between 0 and 1 (--num-processes 2), got 2",
+        ),
+        (
+            ["--coordinator", "nohost", "--num-processes", "2"],
+            "--coordinator must be HOST:PORT",
+        ),
+        (
+            ["--coordinator", "h:70000", "--num-processes", "2"],
+            "--coordinator must be HOST:PORT",
+        ),
+        (
+            ["--task", "induction", "--coordinator", "h:1", "--num-processes", "2"],
+            "apply to fruits only",
+        ),
+    ]
+    for extra, message in cases:
+        assert message in _refused(capsys, ["--root", str(root), *extra])
     assert _nothing_written(root)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from training.config import TrainConfig
 from training.induction import cli as induction_cli
@@ -67,7 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="delete an existing run of this name first"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _cluster_options(p.add_argument_group("several processes or hosts (jax.distributed)"))
     return p
+
+
+def _cluster_options(cl: argparse._ArgumentGroup) -> None:
+    cl.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="address of process 0, where every process meets (a port free on its host)",
+    )
+    cl.add_argument(
+        "--num-processes", type=int, default=1, help="processes taking part, on any hosts"
+    )
+    cl.add_argument(
+        "--process-id",
+        type=int,
+        default=0,
+        help="this process's number, 0 to N-1; process 0 writes the run",
+    )
 
 
 def _model_options(md: argparse._ArgumentGroup) -> None:
@@ -91,8 +110,16 @@ def _config(cls: type[C], args: argparse.Namespace) -> C:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    def refuse(message: str) -> int:
+        print(f"interp-train: error: {' '.join(message.splitlines())}", file=sys.stderr)
+        return 2
+
     if args.task == "induction":  # its own loop (training.induction); fruits goes on below
+        if (args.coordinator, args.num_processes, args.process_id) != (None, 1, 0):
+            return refuse("--coordinator, --num-processes and --process-id apply to fruits only")
         return induction_cli.main(argv, build_parser)
+    from training import distributed
     from training.checkpoint import CheckpointError
     from training.corpus import CorpusError, load_corpus
     from training.runtime import configure
@@ -100,16 +127,16 @@ def main(argv: list[str] | None = None) -> int:
 
     configure()  # XLA's CPU flags, before JAX starts its backend
 
-    def refuse(message: str) -> int:
-        print(f"interp-train: error: {' '.join(message.splitlines())}", file=sys.stderr)
-        return 2
-
     try:
         strays = induction_cli.fruits_strays(build_parser, argv)
         if strays:
             raise ValueError(f"{', '.join(strays)} apply to --task induction only")
         mc, tc = _config(ModelConfig, args), _config(TrainConfig, args)
+        cluster = distributed.Cluster(args.coordinator, args.num_processes, args.process_id)
         corpus = load_corpus(args.corpus, args.valid)
+        joined = _join(cluster)
+        if joined:
+            return refuse(joined)
         summary = train(
             args.root,
             args.run,
@@ -119,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
             progress=not args.quiet,
+            cluster=cluster,
         )
     except (ValueError, CorpusError, TrainError, CheckpointError) as err:
         return refuse(str(err))
@@ -128,12 +156,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interp-train: interrupted; completed steps are kept (use --resume)", file=sys.stderr)
         return 130
+    return _report(summary, cluster)
+
+
+def _report(summary: Any, cluster: Any) -> int:
+    """What the run learnt, printed by process 0 (the others say they are done)."""
+    if not cluster.writer:
+        print(
+            f"process {cluster.process_id} of {cluster.num_processes} done: train loss "
+            f"{summary.train_loss:.4f}; process 0 wrote the run"
+        )
+        return 0
     print(f"run saved to {summary.run_path} ({len(summary.steps)} checkpoints)")
     print(f"train loss {summary.train_loss:.4f}   validation loss {summary.valid_loss:.4f}")
     print(f"next-token predictions for {summary.prompt!r}:")
     for word, prob in summary.top:
         print(f"  {word:<12} {prob:7.2%}")
     return 0
+
+
+def _join(cluster: Any) -> str | None:
+    """Join the cluster (nothing for one process); why not, in one line."""
+    from training import distributed
+
+    try:
+        distributed.initialize(cluster)
+    except (RuntimeError, ValueError) as err:  # jaxlib's errors derive from RuntimeError
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return f"cannot join the cluster at {cluster.coordinator}: {first}"
+    return None
 
 
 if __name__ == "__main__":

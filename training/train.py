@@ -22,8 +22,10 @@ import numpy as np
 import optax
 
 from training import checkpoint as ckpt
+from training import distributed
 from training.config import TrainConfig
 from training.corpus import Corpus
+from training.distributed import Cluster
 from training.model.config import ModelConfig
 from training.model.gpt import init_params
 from training.model.params import abstract_model
@@ -104,13 +106,27 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     out: TextIO | None = None,
+    cluster: Cluster = distributed.SINGLE,
 ) -> TrainSummary:
-    """Train a run into ``root/name``, saving the schedule's checkpoints as it goes."""
+    """Train a run into ``root/name``, saving the schedule's checkpoints as it goes.
+
+    With a ``cluster`` of several processes (joined by ``distributed.initialize``) every
+    process trains its share of each batch and process 0 alone writes the run."""
     t_entry = time.perf_counter()
     root, out = Path(root), out or sys.stderr
     check_run_name(name)  # every refusal first, before anything is written
     meta, tokenizer = describe_run(mc, tc, corpus)
-    path = prepare_run(root, name, meta, resume=resume, overwrite=overwrite)
+    if cluster.multi and tc.batch_size % jax.device_count():
+        raise TrainError(
+            f"--batch {tc.batch_size} does not split evenly over the cluster's "
+            f"{jax.device_count()} devices"
+        )
+    opened = distributed.on_writer(
+        cluster,
+        lambda: prepare_run(root, name, meta, resume=resume, overwrite=overwrite),
+        "open the run",
+    )
+    path = opened or ckpt.run_dir(root, name)
     with write_errors(path):
         t_start = time.perf_counter()
         mc = ModelConfig.from_dict(meta["model"])  # with the corpus's vocabulary size
@@ -126,18 +142,26 @@ def train(
         )
 
         def open_folder(fresh: tuple[Any, Any]) -> tuple[int | None, tuple[Any, Any]]:
-            return open_run(root, name, meta, fresh, resume=resume, overwrite=overwrite, out=out)
+            opened = distributed.on_writer(
+                cluster,
+                lambda: open_run(
+                    root, name, meta, fresh, resume=resume, overwrite=overwrite, out=out
+                ),
+                "open the run folder",
+            )
+            return distributed.share_start(cluster, opened, fresh)
 
         timings: dict[str, float] = {}
         resumed_at, state = _compile_and_init(
-            run_chunk, shapes, optimizer, mc, tc, open_folder, timings
+            run_chunk, shapes, optimizer, mc, tc, open_folder, timings, cluster.multi
         )
         timings["setup_s"] = time.perf_counter() - t_entry  # corpus to a ready, compiled loop
-        writer = RunWriter(path)
+        writer = RunWriter(path) if cluster.writer else None
+        progress = progress and cluster.writer
         evals = _run_chunks(
             run_chunk, tc, schedule, resumed_at, state, writer, progress, out, timings
         )
-        timings["save_s"] = writer.save_s
+        timings["save_s"] = writer.save_s if writer else 0.0
         timings["total_s"] = time.perf_counter() - t_start
         return _summary(path, evals, corpus, tokenizer, mc.context, timings)
 
@@ -150,10 +174,13 @@ def _compile_and_init(
     tc: TrainConfig,
     open_folder: Callable[[tuple[Any, Any]], tuple[int | None, tuple[Any, Any]]],
     timings: dict[str, float],
+    multi: bool = False,
 ) -> tuple[int | None, tuple[Any, Any]]:
     """The step resumed from (None: a new run) and the state placed on the devices, with
     the chunk call compiled: XLA compiles it on placeholders while the weights are
-    initialised (both compilations use both cores only part of the time)."""
+    initialised (both compilations use both cores only part of the time). With several
+    processes the warm-up call has finished before the run is opened: processes must meet
+    in their collectives in the same order, and opening one broadcasts."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         t0 = time.perf_counter()
         base_key = jax.random.key(tc.seed)
@@ -162,6 +189,8 @@ def _compile_and_init(
         _, params = init_params(mc, tc.seed)  # same graph definition as the abstract model
         opt_state = jax.jit(optimizer.init)(params)
         timings["init_s"] = time.perf_counter() - t0
+        if multi:
+            warm.result()
         resumed_at, state = open_folder((params, opt_state))
         state = replicate(state, tc.batch_size)
         warm.result()
@@ -175,25 +204,28 @@ def _run_chunks(
     schedule: list[int],
     resumed_at: int | None,
     state: tuple[Any, Any],
-    writer: RunWriter,
+    writer: RunWriter | None,
     progress: bool,
     out: TextIO,
     timings: dict[str, float],
 ) -> dict[str, Any]:
     """Train from ``resumed_at`` (step 0 of a new run is evaluated and saved first) to the
-    end of the schedule, writing each checkpoint; the last evaluation."""
+    end of the schedule, writing each checkpoint (no ``writer``: another process writes);
+    the last evaluation."""
     start = resumed_at or 0
     base_key = jax.random.key(tc.seed)
     t0 = time.perf_counter()
     params, opt_state, _, evals = run_chunk(*state, base_key, start, 0)  # evaluation only
     jax.block_until_ready(evals)
     timings["first_eval_s"] = time.perf_counter() - t0  # the whole corpus, before any step
-    if resumed_at is None:  # a resumed run has step 0 and its record already
+    if resumed_at is None and writer:  # a resumed run has step 0 and its record already
         writer.record(0, 1, [], float(evals["valid_loss"]), params, opt_state)
     bar = _progress(total=tc.steps, initial=start, enabled=progress, out=out)
 
     def record(first: int, step: int, chunk_out: tuple) -> None:
         """Metrics and checkpoint of one finished chunk (blocks until it has finished)."""
+        if writer is None:
+            return
         params, opt_state, losses, evals = chunk_out
         losses = np.asarray(losses)[: step - first + 1]  # host slice: a device one compiles per n
         valid_loss = float(evals["valid_loss"])
