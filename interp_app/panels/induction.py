@@ -114,7 +114,13 @@ def induction_curves_figure(data: HeldOut, step: int) -> Figure:
         yaxis={"domain": [0.55, 1], "title": {"text": "nats"}, "zeroline": True},
         xaxis2={**axis, "anchor": "y2", "matches": "x"},
         yaxis2={"domain": [0, 0.42], "title": {"text": "position"}},
-        legend={"orientation": "h", "y": 1.0, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+        legend={
+            "x": 0.99,
+            "y": 0.99,
+            "xanchor": "right",
+            "yanchor": "top",
+            "bgcolor": "rgba(255,255,255,0.8)",
+        },
     )
 
 
