@@ -111,15 +111,21 @@ def test_a_forged_request_is_checked_like_any_input(small_root):
 
 def test_the_status_line_says_what_happened():
     request = {"key": "k", "run": "r", "prompt": "p", "done": 2, "total": 10}
-    assert job_status(True, None, None, request)[0].startswith("Computing the timelines")
+    running = {"key": "k", "done": 6, "total": 10, "state": "running"}
+    text, resume = job_status("job-progress", True, running, request)
+    assert text.startswith("Computing the timelines") and "6 of 10 steps" in text
+    assert resume == {"display": "none"}
     done = {"key": "k", "state": "finished", "done": 10, "total": 10, "seconds": 3.5}
-    assert job_status(False, done, None, request) == (
-        "Timelines computed: 10 steps in 3.5 s.",
-        {"display": "none"},
+    assert job_status("job-running", False, done, request)[0] == (
+        "Timelines computed: 10 steps in 3.5 s."
     )
-    text, resume = job_status(False, None, {"key": "k", "done": 6, "total": 10}, request)
-    assert "stopped after 6 of 10 steps" in text and resume == {}
-    assert job_status(False, None, None, None) == ("", {"display": "none"})
+    text, resume = job_status("job-cancel", True, running, request)
+    assert "stopped after 6 of 10 steps (cancelled)" in text and resume == {}
+    text, _ = job_status("job-running", False, running, request)
+    assert "worker was lost" in text
+    other = {**done, "key": "another query"}
+    assert "2 of 10" in job_status("job-running", True, other, request)[0]
+    assert job_status(None, False, None, None) == ("", {"display": "none"})
 
 
 def test_job_settings_from_the_environment():

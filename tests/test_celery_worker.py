@@ -187,7 +187,7 @@ def test_a_job_whose_worker_process_is_killed_runs_again_and_finishes(big_root, 
         assert text.count(" received") == 2  # once, then again after the loss
 
         # the page draws the finished timeline from Redis, as computed in one go
-        tick = {"job-tick.data": done}
+        tick = {"job-tick.data": done}  # the last progress: the finished job
         states = {
             "selection.data": out["selection"]["data"],
             "rendered.data": out["rendered"]["data"],

@@ -33,7 +33,7 @@ from training.model.params import unflatten_stacked
 SCHEMA = 1  # bump when the stored arrays change meaning: old entries are then never read
 SYNC_WORK = 2e10  # above this (see ``step_work``), a timeline goes to a background job
 PART_STEPS = 8  # at most this many steps per computed part: partial results keep coming
-Report = Callable[[int, int], None]  # (steps done, steps in all)
+Report = Callable[[int, int], object]  # (steps done, steps in all); its value is ignored
 
 
 @dataclass(frozen=True)

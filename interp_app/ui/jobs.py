@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, State, html
+from dash import Dash, Input, Output, State, ctx, html
 
 from interp_app.core.analyzer import Analyzer
 from interp_app.core.jobs import JobAnalyzer, Query, fill_timeline
@@ -148,7 +148,9 @@ def percent(done: int, total: int) -> int:
 
 def timeline_job(set_progress, request: Any, resume: Any, place: dict[str, Any]) -> dict:
     """The background callback: fill the shared cache with the request's missing steps,
-    reporting after each part. ``place`` (root, result cache) comes from the server."""
+    reporting after each part and at the end. ``place`` (root, result cache) comes from
+    the server. Everything the page shows comes through ``set_progress``: a callback that
+    depends on a running job's output waits until it ends, and the page must not."""
     from interp_app.server.background import results_at
 
     del resume  # a click only restarts the job: the steps already done are skipped
@@ -156,47 +158,45 @@ def timeline_job(set_progress, request: Any, resume: Any, place: dict[str, Any])
     analyzer = job_analyzer(place["root"])
     query, problem = request_query(analyzer, request)
     key = request.get("key") if isinstance(request, dict) else None
+
+    def report(done: int, total: int, **more: Any) -> dict:
+        state = {"key": key, "done": done, "total": total, "state": "running", **more}
+        set_progress([percent(done, total), f"{done} of {total} steps", state])
+        return state
+
     if query is None:
-        return {"key": key, "state": "error", "message": problem}
-
-    def report(done: int, total: int) -> None:
-        label = f"{done} of {total} steps"
-        set_progress([percent(done, total), label, {"key": key, "done": done, "total": total}])
-
+        return report(0, 0, state="error", message=problem)
     results = results_at(place["results"])
     done, total = fill_timeline(analyzer, results, query, report, place["part_steps"])
     seconds = round(time.monotonic() - started, 1)
-    return {"key": key, "state": "finished", "done": done, "total": total, "seconds": seconds}
+    return report(done, total, state="finished", seconds=seconds)
 
 
-def job_status(running: Any, done: Any, progress: Any, request: Any) -> tuple[str, dict]:
+def job_status(trigger: Any, running: Any, progress: Any, request: Any) -> tuple[str, dict]:
     """(status line, Resume button style) from what the stores say."""
     hidden: dict[str, str] = {"display": "none"}
     shown: dict[str, str] = {}
     if not isinstance(request, dict):
         return "", hidden
-    what = f"run {request.get('run')!r}, prompt {request.get('prompt')!r}"
-    if running is True:
-        return (
-            f"Computing the timelines over training in the background ({what}); "
-            "the other views work meanwhile.",
-            hidden,
-        )
     key = request.get("key")
-    if isinstance(done, dict) and done.get("key") == key:
-        if done.get("state") == "finished":
-            return (
-                f"Timelines computed: {done.get('done')} steps in {done.get('seconds')} s.",
-                hidden,
-            )
-        return f"The timeline job stopped: {done.get('message')}", hidden
-    ok = isinstance(progress, dict) and progress.get("key") == key
-    n = progress.get("done", 0) if ok else request.get("done", 0)
-    total = request.get("total", "?")
+    ours = progress if isinstance(progress, dict) and progress.get("key") == key else {}
+    if ours.get("state") == "finished":
+        return f"Timelines computed: {ours.get('done')} steps in {ours.get('seconds')} s.", hidden
+    if ours.get("state") == "error":
+        return f"The timeline job stopped: {ours.get('message')}", hidden
+    n, total = ours.get("done", request.get("done", 0)), request.get("total", "?")
+    if trigger == ids.JOB_CANCEL or running is False:
+        why = "cancelled" if trigger == ids.JOB_CANCEL else "cancelled, or its worker was lost"
+        return (
+            f"The timeline job stopped after {n} of {total} steps ({why}): the timelines "
+            "show those steps; Resume computes the rest.",
+            shown,
+        )
+    what = f"run {request.get('run')!r}, prompt {request.get('prompt')!r}"
     return (
-        f"The timeline job stopped after {n} of {total} steps (cancelled, or its worker was "
-        "lost): the timelines show those steps; Resume computes the rest.",
-        shown,
+        f"Computing the timelines over training in the background ({what}): {n} of "
+        f"{total} steps so far; the other views work meanwhile.",
+        hidden,
     )
 
 
@@ -257,9 +257,9 @@ def job_outputs(analyzer: Any, out: dict, current: Any, raw_options: dict, reque
 
 
 def register_jobs(app: Dash, manager: Any) -> None:
-    """The background callback and the status line."""
+    """The background callback, the tick that redraws the timelines, the status line."""
     app.callback(
-        output=Output(ids.JOB_DONE, "data"),
+        output=Output(ids.JOB_DONE, "data"),  # nothing depends on it (see ``timeline_job``)
         inputs=dict(
             request=Input(ids.JOB_REQUEST, "data"),
             resume=Input(ids.JOB_RESUME, "n_clicks"),
@@ -281,17 +281,13 @@ def register_jobs(app: Dash, manager: Any) -> None:
         prevent_initial_call=True,
     )(timeline_job)
 
-    # A part or the end of a job, for the main callback: through a store of its own, so that
-    # no callback both follows the job's progress and writes its request (Dash refuses that
-    # circle, which could restart a job at every part; ``job_outputs`` asks only for new keys).
+    # Each part, for the main callback: through a store of its own, so that no callback both
+    # follows the job's progress and writes its request (Dash refuses that circle, which
+    # could restart a job at every part; ``job_outputs`` asks only for new keys).
     app.clientside_callback(
-        """function(progress, done) {
-            const t = dash_clientside.callback_context.triggered;
-            return t.length ? t[0].value : dash_clientside.no_update;
-        }""",
+        "function(progress) { return progress; }",
         Output(ids.JOB_TICK, "data"),
         Input(ids.JOB_PROGRESS, "data"),
-        Input(ids.JOB_DONE, "data"),
         prevent_initial_call=True,
     )
 
@@ -299,10 +295,11 @@ def register_jobs(app: Dash, manager: Any) -> None:
         Output(ids.JOB_STATUS, "children"),
         Output(ids.JOB_RESUME, "style"),
         Input(ids.JOB_RUNNING, "data"),
-        Input(ids.JOB_DONE, "data"),
-        State(ids.JOB_PROGRESS, "data"),
+        Input(ids.JOB_PROGRESS, "data"),
+        Input(ids.JOB_CANCEL, "n_clicks"),
         State(ids.JOB_REQUEST, "data"),
         prevent_initial_call=True,
     )
-    def status(running, done, progress, request):
-        return job_status(running, done, progress, request)
+    def status(running, progress, cancel, request):
+        del cancel  # the trigger says it
+        return job_status(ctx.triggered_id, running, progress, request)
