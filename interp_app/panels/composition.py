@@ -27,7 +27,8 @@ HINT = (
     "Rows: every head of the earlier layers (the writer, through its OV circuit); columns: the "
     "later layer's heads (the reader, through its QK or OV circuit). Score "
     "‖W_OV·W_QK‖/(‖W_OV‖‖W_QK‖) and alike, 0 to 1, each layer's LayerNorm folded in, no "
-    "random baseline subtracted. Select a head of a later layer to see what composes into it; "
+    "random baseline subtracted (with rotary positions, the rotation inside attention is not "
+    "in these weights). Select a head of a later layer to see what composes into it; "
     "a click on a cell selects its column's head."
 )
 
@@ -35,6 +36,39 @@ HINT = (
 def later_layer(layer: int, n_layers: int) -> int:
     """The reading layer shown: the selected head's, or layer 1 when a layer-0 head is."""
     return min(max(layer, 1), n_layers - 1)
+
+
+def _kind_trace(z: np.ndarray, k: int, rows: list[str], cols: list[str], top: float) -> dict:
+    """One kind's heatmap (Q, K or V) on subplot ``k``; cells labelled while there are few."""
+    suffix, kind = ("" if k == 0 else str(k + 1)), KINDS[k]
+    return {
+        "type": "heatmap",
+        "z": z,
+        "x": cols,
+        "y": rows,
+        "customdata": [cols] * len(rows),
+        "zmin": 0,
+        "zmax": top or 1.0,
+        "colorscale": scale("Blues"),
+        "showscale": k == 2,
+        "colorbar": {"thickness": 10},
+        "hovertemplate": f"{kind}: %{{y}} → %{{x}}: %{{z:.3f}}<extra></extra>",
+        "xaxis": f"x{suffix}",
+        "yaxis": f"y{suffix}",
+        **({"texttemplate": "%{z:.2f}"} if z.size <= 64 else {}),
+    }
+
+
+def _heading(text: str, x: float) -> dict:
+    return {
+        "text": text,
+        "x": x,
+        "y": 1.0,
+        "xref": "paper",
+        "yref": "paper",
+        "yanchor": "bottom",
+        "showarrow": False,
+    }
 
 
 def composition_figure(
@@ -46,54 +80,24 @@ def composition_figure(
     cols = [head_name(later, h) for h in range(n_heads)]
     top = float(np.nanmax(scores)) if scores.size else 1.0
     gap, width = 0.06, (1 - 0.12) / 3
-    data: list[dict[str, Any]] = []
+    data = [_kind_trace(scores[k], k, rows, cols, top) for k in range(3)]
     axes: dict[str, dict[str, Any]] = {}
     shapes: list[dict] = []
-    notes: list[dict] = []
-    for k, kind in enumerate(KINDS):
-        suffix = "" if k == 0 else str(k + 1)
-        small = scores.shape[1] * n_heads <= 64
-        data.append(
-            {
-                "type": "heatmap",
-                "z": scores[k],
-                "x": cols,
-                "y": rows,
-                "customdata": [cols] * len(rows),
-                "zmin": 0,
-                "zmax": top or 1.0,
-                "colorscale": scale("Blues"),
-                "showscale": k == 2,
-                "colorbar": {"thickness": 10},
-                "hovertemplate": f"{kind}: %{{y}} → %{{x}}: %{{z:.3f}}<extra></extra>",
-                "xaxis": f"x{suffix}",
-                "yaxis": f"y{suffix}",
-                **({"texttemplate": "%{z:.2f}"} if small else {}),
-            }
-        )
-        x0 = k * (width + gap)
+    for k in range(3):
+        suffix, x0 = ("" if k == 0 else str(k + 1)), k * (width + gap)
         axes[f"xaxis{suffix}"] = {"domain": [x0, x0 + width], "anchor": f"y{suffix}"}
         axes[f"yaxis{suffix}"] = {
             "anchor": f"x{suffix}",
             "autorange": "reversed",
             "showticklabels": k == 0,
         }
-        notes.append(
-            {
-                "text": KIND_NAMES[kind],
-                "x": x0 + width / 2,
-                "y": 1.0,
-                "xref": "paper",
-                "yref": "paper",
-                "yanchor": "bottom",
-                "showarrow": False,
-            }
-        )
         shapes += _marks(selected, later, n_heads, len(rows), suffix)
-    name = head_name(*selected)
+    notes = [
+        _heading(KIND_NAMES[kind], k * (width + gap) + width / 2) for k, kind in enumerate(KINDS)
+    ]
     return figure(
         data,
-        f"Composition into layer {later} at step {step} — selected {name}",
+        f"Composition into layer {later} at step {step} — selected {head_name(*selected)}",
         max(260, 120 + 22 * len(rows)),
         shapes=shapes,
         annotations=notes,
