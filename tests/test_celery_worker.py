@@ -99,7 +99,9 @@ def start_worker(root: Path, url: str, log: Path, visibility: int = 3600) -> sub
     argv = [interpolate(part, {}) for part in COMPOSE["services"]["worker"]["command"]]
     argv[0] = str(Path(sys.executable).parent / argv[0])  # the compose command, this venv's
     with open(log, "a") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
+        )
 
 
 def wait_ready(log: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -141,9 +143,10 @@ def expected_timeline(root: Path, request: dict):
     )
 
 
-def page(root: Path, url: str):
+def page(root: Path, url: str, visibility: int = 3600):
     """The app (in process, as a gunicorn worker would run it) and the job's request."""
-    app = create_app(root, jobs=JobSettings(redis_url=url, sync_work=0, part_steps=1))
+    settings = JobSettings(redis_url=url, sync_work=0, part_steps=1, visibility=visibility)
+    app = create_app(root, jobs=settings)
     client = DashClient(app)
     out = client.select(None, search="?run=mid")
     request = out["job-request"]["data"]
@@ -209,3 +212,40 @@ def _query_args(app, request: dict) -> tuple:
     query, _ = request_query(app.server.config["ANALYZER"], request)
     assert query is not None
     return (query.run, query.prompt, query.pos, query.target, query.src, query.ablate, query.mode)
+
+
+def test_a_job_whose_whole_worker_dies_runs_on_another_worker(big_root, tmp_path):
+    """SIGKILL a worker container's every process mid-job: the job's message, never
+    acknowledged, goes back to the queue once its visibility timeout passes (here 5 s, an
+    hour by default) and the next worker finishes it; the page keeps polling meanwhile
+    and gets the finished timeline."""
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    with redis_server(tmp_path) as (url, client):
+        first = start_worker(big_root, url, first_log, visibility=5)
+        second = None
+        try:
+            wait_ready(first_log, first)
+            _, dash, _, request = page(big_root, url, visibility=5)
+            jobs = BackgroundClient(dash)
+            body = jobs.body("job-done.data", {"job-request.data": request}, ["job-request.data"])
+            handles = jobs.start(body)
+            before = wait_for_steps(client, 1)
+            os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool, as a container dies
+            first.wait(timeout=30)
+            assert before < len(STEPS)
+            progress, response = jobs.poll(body, handles)
+            assert response is None  # still "running" for the page: queued again
+            second = start_worker(big_root, url, second_log, visibility=5)
+            deadline = time.monotonic() + 300
+            while response is None:
+                assert time.monotonic() < deadline, second_log.read_text()[-3000:]
+                progress, response = jobs.poll(body, handles)
+                time.sleep(0.3)
+            done = response["job-done"]["data"]
+            assert (done["state"], done["done"], done["total"]) == ("finished", 40, 40)
+            assert stored_steps(client) == len(STEPS)
+            assert " received" in second_log.read_text()
+        finally:
+            for worker in (first, second):
+                if worker is not None:
+                    stop(worker)
