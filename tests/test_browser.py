@@ -256,6 +256,7 @@ def test_forward_view_in_3d_follows_threshold_and_head(page, app_url):
     assert 0 < after < before
 
     click_cell(page, "head-grid", 0.75, 0.25)  # L0H1 in the head grid
+    page.locator("#forward-3d").scroll_into_view_if_needed()  # drawn while on screen
     wait_title(page, "forward-3d", "attention of L0H1 strong")
     strong = forward_traces(page, "attn-strong")
     assert strong and {h for h, _ in strong} == {"L0H1"}
@@ -269,3 +270,31 @@ def test_forward_view_in_3d_follows_threshold_and_head(page, app_url):
     page.locator("#forward-3d").locator(
         "xpath=ancestor::div[contains(@class,'card')]"
     ).first.screenshot(path=str(ARTIFACTS / "forward-3d.png"))
+
+
+def test_multiples_click_head_search_and_3d_drawn_when_scrolled_to(page, app_url):
+    """A multiple selects its head (through the clientside hop to its trace's name), a
+    typed head name selects that head, and the 3D section asks for nothing until it is
+    scrolled to, then draws the current selection."""
+    page.add_init_script(
+        "window.__outputs = []; const f = window.fetch; window.fetch = (...a) => {"
+        " try { window.__outputs.push(JSON.parse(a[1].body).output); } catch (e) {}"
+        " return f(...a); };"
+    )
+    open_page(page, app_url)
+    far = page.evaluate(
+        "document.getElementById('section-3d').getBoundingClientRect().top > 2 * innerHeight"
+    )
+    click_cell(page, "head-multiples", 0.5, 0.5)  # the first multiple: L0H0
+    wait_title(page, "attention-pattern", "L0H0")
+    wait_title(page, "head-multiples", "selected L0H0")
+    search = page.locator("#head-search")
+    search.fill("l1h1")
+    search.press("Enter")
+    wait_title(page, "attention-pattern", "L1H1")
+    assert "head=L1H1" in page.url
+    asked = page.evaluate("window.__outputs.filter(o => String(o).includes('forward-3d'))")
+    if far:  # the section was off screen (more than a screen away) the whole time
+        assert asked == []
+    page.locator("#forward-3d").scroll_into_view_if_needed()
+    wait_title(page, "forward-3d", "attention of L1H1 strong")

@@ -16,6 +16,7 @@ from plotly.utils import PlotlyJSONEncoder
 from interp_app.core import metrics
 from interp_app.core.analyzer import Analyzer
 from interp_app.core.heads import component_names
+from interp_app.core.lean_step import lean_step, lens_window
 from interp_app.core.prefetch import neighbours
 from interp_app.core.selection import Selection
 from interp_app.core.store import RunStore
@@ -179,3 +180,28 @@ def test_prefetch_goes_the_way_the_user_moves():
     assert neighbours(steps, 10, back=True) == [0, 20]
     assert neighbours(steps, 30, reach=2) == [20, 10]
     assert neighbours(steps, 5) == []
+
+
+@pytest.mark.parametrize("width", [4, 32])
+def test_the_pages_step_equals_one_step_with_the_lens_at_a_window(analyzer, width):
+    """``lean_step``: every number of ``metrics.one_step`` (float64, equal), the lens at the
+    ``width`` positions ending at the query (float32: the same top tokens, probabilities
+    within 1e-5), and ``lens_start`` where they begin."""
+    sel, _ = resolve(analyzer, {"run": "ext"})
+    prompt = analyzer.encode("ext", sel.prompt)
+    cap = analyzer.capture("ext", sel.step, prompt)
+    params = analyzer.store.params("ext", sel.step)
+    target = analyzer.store.info("ext").tokenizer.index[sel.target]
+    pos = prompt.length - 2
+    args = dict(pos=pos, target=target, length=prompt.length, src=1, layer=1, head=0)
+    want = metrics.one_step(cap, params, eps=CONFIG.ln_eps, **args)
+    got = lean_step(cap, params, eps=CONFIG.ln_eps, lens_positions=width, **args)
+    for key in ("attr", "ln_bias", "token_attr", "probs", "clean_probs"):
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=1e-15)
+    for name, values in want["heads"].items():
+        np.testing.assert_allclose(got["heads"][name], values, rtol=1e-12, atol=1e-15)
+    start = max(0, pos + 1 - width)
+    assert got["lens_start"] == start == lens_window(pos, prompt.length, width)[0]
+    shown = slice(start, start + got["lens_top"].shape[1])
+    np.testing.assert_array_equal(got["lens_top"], want["lens_top"][:, shown])
+    np.testing.assert_allclose(got["lens_prob"], want["lens_prob"][:, shown], atol=1e-5)

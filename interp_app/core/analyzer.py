@@ -17,6 +17,7 @@ import numpy as np
 
 from interp_app.core import causal, metrics
 from interp_app.core.heads import head_mask
+from interp_app.core.lean_step import lean_step
 from interp_app.core.prompt import Prompt, encode_prompt
 from interp_app.core.store import LRU, RunStore
 from interp_app.core.timeline import compute_timeline
@@ -185,14 +186,17 @@ class Analyzer:
         ablate: tuple[str, ...],
         mode: str,
         ablation: bool = True,
+        lens_window: bool = False,
     ) -> dict[str, Any]:
         """Every number the panels show for one step (``metrics.one_step``, float64) of the
         model with ``ablate`` ablated, plus the ``ablation`` head metric (one more pass per
         head: ``ablation=False`` leaves it out) and, when something is ablated,
-        ``clean_probs`` (the unablated model's [V])."""
+        ``clean_probs`` (the unablated model's [V]). ``lens_window``: the logit lens only
+        at the positions the page shows (``lean_step``; ``lens_start`` says where)."""
         info = self.store.info(run)
         cap = self.capture(run, step, prompt, ablate, mode)
-        out = metrics.one_step(
+        step_fn = lean_step if lens_window else metrics.one_step
+        out = step_fn(
             cap,
             self.store.params(run, step),
             clean=self.capture(run, step, prompt) if ablate else None,

@@ -180,10 +180,11 @@ class View:
     comp_kinds: tuple[str, ...]
     comp_attr: np.ndarray  # [C] direct logit attributions (incl. LN bias last)
     logit: float  # the actual target logit
-    lens_top: np.ndarray  # [L+1, T]
-    lens_prob: np.ndarray  # [L+1, T]
+    lens_top: np.ndarray  # [L+1, W]: positions lens_start .. lens_start + W - 1
+    lens_prob: np.ndarray  # [L+1, W]
     target_prob: float = 0.0  # P(target) of the shown (possibly ablated) model
     clean_probs: np.ndarray | None = None  # [V] before ablation (None: nothing ablated)
+    lens_start: int = 0  # the first position the logit lens read (``lean_step.lens_window``)
 
 
 def compute_view(
@@ -265,6 +266,7 @@ def _view(analyzer: Analyzer, sel: Selection, src: int, k: int) -> View:
         ablate=sel.ablate,
         mode=sel.mode,
         ablation=False,
+        lens_window=True,
     )
     n = prompt.length
     cap = analyzer.capture(sel.run, sel.step, prompt, sel.ablate, sel.mode)
@@ -287,8 +289,9 @@ def _view(analyzer: Analyzer, sel: Selection, src: int, k: int) -> View:
         comp_kinds=(*kinds, "ln"),
         comp_attr=np.append(m["attr"], m["ln_bias"]),
         logit=m["logit"],
-        lens_top=m["lens_top"][:, :n],
-        lens_prob=m["lens_prob"][:, :n],
+        lens_top=m["lens_top"][:, : n - m["lens_start"]],
+        lens_prob=m["lens_prob"][:, : n - m["lens_start"]],
+        lens_start=m["lens_start"],
         target_prob=float(m["probs"][target]),
         clean_probs=m["clean_probs"],
     )

@@ -14,11 +14,18 @@ FIGURE = (ids.LOGIT_LENS, "figure")
 
 
 def logit_lens_figure(view: Any, sel: Selection) -> Figure:
-    n_rows = view.lens_top.shape[0]
+    """The lens at the positions it read: the whole prompt, or the ``LENS_POSITIONS``
+    ending at the query (the title says which)."""
+    n_rows, width = view.lens_top.shape
+    start = getattr(view, "lens_start", 0)
+    labels = position_labels(view.words)[start : start + width]
+    title = "Logit lens: top token of each residual through the final LayerNorm"
+    if width < view.length:
+        title += f" (positions {start}–{start + width - 1} of {view.length}, up to the query)"
     heat = {
         "type": "heatmap",
         "z": view.lens_prob,
-        "x": position_labels(view.words),
+        "x": labels,
         "y": ["embeddings"] + [f"after L{i}" for i in range(n_rows - 1)],
         "text": [[view.vocab[i] for i in row] for row in view.lens_top],
         "texttemplate": "%{text}",
@@ -30,11 +37,12 @@ def logit_lens_figure(view: Any, sel: Selection) -> Figure:
         "xgap": 2,
         "ygap": 2,
     }
+    x = sel.pos - start  # the window ends at the query
     return figure(
         [heat],
-        "Logit lens: top token of each residual through the final LayerNorm",
+        title,
         260,
-        shapes=[frame(sel.pos - 0.5, sel.pos + 0.5, -0.5, n_rows - 0.5)],
+        shapes=[frame(x - 0.5, x + 0.5, -0.5, n_rows - 0.5)],
         yaxis={"autorange": "reversed"},
         xaxis={"tickangle": -30},
     )
