@@ -266,3 +266,27 @@ def test_the_apps_lab_views_are_the_lab_metrics(lab_root):
     )
     assert other["selection"]["data"]["run"] == "lab-s1"
     assert other["selection"]["data"]["step"] == step
+
+
+def test_the_step_slider_moves_the_lab_marks_without_redrawing(lab_root):
+    """A step change patches the ICL and compare charts' marks (title and shapes only) and
+    redraws the composition at that step."""
+    from interp_app.core.induction_run import timeline
+
+    tl = timeline(lab_root, "lab-s1")
+    client = DashClient(create_app(lab_root))
+    sel = client.select(None, search="?run=lab-s1")["selection"]["data"]
+    first = client.render(sel, metric="induction")
+    step = int(tl.steps[3])
+    moved = client.render({**sel, "step": step}, "induction", 0, first["rendered"]["data"])
+    for panel in ("induction-curves", "compare-runs"):
+        patch = moved[panel]["figure"]
+        assert "__dash_patch_update" in patch, panel
+        places = {tuple(op["location"]) for op in patch["operations"]}
+        assert places == {("layout", "title", "text"), ("layout", "shapes")}, places
+        shapes = next(op for op in patch["operations"] if op["location"] == ["layout", "shapes"])
+        marker = shapes["params"]["value"][-1]
+        assert marker["x0"] == (3 if panel == "induction-curves" else step)  # index vs step
+    comp = moved["composition"]["figure"]
+    assert f"at step {step}" in comp["layout"]["title"]["text"]
+    np.testing.assert_allclose(_a(comp["data"][1]["z"]), tl.composition[3, 1], rtol=1e-6)
