@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec
 
 from interp_app.core.circuits_forward import (
     Dials,
@@ -130,23 +131,29 @@ def step_scores(
         _, final = forward(params, cfg, graph, emb_c, Dials(keep, outs_x, plain.delta))
         return metric(params, cfg, final, query)
 
-    # Two rounds of one mapped program: each edge alone plus the EAP-IG order's top-k
-    # sets, then the exact order's top-k sets (padded to the same batch).
-    alone = 1.0 - jnp.eye(n_edges, dtype=jnp.float32)
-    first = jnp.concatenate([alone, _top_k_sets(eap_ig)])  # [2E + 1, E]
+    # Two rounds of one mapped program, of equal size: each edge alone and the first half
+    # of the EAP-IG order's top-k sets, then the exact order's sets and the other half.
+    half = (n_edges + 2) // 2
+    size = max(n_edges + half, 2 * n_edges + 2 - half)
+    ig_sets = _top_k_sets(eap_ig)  # [E + 1, E]
 
-    def second(ms: Array) -> Array:
-        pad = jnp.ones((n_edges, n_edges), jnp.float32)
-        return jnp.concatenate([_top_k_sets(ms[:n_edges] - m_clean), pad])
+    def padded(rows: Array) -> Array:
+        pad = jnp.ones((size - rows.shape[0], n_edges), jnp.float32)
+        return jnp.concatenate([rows, pad])
+
+    alone = 1.0 - jnp.eye(n_edges, dtype=jnp.float32)
+    first = padded(jnp.concatenate([alone, ig_sets[:half]]))
 
     def round_(i: Array, state: tuple[Array, Array]) -> tuple[Array, Array]:
         keeps, out = state
         ms = jax.vmap(patched)(keeps)
-        return jnp.where(i == 0, second(ms), keeps), out.at[i].set(ms)
+        exact_sets = _top_k_sets(ms[:n_edges] - m_clean)
+        after = padded(jnp.concatenate([exact_sets, ig_sets[half:]]))
+        return jnp.where(i == 0, after, keeps), out.at[i].set(ms)
 
-    init = (first, jnp.zeros((2, 2 * n_edges + 1), jnp.float32))
-    _, rounds = jax.lax.fori_loop(0, 2, round_, init)
+    _, rounds = jax.lax.fori_loop(0, 2, round_, (first, jnp.zeros((2, size), jnp.float32)))
     exact = rounds[0, :n_edges] - m_clean
+    faith_ig = jnp.concatenate([rounds[0, n_edges : n_edges + half], rounds[1, n_edges + 1 :]])
     return {
         "exact": exact,
         "eap": eap,
@@ -154,13 +161,30 @@ def step_scores(
         "clean": m_clean,
         "corrupt": m_corrupt,
         "faith_exact": rounds[1, : n_edges + 1],
-        "faith_ig": rounds[0, n_edges:],
+        "faith_ig": faith_ig[: n_edges + 1],
     }
 
 
-@partial(jax.jit, static_argnums=(1, 5))
-def _chunk(stacked, cfg, clean, corrupt, query, ig_steps):
+def _mapped(stacked, cfg, clean, corrupt, query, ig_steps):
     return jax.vmap(lambda p: step_scores(p, cfg, clean, corrupt, query, ig_steps))(stacked)
+
+
+@partial(jax.jit, static_argnums=(1, 5, 6))
+def _chunk(stacked, cfg, clean, corrupt, query, ig_steps, devices: int):
+    """:func:`step_scores` mapped over a chunk of steps, the steps split over ``devices``
+    host devices (``training.runtime``: each is single-threaded, so one would leave the
+    other core idle)."""
+    if devices == 1:
+        return _mapped(stacked, cfg, clean, corrupt, query, ig_steps)
+    mesh = Mesh(np.array(jax.devices()[:devices]), ("steps",))
+    split, same = PartitionSpec("steps"), PartitionSpec()
+    return jax.shard_map(
+        lambda p, c, x, q: _mapped(p, cfg, c, x, q, ig_steps),
+        mesh=mesh,
+        in_specs=(split, same, same, same),
+        out_specs=split,
+        check_vma=False,  # each device's steps are its own: nothing is shared to check
+    )(stacked, clean, corrupt, query)
 
 
 def scores_over_steps(
@@ -176,6 +200,8 @@ def scores_over_steps(
     stacked on a leading step axis; the last chunk padded), ``[n_steps, ...]`` each."""
     parts = []
     for chunk in chunks:
-        out = _chunk(chunk, cfg, jnp.asarray(clean), jnp.asarray(corrupt), query, ig_steps)
+        n = len(next(iter(chunk.values())))
+        devices = max(d for d in range(1, jax.device_count() + 1) if n % d == 0 and d <= 2)
+        out = _chunk(chunk, cfg, jnp.asarray(clean), jnp.asarray(corrupt), query, ig_steps, devices)
         parts.append(jax.device_get(out))
     return {k: np.concatenate([p[k] for p in parts])[:n_steps] for k in parts[0]}
