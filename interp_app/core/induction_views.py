@@ -116,13 +116,14 @@ def heldout(analyzer: Any, run: str) -> HeldOut | None:
         return None
     lab = _lab(analyzer, run)
     known: dict[int, dict[str, Any]] = analyzer.memo(run, ("induction-heldout",), dict)
-    for step in analyzer.store.steps(run):
+    saved = analyzer.store.steps(run)
+    for step in saved:
         if step not in known:
             try:
                 known[step] = heldout_step(analyzer, run, lab, step)
             except (CheckpointError, OSError, ValueError):
                 continue  # unreadable now; tried again on the next drawing
-    steps = sorted(s for s in known if s in set(analyzer.store.steps(run)))
+    steps = sorted(set(known) & set(saved))
     rows = [known[s] for s in steps]
     t = lab.cfg.context
 
