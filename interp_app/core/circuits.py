@@ -47,6 +47,7 @@ from training.model.config import ModelConfig
 Array = Any
 KINDS = ("logit_diff", "repeat_loss")
 IG_STEPS = 5  # Hanna et al. find a handful of steps enough; the tests measure it here
+WORK_BYTES = 1 << 30  # activations of one mapped call, at most (about)
 
 
 class LogitDiff(NamedTuple):
@@ -187,6 +188,42 @@ def _chunk(stacked, cfg, clean, corrupt, query, ig_steps, devices: int):
     )(stacked, clean, corrupt, query)
 
 
+def steps_per_call(cfg: ModelConfig, shape: tuple[int, int], n_edges: int) -> int:
+    """How many steps one mapped call scores: as many as keep its activations (every
+    patched pass of a round at once, each holding every sender's and receiver's vectors,
+    the attention patterns and the MLPs' hidden units) within ``WORK_BYTES``. The default
+    run takes 64 at once; the induction lab's 32 sequences of 32 tokens at width 64, one."""
+    b, t = shape
+    graph = Graph.of(cfg)
+    per_pass = (
+        b
+        * t
+        * (
+            (len(graph.senders) + len(graph.receivers)) * cfg.d_model
+            + cfg.n_layers * (2 * cfg.n_heads * t + (cfg.d_mlp if cfg.mlp else 0))
+        )
+    )
+    passes = 2 * n_edges + 2 + 2 * (IG_STEPS + 2)  # a round of patched passes, the gradients
+    return max(1, WORK_BYTES // (4 * per_pass * passes))
+
+
+def _calls(chunk: dict[str, Any], size: int) -> list[tuple[dict[str, Any], int]]:
+    """A chunk of stacked steps as (call, its real steps) of ``size`` steps each (the last
+    padded with its own last step), so every call has one shape: one compilation."""
+    n = len(next(iter(chunk.values())))
+    if size >= n:
+        return [(chunk, n)]
+    out = []
+    for start in range(0, n, size):
+        part = {k: v[start : start + size] for k, v in chunk.items()}
+        real = len(next(iter(part.values())))
+        if real < size:
+            pad = size - real
+            part = {k: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for k, v in part.items()}
+        out.append((part, real))
+    return out
+
+
 def scores_over_steps(
     chunks: list[dict[str, Any]],
     n_steps: int,
@@ -197,11 +234,17 @@ def scores_over_steps(
     ig_steps: int = IG_STEPS,
 ) -> dict[str, np.ndarray]:
     """:func:`step_scores` at every step of ``chunks`` (parameters by checkpoint name, each
-    stacked on a leading step axis; the last chunk padded), ``[n_steps, ...]`` each."""
+    stacked on a leading step axis; the last chunk padded), ``[n_steps, ...]`` each; each
+    chunk in calls of :func:`steps_per_call` steps."""
+    size = steps_per_call(cfg, clean.shape, Graph.of(cfg).n_edges)
+    if size > 1:
+        size -= size % 2  # whole shares for the two host devices
     parts = []
     for chunk in chunks:
-        n = len(next(iter(chunk.values())))
-        devices = max(d for d in range(1, jax.device_count() + 1) if n % d == 0 and d <= 2)
-        out = _chunk(chunk, cfg, jnp.asarray(clean), jnp.asarray(corrupt), query, ig_steps, devices)
-        parts.append(jax.device_get(out))
+        for call, real in _calls(chunk, size):
+            n = len(next(iter(call.values())))
+            devices = 2 if n % 2 == 0 and jax.device_count() >= 2 else 1
+            args = (jnp.asarray(clean), jnp.asarray(corrupt), query, ig_steps, devices)
+            out = jax.device_get(_chunk(call, cfg, *args))
+            parts.append({k: v[:real] for k, v in out.items()})
     return {k: np.concatenate([p[k] for p in parts])[:n_steps] for k in parts[0]}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from interp_app.panels import (
     attention,
+    circuit,
     compare_runs,
     composition,
     controls,
@@ -40,6 +41,7 @@ REGISTRY: tuple[Panel, ...] = (
     compare_runs.PANEL,
     token_attributions.PANEL,
     patching.PANEL,
+    circuit.PANEL,
     residual.PANEL,
     logit_lens.PANEL,
     forward3d.PANEL,

@@ -1,0 +1,143 @@
+"""The circuit panel: the circuit graph at the selected step (exact path patching, EAP-IG or
+EAP; top k edges), the strongest edges over training and the faithfulness curve.
+
+The metric is the patching panel's (the selected target's logit difference, the prompt
+against the corrupted prompt; the answer fixed at the latest step) or, on an induction
+run, the repeated-part loss of its held-out sequences. Every step is scored in one
+vectorised pass (``core.circuits``), cached per query: the first draw compiles and scores
+every checkpoint (seconds on the default run), later steps and clicks read the cache.
+A click on a head selects it everywhere; on the timeline, it picks the checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_bootstrap_components as dbc
+
+from interp_app.core.circuits_record import METHOD_LABELS, METHODS, Circuits
+from interp_app.core.heads import parse_head
+from interp_app.panels.base import Context, Option, Panel, Raw, on_click, one_of
+from interp_app.panels.circuit_figures import (
+    circuit_graph_figure,
+    circuit_timeline_figure,
+    faithfulness_figure,
+)
+from interp_app.panels.plotting import message_figure
+from interp_app.panels.timelines import clicked_step
+from interp_app.ui.components import column, graph, hint
+
+CIRCUIT_GRAPH = "circuit-graph"
+CIRCUIT_TIMELINE = "circuit-timeline"
+CIRCUIT_FAITHFULNESS = "circuit-faithfulness"
+CIRCUIT_METHOD = "circuit-method"
+CIRCUIT_TOP_K = "circuit-top-k"
+ANY = 10**6  # layers and heads a click may name before the selection checks them
+TOP_K = ("5", "10", "15", "20", "30", "all")
+HINT = (
+    "Edges run from a node's output to a node's input (a head's q, k and v apart). Each "
+    "score is what corrupting that one edge does to the metric on the prompt: exact path "
+    "patching (one patched pass per edge), EAP (Syed et al. 2023, one gradient) or EAP-IG "
+    "(Hanna et al. 2024, gradients along the corrupted-to-clean path). Faithfulness: keep "
+    "the top k edges, corrupt the rest; the dotted line is 80% recovered."
+)
+
+
+def compute(ctx: Context) -> Circuits | str:
+    """The selection's circuits, or why there are none (one line)."""
+    from interp_app.core.api import Run
+
+    sel = ctx.sel
+    run = Run(ctx.analyzer, sel.run)
+    try:
+        if isinstance(run.info.meta.get("induction"), dict):
+            return run.circuits()
+        return run.circuits(sel.prompt, sel.corrupt, target=sel.target, pos=sel.pos)
+    except ValueError as err:  # CheckpointError included
+        return f"No circuit: {err}"
+
+
+def top_k(value: Any, n_edges: int) -> int:
+    return n_edges if value == "all" else min(int(value), n_edges)
+
+
+def draw(ctx: Context) -> dict[Any, Any]:
+    found = compute(ctx)
+    method = ctx.options["circuit_method"]
+    if isinstance(found, str) or ctx.sel.step not in set(int(s) for s in found.steps):
+        text = found if isinstance(found, str) else f"Step {ctx.sel.step} was not scored."
+        return {
+            PANEL.figure: message_figure(text, 360),
+            (CIRCUIT_TIMELINE, "figure"): message_figure(text, 200),
+            (CIRCUIT_FAITHFULNESS, "figure"): message_figure(text, 200),
+        }
+    k = top_k(ctx.options["circuit_top_k"], len(found.edges))
+    step, head = ctx.sel.step, ctx.sel.head_name
+    return {
+        PANEL.figure: circuit_graph_figure(found, step, method, k, head),
+        (CIRCUIT_TIMELINE, "figure"): circuit_timeline_figure(found, step, method),
+        (CIRCUIT_FAITHFULNESS, "figure"): faithfulness_figure(found, step),
+    }
+
+
+def click_node(point: dict[str, Any], raw: Raw, steps: list[int]) -> Raw | None:
+    """A head's node selects that head; an edge selects the head it runs into (or from,
+    for an edge into an MLP or the logits)."""
+    name = point.get("customdata")
+    if not isinstance(name, str):
+        return None
+    if " -> " in name:
+        sender, receiver = name.split(" -> ", 1)
+        name = receiver.split(".", 1)[0] if "." in receiver else sender
+    if parse_head(name, ANY, ANY) is None:  # a head's name (the selection checks the range)
+        return None
+    return {**raw, "head": name}
+
+
+def click_step(point: dict[str, Any], raw: Raw, steps: list[int]) -> Raw | None:
+    step = clicked_step(point, steps)
+    return None if step is None else {**raw, "step": step}
+
+
+def layout() -> dbc.Col:
+    method = dbc.RadioItems(
+        id=CIRCUIT_METHOD,
+        options=[{"label": METHOD_LABELS[m], "value": m} for m in METHODS],
+        value="exact",
+        inline=True,
+        className="small",
+    )
+    k = dbc.Select(
+        id=CIRCUIT_TOP_K,
+        options=[{"label": f"top {v}" if v != "all" else "all edges", "value": v} for v in TOP_K],
+        value="10",
+        size="sm",
+    )
+    controls = dbc.Row([dbc.Col(method, md=8), dbc.Col(k, md=2)], className="g-1 mb-1")
+    figures = dbc.Row(
+        [dbc.Col(graph(CIRCUIT_GRAPH, 360), md=7), dbc.Col(graph(CIRCUIT_FAITHFULNESS, 280), md=5)]
+    )
+    body = [controls, figures, graph(CIRCUIT_TIMELINE, 380), hint(HINT)]
+    return column("Circuits over training", body)
+
+
+PANEL = Panel(
+    name="circuit",
+    layout=layout,
+    outputs=(
+        (CIRCUIT_GRAPH, "figure"),
+        (CIRCUIT_TIMELINE, "figure"),
+        (CIRCUIT_FAITHFULNESS, "figure"),
+    ),
+    depends=frozenset({"run", "step", "prompt", "pos", "target", "corrupt", "layer", "head"})
+    | frozenset({"listing", "circuit_method", "circuit_top_k"}),
+    draw=draw,
+    events={
+        "click": on_click(click_node, CIRCUIT_GRAPH),
+        "click_step": on_click(click_step, CIRCUIT_TIMELINE),
+    },
+    options={
+        "circuit_method": Option((CIRCUIT_METHOD, "value"), one_of(METHODS, "exact")),
+        "circuit_top_k": Option((CIRCUIT_TOP_K, "value"), one_of(TOP_K, "10")),
+    },
+    needs_view=False,
+)
