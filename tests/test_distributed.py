@@ -31,8 +31,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _two_processes(roots: tuple[Path, Path], *args: str, timeout: float = 600) -> list:
-    """Both processes of one cluster, each with its own root; their results."""
+def _two_processes(
+    roots: tuple[Path, Path], *args: str, timeout: float = 600, only: tuple = ((), ())
+) -> list:
+    """Both processes of one cluster, each with its own root (and ``only`` its own extra
+    options); their (exit code, stdout, stderr)."""
     port = _free_port()
     env = {**os.environ, "XLA_FLAGS": ONE_DEVICE}
     procs = [
@@ -47,6 +50,7 @@ def _two_processes(roots: tuple[Path, Path], *args: str, timeout: float = 600) -
                 "--process-id",
                 str(i),
                 *args,
+                *only[i],
             ),
             env=env,
             stdout=subprocess.PIPE,
@@ -114,3 +118,18 @@ def test_a_refusal_on_process_0_stops_every_process(tmp_path):
     assert errors[1] == [
         "interp-train: error: process 0 could not open the run; its output says why"
     ]
+
+
+def test_processes_given_different_runs_all_stop(tmp_path):
+    """Process 1 was given another learning rate: both say so and stop, nothing written."""
+    roots = (tmp_path / "p0", tmp_path / "p1")
+    results = _two_processes(roots, "--steps", "5", only=((), ("--lr", "0.5")), timeout=180)
+    assert [r[0] for r in results] == [2, 2], results
+    for _, _, err in results:
+        lines = [ln for ln in err.splitlines() if ln.startswith("interp-train:")]
+        assert lines == [
+            "interp-train: error: process 1 of 2 was given another model, training options, "
+            "corpus or jax version than process 0: every process runs the same command but "
+            "for --process-id"
+        ]
+    assert not any(root.exists() for root in roots)

@@ -13,6 +13,8 @@ other hosts need no shared storage, and any refusal on process 0 stops them all 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,6 +112,37 @@ def on_writer(cluster: Cluster, work: Callable[[], T], what: str) -> T | None:
 
         raise TrainError(f"process 0 could not {what}; its output says why")
     return result
+
+
+def check_same_run(cluster: Cluster, meta: dict[str, Any]) -> None:
+    """Every process must train the same run (one corpus, one config, one jax): each
+    compares its run's fingerprint with process 0's and all learn who differs, so all stop
+    together. A corpus read from another path with the same lines is the same corpus."""
+    if not cluster.multi:
+        return
+    from jax.experimental import multihost_utils
+
+    from training.prepare import TrainError
+
+    versions = meta.get("versions", {})
+    fields = {
+        "model": meta["model"],
+        "train": meta["train"],
+        "vocab": meta["vocab"],
+        "corpus": meta["corpus"]["sha256"],
+        "jax": [versions.get("jax"), versions.get("jaxlib")],
+    }
+    mine = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).digest()
+    digest = np.frombuffer(mine, np.uint8).astype(np.int32)
+    differs = np.int32(not np.array_equal(broadcast(digest), digest))
+    flags = np.asarray(multihost_utils.process_allgather(differs)).ravel()
+    others = [str(i) for i, flag in enumerate(flags) if flag]
+    if others:
+        raise TrainError(
+            f"process {', '.join(others)} of {cluster.num_processes} was given another "
+            "model, training options, corpus or jax version than process 0: every process "
+            "runs the same command but for --process-id"
+        )
 
 
 def broadcast(tree: Any) -> Any:

@@ -116,6 +116,7 @@ def train(
     root, out = Path(root), out or sys.stderr
     check_run_name(name)  # every refusal first, before anything is written
     meta, tokenizer = describe_run(mc, tc, corpus)
+    distributed.check_same_run(cluster, meta)
     if cluster.multi and tc.batch_size % jax.device_count():
         raise TrainError(
             f"--batch {tc.batch_size} does not split evenly over the cluster's "
