@@ -125,3 +125,26 @@ def test_a_click_selects_a_head(customdata, head):
 def test_a_timeline_click_picks_the_step():
     assert panel.click_step({"customdata": 200, "x": 2}, {}, [0, 100, 200]) == {"step": 200}
     assert panel.click_step({"customdata": 5}, {}, [0, 100]) is None
+
+
+def test_the_panel_computes_nothing_until_switched_on():
+    """The page and every other panel stay as fast as before: scoring every edge at every
+    step is asked for, not done on each page load (the analyzer is never touched)."""
+    from interp_app.core.selection import Selection
+    from interp_app.panels.base import Context
+
+    ctx = Context(
+        None,
+        Selection("r", 0, "a b", 1, "a", 0, 0),
+        [0],
+        set(),
+        {"circuit_on": False, "circuit_method": "exact", "circuit_top_k": "10"},
+        set(),
+    )
+    out = panel.draw(ctx)
+    text = out[panel.PANEL.figure]["layout"]["annotations"][0]["text"]
+    assert text.startswith("Circuits are off")
+    clean = panel.PANEL.options["circuit_on"].clean
+    assert (
+        clean(True, 0, []) is True and clean("yes", 0, []) is False and clean(None, 0, []) is False
+    )

@@ -31,6 +31,13 @@ CIRCUIT_TIMELINE = "circuit-timeline"
 CIRCUIT_FAITHFULNESS = "circuit-faithfulness"
 CIRCUIT_METHOD = "circuit-method"
 CIRCUIT_TOP_K = "circuit-top-k"
+CIRCUIT_SWITCH = "circuit-switch"
+OFF = (
+    "Circuits are off: switch them on to score every edge at every checkpoint (exact path "
+    "patching, EAP, EAP-IG). The first query compiles and scores the whole run (about half "
+    "a minute on the default run on a busy two-core machine); later steps and clicks read "
+    "the cache."
+)
 ANY = 10**6  # layers and heads a click may name before the selection checks them
 TOP_K = ("5", "10", "15", "20", "30", "all")
 HINT = (
@@ -61,7 +68,7 @@ def top_k(value: Any, n_edges: int) -> int:
 
 
 def draw(ctx: Context) -> dict[Any, Any]:
-    found = compute(ctx)
+    found = compute(ctx) if ctx.options["circuit_on"] else OFF
     method = ctx.options["circuit_method"]
     if isinstance(found, str) or ctx.sel.step not in set(int(s) for s in found.steps):
         text = found if isinstance(found, str) else f"Step {ctx.sel.step} was not scored."
@@ -112,7 +119,10 @@ def layout() -> dbc.Col:
         value="10",
         size="sm",
     )
-    controls = dbc.Row([dbc.Col(method, md=8), dbc.Col(k, md=2)], className="g-1 mb-1")
+    switch = dbc.Switch(id=CIRCUIT_SWITCH, label="score every edge", value=False)
+    controls = dbc.Row(
+        [dbc.Col(switch, md=3), dbc.Col(method, md=6), dbc.Col(k, md=2)], className="g-1 mb-1"
+    )
     figures = dbc.Row(
         [dbc.Col(graph(CIRCUIT_GRAPH, 360), md=7), dbc.Col(graph(CIRCUIT_FAITHFULNESS, 280), md=5)]
     )
@@ -129,13 +139,16 @@ PANEL = Panel(
         (CIRCUIT_FAITHFULNESS, "figure"),
     ),
     depends=frozenset({"run", "step", "prompt", "pos", "target", "corrupt", "layer", "head"})
-    | frozenset({"listing", "circuit_method", "circuit_top_k"}),
+    | frozenset({"listing", "circuit_on", "circuit_method", "circuit_top_k"}),
     draw=draw,
     events={
         "click": on_click(click_node, CIRCUIT_GRAPH),
         "click_step": on_click(click_step, CIRCUIT_TIMELINE),
     },
     options={
+        "circuit_on": Option(
+            (CIRCUIT_SWITCH, "value"), lambda value, context, steps: value is True
+        ),
         "circuit_method": Option((CIRCUIT_METHOD, "value"), one_of(METHODS, "exact")),
         "circuit_top_k": Option((CIRCUIT_TOP_K, "value"), one_of(TOP_K, "10")),
     },
