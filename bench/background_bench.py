@@ -68,10 +68,11 @@ def main() -> None:
         page.wait_for_function(f"() => ({TITLE})().includes('Attention pattern')")
         painted = time.monotonic() - started
         page.wait_for_selector("text=Computing the timelines", timeout=120_000)
-        during = [head_click(page, 0.15 + 0.1 * i) for i in range(opts.clicks)]
         page.wait_for_function(f"() => ({COLUMNS})() > 0", timeout=3_600_000, polling=200)
         first = time.monotonic() - started
         steps = page.evaluate("() => document.querySelector('#job-bar').textContent")
+        during = [head_click(page, 0.15 + 0.1 * i) for i in range(opts.clicks)]
+        left = page.evaluate("() => document.querySelector('#job-bar').textContent")
         page.wait_for_selector("text=Timelines computed", timeout=3_600_000)
         whole = time.monotonic() - started
         after = [head_click(page, 0.15 + 0.1 * i) for i in range(opts.clicks)]
@@ -80,7 +81,8 @@ def main() -> None:
         print(f"first partial timeline: {first:.1f} s after opening ({steps})")
         print(f"whole timeline: {whole:.1f} s after opening")
         print(page.locator("#job-status").text_content())
-        print(f"head click while computing: median {statistics.median(during):.2f} s {during}")
+        print(f"head click while computing (job at {left} after them): median ", end="")
+        print(f"{statistics.median(during):.2f} s {during}")
         print(f"head click afterwards: median {statistics.median(after):.2f} s {after}")
         browser.close()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ from training.checkpoint import CheckpointError
 # Panels drawn from the timeline: redrawn (from the cache) as a job's parts arrive.
 TIMELINE_PANELS = ("head_timeline", "prediction_timeline")
 JOB_PARAM_CACHE = 2  # steps of parameters a job process keeps (a GPT-2-small step: 0.5 GB)
+JOB_NICENESS = 10  # jobs yield the CPU to the app's requests: the page answers meanwhile
 POLL_MS = 1000  # how often the page asks a running job for progress
 
 
@@ -136,7 +138,10 @@ _ANALYZERS: dict[str, Analyzer] = {}
 
 
 def job_analyzer(root: str) -> Analyzer:
-    """One analyzer per root and job process (a Celery worker keeps its compilations)."""
+    """One analyzer per root and job process (a Celery worker keeps its compilations); the
+    process's first job lowers its CPU priority."""
+    if not _ANALYZERS:
+        os.nice(JOB_NICENESS)
     if root not in _ANALYZERS:
         _ANALYZERS[root] = Analyzer(RunStore(root, param_cache=JOB_PARAM_CACHE))
     return _ANALYZERS[root]
