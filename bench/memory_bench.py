@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -74,18 +73,20 @@ def write_runs(root: Path, steps: int) -> None:
         print(f"wrote {name}: {steps} steps", file=sys.stderr)
 
 
-def status_mb() -> dict[str, float]:
-    """Resident heap and mapped-file memory now, from /proc/self/status."""
+def status_mb(*keys: str) -> dict[str, float]:
+    """Fields of /proc/self/status in MB: ``VmHWM`` is this process's peak RSS (getrusage's
+    ``ru_maxrss`` is carried over from the parent across exec), ``RssAnon`` its heap now,
+    ``RssFile`` the mapped files it holds resident."""
     out = {}
     for line in Path("/proc/self/status").read_text().splitlines():
         key, _, value = line.partition(":")
-        if key in ("RssAnon", "RssFile"):
+        if key in keys:
             out[key] = int(value.split()[0]) / 1024
     return out
 
 
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return status_mb("VmHWM")["VmHWM"]
 
 
 def child(mode: str, root: Path, run: str) -> dict[str, object]:
@@ -114,7 +115,7 @@ def child(mode: str, root: Path, run: str) -> dict[str, object]:
     result["peak_after_all_steps_mb"] = round(peak_mb())
     result["steps"] = len(steps)
     result["cache_mb"] = round(analyzer.store._params.bytes / MB)
-    result.update({f"{k}_mb": round(v) for k, v in status_mb().items()})
+    result.update({f"{k}_mb": round(v) for k, v in status_mb("RssAnon", "RssFile").items()})
     return result
 
 
