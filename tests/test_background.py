@@ -136,3 +136,14 @@ def test_job_settings_from_the_environment():
     for bad in ({"INTERP_SYNC_WORK": "lots"}, {"INTERP_JOB_PART_STEPS": "0"}):
         with pytest.raises(ValueError, match="INTERP_"):
             JobSettings.from_env(bad)
+
+
+def test_an_unreachable_redis_finds_nothing_instead_of_failing_the_page():
+    import redis
+
+    from interp_app.core.results import RedisResults
+
+    results = RedisResults(redis.Redis(port=1, socket_connect_timeout=0.5))
+    assert results.get_many(["timeline:a", "timeline:b"]) == [None, None]
+    with pytest.raises(redis.ConnectionError):  # a job that cannot store says so
+        results.put("timeline:a", b"x")

@@ -61,9 +61,16 @@ class RedisResults:
         self.prefix = prefix
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Nothing found while Redis cannot be reached: the page draws what it has (and the
+        job, which cannot be queued either, says so) instead of failing the request."""
+        import redis
+
         if not keys:
             return []
-        return list(self.client.mget([self.prefix + k for k in keys]))
+        try:
+            return list(self.client.mget([self.prefix + k for k in keys]))
+        except redis.RedisError:
+            return [None] * len(keys)
 
     def put(self, key: str, value: bytes) -> None:
         self.client.set(self.prefix + key, value, ex=EXPIRE_SECONDS)
