@@ -25,6 +25,7 @@ from interp_app.core.induction_run import (  # noqa: E402
     LabRun,
     ablated_repeat_loss,
     phase_figures,
+    recorded,
     timeline,
 )
 from training.induction.config import InductionConfig  # noqa: E402
@@ -42,14 +43,26 @@ def _report(root: Path, run: str) -> None:
     fig = phase_figures(tl)
     lab = LabRun.open(root, run)
     head = int(fig["induction_head"][-1])
-    clean, ablated = tl.repeat_loss[-1], ablated_repeat_loss(lab, int(tl.steps[-1]), 1, head)
+    last = int(tl.steps[-1])
+    clean = tl.repeat_loss[-1]
+    ablated = [ablated_repeat_loss(lab, last, 1, h) for h in range(lab.mc.n_heads)]
+    k_last = tl.composition[-1, 1]  # [layer-0 head, layer-1 head]
+    prev_head = int(fig["previous_head"][-1])
+    rank = 1 + int((k_last > k_last[prev_head, head]).sum())
     print(f"{run}:")
     for key, value in fig.items():
         print(f"  {key:<18} {value}")
+    print(f"  phase (recorded)   {recorded(root, run).phase_steps()}")
+    print(f"  induction by head  {[round(float(x), 3) for x in tl.induction[-1, 1]]}")
     print(
-        f"  ablating {fig['induction_head']} at the last step: repeated-part loss "
-        f"{clean:.3f} -> {ablated:.3f} (+{ablated - clean:.2f} nats)"
+        f"  K-composition      {k_last.round(3).tolist()} "
+        f"(L0H{prev_head}->{fig['induction_head']}: rank {rank} of {k_last.size})"
     )
+    for h, loss in enumerate(ablated):
+        print(
+            f"  ablating L1H{h} at step {last}: repeated-part loss {clean:.3f} -> "
+            f"{loss:.3f} (+{loss - clean:.2f} nats)"
+        )
 
 
 def main() -> None:
@@ -64,10 +77,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         together = _timed(root, "together", cfg, seeds)
-        print(f"{len(seeds)} seeds together: {together:.1f} s")
+        print(f"{len(seeds)} seeds together: {together:.1f} s (load {os.getloadavg()[0]:.1f})")
         if not args.no_separate:
             alone = [_timed(root, f"alone{s}", cfg, [s]) for s in seeds]
             print(f"one at a time: {' + '.join(f'{t:.1f}' for t in alone)} = {sum(alone):.1f} s")
+            again = _timed(root, "again", cfg, seeds)  # A B A: the load drifts
+            print(f"{len(seeds)} seeds together again: {again:.1f} s")
         print(f"load after training: {os.getloadavg()}")
         for run in run_names("together", seeds):
             _report(root, run)

@@ -3,6 +3,10 @@ to every saved step of an ``interp-train --task induction`` run, on its held-out
 
 This is what a head timeline of the induction score, a loss-by-position view and a
 composition view would draw; the acceptance test and ``bench/induction_bench.py`` read it.
+
+:func:`recorded` needs no model at all: the trainer writes each checkpoint's held-out loss
+(overall, on the repeated part, by position) into ``metrics.jsonl``, and the run's phase
+change (:func:`phase_steps`) is read from them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from interp_app.core import induction as m
 from training import checkpoint as ckpt
 from training.induction.config import InductionConfig
 from training.induction.data import heldout, repeated_mask
+from training.metrics_log import increasing, read_metrics
 from training.model.interp import Intervention
 from training.model.params import unflatten_params
 
@@ -69,6 +74,69 @@ class LabRun:
 
     def params(self, step: int) -> tuple[nnx.GraphDef, nnx.State]:
         return unflatten_params(self.mc, ckpt.load_params(self.path, step))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The held-out losses the trainer wrote at each checkpoint (N of them, T positions),
+    on all of the config's held-out sequences (``valid_sequences``)."""
+
+    steps: np.ndarray  # [N]
+    valid_loss: np.ndarray  # [N] every position
+    repeat_loss: np.ndarray  # [N] the repeated part
+    by_position: np.ndarray  # [N, T]
+    icl: np.ndarray  # [N] loss at the last position minus at position T // 4
+    early: int  # that early position
+
+    def phase_steps(self) -> dict[str, int | None]:
+        """:func:`phase_steps` of this run's repeated-part loss."""
+        return phase_steps(self.steps, self.repeat_loss)
+
+
+def recorded(root: str | Path, name: str) -> Recorded:
+    """The held-out losses of the run's ``metrics.jsonl`` at its complete checkpoints."""
+    info = ckpt.read_run(root, name)
+    task = info.meta.get("induction")
+    if not isinstance(task, dict):
+        raise ValueError(f"run {name!r} was not trained with --task induction")
+    context = InductionConfig.from_dict(task).context
+    return recorded_from(read_metrics(info.path), ckpt.list_steps(info.path), context)
+
+
+def recorded_from(records: list[dict[str, Any]], complete: list[int], context: int) -> Recorded:
+    """:class:`Recorded` from metrics records: the last record of each complete step that
+    carries the held-out losses; a step without them (a run from before they were written,
+    or a record cut short) is left out."""
+    done = set(complete)
+    rows = [
+        r
+        for r in increasing(records)
+        if r["step"] in done
+        and isinstance(r.get("loss_by_position"), list)
+        and len(r["loss_by_position"]) == context
+        and isinstance(r.get("repeat_loss"), int | float)
+        and isinstance(r.get("valid_loss"), int | float)
+    ]
+    by_position = np.asarray([r["loss_by_position"] for r in rows], np.float64)
+    by_position = by_position.reshape(len(rows), context)
+    early = context // 4
+    return Recorded(
+        steps=np.asarray([r["step"] for r in rows], np.int64),
+        valid_loss=np.asarray([r["valid_loss"] for r in rows], np.float64),
+        repeat_loss=np.asarray([r["repeat_loss"] for r in rows], np.float64),
+        by_position=by_position,
+        icl=m.icl_score(by_position, early=early),
+        early=early,
+    )
+
+
+def phase_steps(steps: np.ndarray, repeat_loss: np.ndarray) -> dict[str, int | None]:
+    """The phase change of a run: the steps by which its repeated-part loss made 10%, 50%
+    and 90% of its total drop (``start``, ``middle``, ``end``; None where never)."""
+    return {
+        key: m.crossing_step(steps, repeat_loss, fraction)
+        for key, fraction in (("start", 0.1), ("middle", 0.5), ("end", 0.9))
+    }
 
 
 def _capture(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array) -> tuple:

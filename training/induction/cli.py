@@ -36,6 +36,12 @@ def add_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-segment", type=int, default=c.min_segment, help="induction")
     g.add_argument("--max-segment", type=int, default=c.max_segment, help="induction")
     g.add_argument(
+        "--repeat-weight",
+        type=float,
+        default=c.repeat_weight,
+        help="induction: training-loss weight of the repeated part (others 1)",
+    )
+    g.add_argument(
         "--dense-every", type=int, default=c.dense_every, help="induction: early spacing"
     )
     g.add_argument(
@@ -44,7 +50,15 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 #: Options only the induction task reads: given with the fruits task, they are refused.
-INDUCTION_ONLY = ("seeds", "vocab", "min_segment", "max_segment", "dense_every", "dense_until")
+INDUCTION_ONLY = (
+    "seeds",
+    "vocab",
+    "min_segment",
+    "max_segment",
+    "repeat_weight",
+    "dense_every",
+    "dense_until",
+)
 
 
 def fruits_strays(build_parser: Callable[[], argparse.ArgumentParser], argv: list[str] | None):

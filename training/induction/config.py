@@ -8,6 +8,7 @@ article's width (d 20), a fixed repeat offset and sequences of distinct tokens d
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from training.model.config import ConfigDict, ModelConfig
@@ -51,6 +52,12 @@ class InductionConfig(ConfigDict):
                 continue
             if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ValueError(f"{f.name} must be an integer, got {value!r}")
+            if f.type == "float" and (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+            ):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
             if not (value >= 0 if f.name == "weight_decay" else value > 0):
                 raise ValueError(f"{f.name} must be positive, got {value!r}")
         if self.vocab < 2:

@@ -23,6 +23,8 @@ held-out ones are new to training except with negligible probability (not checke
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,11 +59,15 @@ def repeated_mask(lengths: np.ndarray | jax.Array, context: int) -> np.ndarray:
     return t >= context + 1 - np.asarray(lengths)[:, None]
 
 
+@functools.lru_cache(maxsize=8)
 def heldout(cfg: InductionConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The evaluation set, the same for every seed and run of this config: tokens
-    [valid_sequences, context + 1], segment lengths and repeat offsets [valid_sequences]."""
+    [valid_sequences, context + 1], segment lengths and repeat offsets [valid_sequences].
+    Drawn once per config (read-only arrays: every seed's metadata and evaluation ask)."""
     drawn = jax.jit(sample, static_argnums=(1, 2))(
         jax.random.key(HELDOUT_KEY), cfg, cfg.valid_sequences
     )
-    tokens, lengths, offsets = (np.asarray(a) for a in drawn)
+    tokens, lengths, offsets = (np.array(a) for a in drawn)
+    for a in (tokens, lengths, offsets):
+        a.flags.writeable = False
     return tokens, lengths, offsets

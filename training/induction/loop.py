@@ -9,7 +9,9 @@ others. With two host devices each takes half of every seed's batch (as the frui
 
 Each seed's run is written as ``interp-train`` writes a run (``run.json``, ``metrics.jsonl``
 with train and validation loss, atomic steps), with the held-out loss on the repeated part
-as ``repeat_loss`` in each record, and without optimizer state (no ``--resume``).
+as ``repeat_loss`` and at each position as ``loss_by_position`` in each record (the held-out
+set of ``training.induction.data.heldout``, all of it), and without optimizer state (no
+``--resume``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from training import checkpoint as ckpt
 from training.induction.config import InductionConfig
 from training.induction.data import heldout, repeated_mask, sample
 from training.induction.loss import position_weights, weighted_cross_entropy
-from training.model.gpt import init_params
+from training.model.gpt import init_model
 from training.model.params import abstract_model, flat_params
 from training.prepare import TrainError, check_run_name, prepare_run
 from training.resume import open_run
@@ -63,10 +65,25 @@ def run_names(name: str, seeds: Sequence[int]) -> list[str]:
 def run_metadata(cfg: InductionConfig, seed: int, seeds: Sequence[int]) -> dict[str, Any]:
     """run.json: the model, the word vocabulary ``t0 ..``, and the task with its seed."""
     meta = external_metadata(cfg.model(), {"vocab": list(cfg.words())}, {"kind": SOURCE})
-    example = [f"t{i % cfg.vocab}" for i in (7, 3, 11, 5, 2, 9)]
     meta["induction"] = {**cfg.to_dict(), "seed": seed, "seeds": list(seeds)}
-    meta["prompt"] = " ".join(["t1", "t4", *example, *example])  # a prefix, a repeat
+    meta["prompt"], meta["corrupt"] = default_prompts(cfg)
     return meta
+
+
+def default_prompts(cfg: InductionConfig) -> tuple[str, str]:
+    """The app's opening prompt: the first held-out sequence with the longest segment (its
+    ``context`` inputs, words ``t..``); and its corrupted twin for activation patching, the
+    same with the segment's first copy shifted by one token id, so the repeat repeats
+    nothing."""
+    tokens, lengths, offsets = heldout(cfg)
+    i = int(np.argmax(lengths))
+    n, length, d = cfg.context + 1, int(lengths[i]), int(offsets[i])
+    line = tokens[i, : cfg.context]
+    corrupt = line.copy()
+    first = slice(n - length - d, n - d)  # the segment's first copy (data module docstring)
+    corrupt[first] = (corrupt[first] + 1) % cfg.vocab
+    words = [" ".join(f"t{t}" for t in row) for row in (line, corrupt)]
+    return words[0], words[1]
 
 
 def seed_gradients(
@@ -101,14 +118,15 @@ def seed_gradients(
 def evaluator(
     graphdef: nnx.GraphDef, unravel: Callable, tokens: np.ndarray, mask: np.ndarray
 ) -> Callable:
-    """flat [P] -> held-out loss over every position and over the repeated part only."""
+    """flat [P] -> held-out loss over every position, over the repeated part only, and at
+    each position [T] (what a loss-by-position view over training draws)."""
     lines, weights = jnp.asarray(tokens), jnp.asarray(mask, jnp.float32)
 
     def evaluate(flat: jax.Array) -> dict[str, jax.Array]:
         logits = nnx.merge(graphdef, unravel(flat))(lines[:, :-1])
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, lines[:, 1:])
         repeat = (losses * weights).sum() / weights.sum()
-        return {"valid_loss": losses.mean(), "repeat_loss": repeat}
+        return {"valid_loss": losses.mean(), "repeat_loss": repeat, "by_position": losses.mean(0)}
 
     return evaluate
 
@@ -153,13 +171,16 @@ def build_chunk_fn(
 def _init(cfg: InductionConfig, seeds: Sequence[int]) -> tuple[Any, Callable, jax.Array]:
     """Graph definition, unravel and the stacked flat parameters [S, P] of every seed."""
     mc = cfg.model()
-    graphdef, _ = abstract_model(mc)
-    flats = []
-    for seed in seeds:
-        _, params = init_params(mc, seed)
-        flat, unravel = ravel_pytree(params)
-        flats.append(flat)
-    return graphdef, unravel, jnp.stack(flats)
+    graphdef, template = abstract_model(mc)
+    zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), template)
+    unravel = ravel_pytree(zeros)[1]  # the layout every seed's flat vector follows
+
+    def init(seed: jax.Array) -> jax.Array:  # one compilation for every seed
+        key = jax.random.key(seed)  # what nnx.Rngs(params=seed) makes of an int seed
+        return ravel_pytree(nnx.state(init_model(mc, key), nnx.Param))[0]  # type: ignore[arg-type]
+
+    flat = jax.jit(jax.vmap(init))(jnp.asarray(list(seeds), jnp.uint32))
+    return graphdef, unravel, flat
 
 
 def _open_runs(
@@ -200,6 +221,7 @@ class _Writers:
                 "train_loss": [round(float(x), 6) for x in losses[:, s]],
                 "valid_loss": valid,
                 "repeat_loss": float(evals["repeat_loss"][s]),
+                "loss_by_position": [round(float(x), 6) for x in evals["by_position"][s]],
             }
             ckpt.append_metrics(path, record)
             arrays = flat_params(self.unravel(flat[s]))
