@@ -39,12 +39,20 @@ POLL_MS = 1000  # how often the page asks a running job for progress
 
 
 def layout() -> html.Div:
-    """A line above the panels: hidden until a job runs, then its bar, status and buttons."""
+    """A line above the panels, empty until a job runs: its status, bar, Cancel (while it
+    runs) and Resume (once stopped)."""
     bar = dbc.Progress(
         id=ids.JOB_BAR, value=0, label="", striped=True, animated=True, style={"display": "none"}
     )
     buttons = [
-        dbc.Button("Cancel", id=ids.JOB_CANCEL, size="sm", color="secondary", disabled=True),
+        dbc.Button(
+            "Cancel",
+            id=ids.JOB_CANCEL,
+            size="sm",
+            color="secondary",
+            disabled=True,
+            style={"display": "none"},
+        ),
         dbc.Button(
             "Resume", id=ids.JOB_RESUME, size="sm", color="primary", style={"display": "none"}
         ),
@@ -278,6 +286,7 @@ def register_jobs(app: Dash, manager: Any) -> None:
         ],
         running=[
             (Output(ids.JOB_CANCEL, "disabled"), False, True),
+            (Output(ids.JOB_CANCEL, "style"), {}, {"display": "none"}),
             (Output(ids.JOB_BAR, "style"), {}, {"display": "none"}),
             (Output(ids.JOB_RUNNING, "data"), True, False),
         ],
