@@ -128,17 +128,23 @@ def test_induction_options(tmp_path, capsys):
         InductionConfig.from_dict({"repeat_weight": "5"})
 
 
-def test_the_default_induction_run_forms_an_induction_head(tmp_path):
-    assert main(["--task", "induction", "--root", str(tmp_path), "--quiet"]) == 0
-    run = "induction-s0"
-    meta = ckpt.read_run(tmp_path, run).meta
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """Seed 0 of ``interp-train --task induction`` with the defaults (trained once)."""
+    root = tmp_path_factory.mktemp("induction")
+    assert main(["--task", "induction", "--root", str(root), "--quiet"]) == 0
+    tl = timeline(root, "induction-s0")
+    return root, "induction-s0", tl, phase_figures(tl)
+
+
+def test_the_default_induction_run_forms_an_induction_head(default_run):
+    root, run, tl, fig = default_run
+    meta = ckpt.read_run(root, run).meta
     assert meta["vocab"][:2] == ["t0", "t1"] and meta["induction"]["seed"] == 0
     assert (meta["prompt"], meta["corrupt"]) == default_prompts(InductionConfig())
-    records = [json.loads(line) for line in (tmp_path / run / ckpt.METRICS_FILE).open()]
+    records = [json.loads(line) for line in (root / run / ckpt.METRICS_FILE).open()]
     assert all("repeat_loss" in r and r["valid_loss"] is not None for r in records)
 
-    tl = timeline(tmp_path, run)
-    fig = phase_figures(tl)
     # checkpoints every 10 steps through the transition
     assert set(range(fig["loss_10"], fig["loss_90"] + 1, 10)) <= set(tl.steps.tolist()), fig
     # the repeated part's loss falls from 10% to 90% of its drop within 300 steps
@@ -153,20 +159,35 @@ def test_the_default_induction_run_forms_an_induction_head(tmp_path):
     assert fig["loss_10"] - 60 <= fig["previous_50"] <= fig["loss_90"] + 60, fig
     # in-context learning: late tokens predicted better than early ones, at the end only
     assert fig["icl"][1] < fig["icl"][0] - 0.5, fig
-    # zero-ablating the induction head costs at least a nat on the repeated part
-    lab = LabRun.open(tmp_path, run)
-    head = int(fig["induction_head"][-1])
-    ablated = ablated_repeat_loss(lab, int(tl.steps[-1]), 1, head)
-    assert ablated - tl.repeat_loss[-1] >= 1.0, (ablated, tl.repeat_loss[-1])
-    # and the previous-token head K-composes with it more than any other pair
+    # the previous-token head K-composes with the induction head more than any other pair
     assert fig["k_pair_is_largest"], fig
+    # zero-ablating layer 1's heads together costs far more than a nat on the repeated part
+    lab = LabRun.open(root, run)
+    last = int(tl.steps[-1])
+    both = ablated_repeat_loss(lab, last, 1, tuple(range(lab.mc.n_heads)))
+    assert both - tl.repeat_loss[-1] >= 1.0, (both, tl.repeat_loss[-1])
 
     # the trainer's own held-out losses (all 256 sequences) are the app's recomputation
-    rec = recorded(tmp_path, run)
-    full = timeline(tmp_path, run, sequences=InductionConfig().valid_sequences)
+    rec = recorded(root, run)
+    full = timeline(root, run, sequences=InductionConfig().valid_sequences)
     np.testing.assert_array_equal(rec.steps, full.steps)
     np.testing.assert_allclose(rec.repeat_loss, full.repeat_loss, rtol=1e-5)
     np.testing.assert_allclose(rec.by_position, full.by_position, rtol=1e-5)
     np.testing.assert_allclose(rec.icl, full.icl, atol=1e-5)
-    mask = repeated_mask(lab.lengths, lab.cfg.context)
-    assert mask.shape == (128, 32)
+    # (256 sequences there, 128 here: the halfway steps agree to a checkpoint or two)
+    assert abs(rec.phase_steps()["middle"] - fig["loss_50"]) <= 20, (rec.phase_steps(), fig)
+    assert repeated_mask(lab.lengths, lab.cfg.context).shape == (128, 32)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue #16 open: in seed 0 both layer-1 heads become induction heads (scores "
+    "0.72 and 0.78 at step 800 in the vmapped run); zeroing either one alone costs 0.2-0.3 "
+    "nats (both together: several), seed 2's single induction head costs 3.9",
+)
+def test_zero_ablating_the_best_induction_head_costs_a_nat(default_run):
+    root, run, tl, fig = default_run
+    lab = LabRun.open(root, run)
+    head = int(fig["induction_head"][-1])
+    ablated = ablated_repeat_loss(lab, int(tl.steps[-1]), 1, head)
+    assert ablated - tl.repeat_loss[-1] >= 1.0, (ablated, tl.repeat_loss[-1])

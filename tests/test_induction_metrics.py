@@ -55,7 +55,7 @@ def test_configs_refuse_what_cannot_form_an_induction_head():
         InductionConfig(context=16, max_segment=9)
     with pytest.raises(ValueError, match="min_segment"):
         InductionConfig(min_segment=1)
-    assert InductionConfig().model().mlp is False and InductionConfig().model().vocab_size == 50
+    assert InductionConfig().model().mlp is False and InductionConfig().model().vocab_size == 66
     with pytest.raises(ValueError, match="--corpus does not apply"):
         induction_config({"corpus": "x.txt"})
     assert induction_config({"steps": 20, "heads": 4}) == InductionConfig(steps=20, n_heads=4)

@@ -184,13 +184,14 @@ def timeline(root: str | Path, name: str, sequences: int = 128) -> Timeline:
     return Timeline(np.asarray(steps), **{k: np.stack([r[k] for r in rows]) for k in rows[0]})
 
 
-def ablated_repeat_loss(lab: LabRun, step: int, layer: int, head: int) -> float:
-    """Held-out loss on the repeated part with one head's output zeroed."""
+def ablated_repeat_loss(lab: LabRun, step: int, layer: int, head: int | tuple[int, ...]) -> float:
+    """Held-out loss on the repeated part with one head's output zeroed (or several heads'
+    of ``layer``, given as a tuple)."""
     graphdef, params = lab.params(step)
     cfg = lab.mc
     b, t = lab.tokens.shape[0], cfg.context
     keep = np.ones((cfg.n_layers, cfg.n_heads), np.float32)
-    keep[layer, head] = 0.0
+    keep[layer, list(head) if isinstance(head, tuple) else head] = 0.0
     intervention = Intervention(
         head_keep=jnp.asarray(keep),
         head_value=jnp.zeros((b, cfg.n_layers, cfg.n_heads, t, cfg.d_model)),

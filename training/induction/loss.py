@@ -3,10 +3,12 @@ weighted ``repeat_weight`` times the rest.
 
 Only the repeated part (``L - 1`` of 32 positions) is predictable; with every position
 weighted alike, a two-layer model settles on heads that spread attention over the context
-(a "tokens seen so far" unigram) and attends away from the induction target: in a
+(a "tokens seen so far" unigram) and attend away from the induction target: in a
 throwaway probe, seeds 1 and 2 of the issue's setup ended at an induction score of 0.01
 after 500 steps. Weighting the repeated part 5x formed an induction head in both by step
-~250 (issue #16). Each sequence's weights are normalised to sum to one, and the batch loss
+~250 (issue #16). The weight trades speed for sharing: at 3 the transition was slow (seed
+1 had none by step 800), at 10-20 both layer-1 heads became induction heads in every seed.
+Each sequence's weights are normalised to sum to one, and the batch loss
 is the mean over sequences, so half a batch on each device averages to the whole batch's
 loss exactly.
 """
