@@ -140,10 +140,35 @@ def test_job_settings_from_the_environment():
 
 def test_an_unreachable_redis_finds_nothing_instead_of_failing_the_page():
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     from interp_app.core.results import RedisResults
 
-    results = RedisResults(redis.Redis(port=1, socket_connect_timeout=0.5))
+    client = redis.Redis(port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    results = RedisResults(client)
     assert results.get_many(["timeline:a", "timeline:b"]) == [None, None]
     with pytest.raises(redis.ConnectionError):  # a job that cannot store says so
         results.put("timeline:a", b"x")
+
+
+def test_a_request_with_nothing_to_compute_starts_no_process(small_root, tmp_path):
+    """Forged requests and requests for cheap timelines end at once: a client cannot fill
+    the machine with job processes (the hardening fuzz test sends hundreds)."""
+    import psutil
+
+    from interp_app.server.app import create_app
+    from tests.background_client import BackgroundClient
+    from tests.dash_client import DashClient
+
+    root, _ = small_root
+    app = create_app(root, jobs=JobSettings(cache_dir=str(tmp_path / "jobs")))
+    jobs = BackgroundClient(DashClient(app))
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    sel = _sel(app.server.config["ANALYZER"])
+    cheap = {"key": "k", "run": sel.run, "prompt": sel.prompt, "pos": sel.pos}
+    for request in (cheap, {"run": "../../etc", "pos": "x"}, "forged", None, [1, 2]):
+        body = jobs.body("job-done.data", {"job-request.data": request}, ["job-request.data"])
+        handles = jobs.start(body)
+        assert jobs.poll(body, handles) == (None, {})  # over: nothing to update
+    assert {p.pid for p in psutil.Process().children(recursive=True)} == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from dash import Dash
@@ -10,13 +11,14 @@ from interp_app.core.jobs import JobAnalyzer
 from interp_app.core.store import RunStore
 from interp_app.core.view import warm_up
 from interp_app.server.auth import UsersFile, is_authorized, protect, shared_users_file
-from interp_app.server.background import JobSettings, job_manager
+from interp_app.server.background import JobSettings, job_manager, job_results
 from interp_app.server.callback_guard import callback_shapes, refuse_malformed_callbacks
 from interp_app.server.compute_gate import install_compute_gate
 from interp_app.server.http_guard import install_http_guards
 from interp_app.server.settings import Settings, from_env
 from interp_app.ui.callbacks import register
 from interp_app.ui.callbacks3d import register_3d
+from interp_app.ui.jobs import needs_job
 from interp_app.ui.page import build_layout, validation_layout
 from training import runtime
 
@@ -58,13 +60,13 @@ def create_app(
     see ``server.background``; one machine unless ``INTERP_REDIS_URL`` is set).
     """
     jobs = JobSettings.from_env() if jobs is None else jobs
-    manager, results = job_manager(root, jobs)
     store = (
         RunStore(root, param_cache=param_cache)
         if cache_mb is None
         else RunStore(root, param_cache=param_cache, cache_bytes=cache_mb * 1024 * 1024)
     )
-    analyzer = JobAnalyzer(store, results, sync_work=jobs.sync_work)
+    analyzer = JobAnalyzer(store, job_results(jobs), sync_work=jobs.sync_work)
+    manager = job_manager(root, jobs, partial(needs_job, analyzer))
     app = Dash(
         __name__,
         title="Transformer explorer",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,11 @@ from interp_app.core.jobs import PART_STEPS, SYNC_WORK
 from interp_app.core.results import DiskResults, RedisResults, ResultCache
 
 VISIBILITY_SECONDS = 3600  # a job unacknowledged this long (its worker died) runs again
+MAX_LIVE_JOBS = 2  # spawned job processes per machine at once (a GPT-2-small job: ~5 GB)
+NOT_RUN = "0"  # the job id of a request that started nothing (refused or nothing to do)
+LIVE_KEY = "interp-live-jobs"
+NO_UPDATE = {"_dash_no_update": "_dash_no_update"}  # what Dash's managers store for one
+Admit = Callable[[dict[str, Any]], bool]
 
 
 def default_cache_dir() -> str:
@@ -129,33 +134,66 @@ def make_celery(redis_url: str, visibility: int = VISIBILITY_SECONDS) -> Any:
 
 class SpawnedDiskcacheManager(DiskcacheManager):
     """Dash's DiskcacheManager, its job process spawned (a fresh interpreter) and told the
-    server's ``Place``."""
+    server's ``Place``. A request the server does not ``admit`` (nothing missing, forged),
+    or one past ``MAX_LIVE_JOBS`` running jobs, starts no process: it ends at once with no
+    update (a client must not be able to fill the machine with processes)."""
 
-    def __init__(self, cache: Any, place: Place):
+    def __init__(self, cache: Any, place: Place, admit: Admit):
         super().__init__(cache)
         self.place = place
+        self.admit = admit
 
     def call_job_fn(self, key, job_fn, args, context):
         from multiprocess import get_context
 
-        process = get_context("spawn").Process(
-            target=job_fn,
-            args=(key, self._make_progress_key(key), with_place(args, self.place), context),
-            daemon=False,
-        )
-        process.start()
+        if not self.admit(dict(args)):
+            self.handle.set(key, NO_UPDATE)
+            return NOT_RUN
+        with self.handle.transact():
+            live = [pid for pid in self.handle.get(LIVE_KEY, []) if self.job_running(pid)]
+            if len(live) >= MAX_LIVE_JOBS:
+                self.handle.set(key, NO_UPDATE)
+                return NOT_RUN
+            process = get_context("spawn").Process(
+                target=job_fn,
+                args=(key, self._make_progress_key(key), with_place(args, self.place), context),
+                daemon=False,
+            )
+            process.start()
+            self.handle.set(LIVE_KEY, [*live, process.pid])
         return process.pid
+
+    def job_running(self, job):
+        return str(job) != NOT_RUN and super().job_running(job)
+
+    def terminate_job(self, job):
+        if job is not None and str(job) != NOT_RUN:
+            super().terminate_job(job)
+
+    def terminate_unhealthy_job(self, job):
+        return str(job) != NOT_RUN and super().terminate_unhealthy_job(job)
 
 
 class PlacedCeleryManager(CeleryManager):
-    """Dash's CeleryManager, each job told the server's ``Place``."""
+    """Dash's CeleryManager, each job told the server's ``Place``; a request the server
+    does not ``admit`` is never queued."""
 
-    def __init__(self, celery_app: Any, place: Place):
+    def __init__(self, celery_app: Any, place: Place, admit: Admit):
         super().__init__(celery_app)
         self.place = place
+        self.admit = admit
 
     def call_job_fn(self, key, job_fn, args, context):
+        import json
+
+        if not self.admit(dict(args)):
+            self.handle.backend.set(key, json.dumps(NO_UPDATE))
+            return NOT_RUN
         return super().call_job_fn(key, job_fn, with_place(args, self.place), context)
+
+    def terminate_job(self, job):
+        if job is not None and str(job) != NOT_RUN:
+            super().terminate_job(job)
 
 
 def with_place(args: Any, place: Place) -> dict[str, Any]:
@@ -163,13 +201,19 @@ def with_place(args: Any, place: Place) -> dict[str, Any]:
     return {**dict(args), "place": place.as_dict()}
 
 
-def job_manager(root: str | Path, settings: JobSettings) -> tuple[Any, ResultCache]:
-    """(the Dash background-callback manager, the shared result cache) for this server."""
+def job_results(settings: JobSettings) -> ResultCache:
+    """The shared result cache these settings name."""
+    return results_at(settings.results_spec)
+
+
+def job_manager(root: str | Path, settings: JobSettings, admit: Admit) -> Any:
+    """The Dash background-callback manager for this server; ``admit(kwargs)`` says
+    whether a request is worth a job."""
     place = Place(str(root), settings.results_spec, settings.part_steps)
     if settings.redis_url:
-        celery = make_celery(settings.redis_url, settings.visibility)
-        return PlacedCeleryManager(celery, place), results_at(place.results)
+        return PlacedCeleryManager(
+            make_celery(settings.redis_url, settings.visibility), place, admit
+        )
     import diskcache
 
-    cache = diskcache.Cache(settings.cache_dir)
-    return SpawnedDiskcacheManager(cache, place), results_at(place.results)
+    return SpawnedDiskcacheManager(diskcache.Cache(settings.cache_dir), place, admit)

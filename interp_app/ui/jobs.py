@@ -142,6 +142,19 @@ def request_query(analyzer: Analyzer, request: Any) -> tuple[Query | None, str]:
     return query_of(analyzer, sel, src), ""
 
 
+def needs_job(analyzer: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether a background request is worth a job: a request for a timeline this server
+    would draw from the background and that still lacks steps (forged or stale requests,
+    and ones for cheap or finished timelines, start nothing)."""
+    if not isinstance(analyzer, JobAnalyzer):
+        return False
+    try:
+        query, _ = request_query(analyzer, kwargs.get("request"))
+        return query is not None and analyzer.progress(query) is not None
+    except (CheckpointError, KeyError, ValueError):
+        return False
+
+
 _ANALYZERS: dict[str, Analyzer] = {}
 
 
