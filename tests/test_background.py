@@ -145,7 +145,7 @@ def test_an_unreachable_redis_finds_nothing_instead_of_failing_the_page():
 
     from interp_app.core.results import RedisResults
 
-    client = redis.Redis(port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    client = redis.Redis(port=1, socket_connect_timeout=0.1, retry=Retry(NoBackoff(), 0))
     results = RedisResults(client)
     assert results.get_many(["timeline:a", "timeline:b"]) == [None, None]
     with pytest.raises(redis.ConnectionError):  # a job that cannot store says so
