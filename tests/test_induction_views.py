@@ -290,3 +290,21 @@ def test_the_step_slider_moves_the_lab_marks_without_redrawing(lab_root):
     comp = moved["composition"]["figure"]
     assert f"at step {step}" in comp["layout"]["title"]["text"]
     np.testing.assert_allclose(_a(comp["data"][1]["z"]), tl.composition[3, 1], rtol=1e-6)
+
+
+def test_forged_lab_inputs_never_get_a_5xx(lab_root):
+    """Hostile clicks on the three lab charts and hostile values of their options: each is
+    ignored or resolved with a notice (a run that does not exist, a step that is no number)."""
+    from tests.test_hardening_app import HOSTILE
+
+    client = DashClient(create_app(lab_root))
+    sel = client.select(None, search="?run=lab-s0")["selection"]["data"]
+    clicks = [{"points": [{"customdata": c}]} for c in (["nope", 20], ["lab-s1", "x"], "L9H9")]
+    for source in ("compare-runs", "composition", "induction-curves"):
+        for value in HOSTILE + clicks:
+            client.select(f"{source}.clickData", value, sel)  # asserts a 200 or a 204
+    for option in ("compare-runs-picker.value", "compare-runs-head.value", "metric-picker.value"):
+        for value in HOSTILE:
+            client.call("run-picker.options", {"selection.data": sel, option: value}, [option])
+    moved = client.select("compare-runs.clickData", {"points": [{"customdata": ["nope", 20]}]}, sel)
+    assert "run 'nope' does not exist" in str(moved["notices"])
