@@ -88,6 +88,17 @@ def test_the_job_fills_what_is_missing_and_the_app_draws_what_is_there(small_roo
     assert _timeline(app, query)[0] == want_steps
 
 
+def test_a_big_model_is_computed_one_step_per_part():
+    """Parts are bounded in bytes as the store's chunks are: a GPT-2-small-shaped step
+    (~0.5 GB) is a part of its own, so its timeline shows each step as it is done."""
+    from interp_app.core.jobs import part_size
+    from training.model.config import ModelConfig
+
+    gpt2 = ModelConfig(vocab_size=50257, n_layers=12, n_heads=12, d_model=768, d_mlp=3072)
+    assert part_size(gpt2) == 1
+    assert part_size(ModelConfig()) == 8 and part_size(ModelConfig(), cap=64) == 64
+
+
 def test_stored_results_are_data_never_code():
     arrays = {"dla": np.arange(6, dtype=np.float32).reshape(2, 3)}
     back = decode(encode(arrays))

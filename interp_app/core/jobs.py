@@ -91,9 +91,10 @@ def parts(steps: list[int], size: int) -> list[list[int]]:
     return [steps[i : i + size] for i in range(0, len(steps), size)]
 
 
-def part_size(step_bytes: int, cap: int = PART_STEPS) -> int:
-    """Steps per computed part: the store's chunk (bounded in bytes), at most ``cap``."""
-    return max(1, min(chunk_steps(step_bytes), cap))
+def part_size(model: ModelConfig, cap: int = PART_STEPS) -> int:
+    """Steps per computed part: the store's chunk (bounded in bytes, float32 parameters),
+    at most ``cap``: one step at a time for a GPT-2-small-shaped run."""
+    return max(1, min(chunk_steps(4 * parameter_count(model)), cap))
 
 
 def read_part(store: RunStore, run: str, steps: list[int]) -> tuple[list[int], list, list[int]]:
@@ -128,12 +129,11 @@ def fill_timeline(
     done, total = len(steps) - len(missing), len(steps)
     if report is not None:
         report(done, total)
-    size = 0
+    size = part_size(info.model, cap)
     mask = head_mask(query.ablate, info.model.n_layers, info.model.n_heads)
-    for part in parts(missing, cap):
+    for part in parts(missing, size):
         read, flats, bad = read_part(store, query.run, part)
         if read:
-            size = size or part_size(sum(a.nbytes for a in flats[0].values()), cap)
             out = compute_timeline(
                 analyzer.graphdef(info),
                 [unflatten_stacked(info.model, c) for c in stack_chunks(flats, size)],
