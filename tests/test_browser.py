@@ -274,12 +274,12 @@ def test_forward_view_in_3d_follows_threshold_and_head(page, app_url):
 
 def test_multiples_click_head_search_and_3d_drawn_when_scrolled_to(page, app_url):
     """A multiple selects its head (through the clientside hop to its trace's name), a
-    typed head name selects that head, and the 3D section asks for nothing until it is
-    scrolled to, then draws the current selection."""
-    page.add_init_script(
-        "window.__outputs = []; const f = window.fetch; window.fetch = (...a) => {"
-        " try { window.__outputs.push(JSON.parse(a[1].body).output); } catch (e) {}"
-        " return f(...a); };"
+    typed head name selects that head, and the 3D section gets nothing (204, no content)
+    until it is scrolled to, then draws the current selection."""
+    page.add_init_script(  # each callback request's output and response status
+        "window.__outputs = []; const f = window.fetch; window.fetch = async (...a) => {"
+        " let o = ''; try { o = JSON.parse(a[1].body).output; } catch (e) {}"
+        " const r = await f(...a); window.__outputs.push([String(o), r.status]); return r; };"
     )
     open_page(page, app_url)
     far = page.evaluate(
@@ -293,8 +293,8 @@ def test_multiples_click_head_search_and_3d_drawn_when_scrolled_to(page, app_url
     search.press("Enter")
     wait_title(page, "attention-pattern", "L1H1")
     assert "head=L1H1" in page.url
-    asked = page.evaluate("window.__outputs.filter(o => String(o).includes('forward-3d'))")
+    asked = page.evaluate("window.__outputs.filter(o => o[0].includes('forward-3d'))")
     if far:  # the section was off screen (more than a screen away) the whole time
-        assert asked == []
+        assert asked and {status for _, status in asked} == {204}
     page.locator("#forward-3d").scroll_into_view_if_needed()
     wait_title(page, "forward-3d", "attention of L1H1 strong")
