@@ -97,7 +97,7 @@ def test_recorded_losses_and_the_phase_change_they_show():
 
 
 def test_the_opening_prompt_repeats_a_segment_and_its_corruption_does_not():
-    cfg = InductionConfig()
+    cfg = InductionConfig(vocab=9, context=12, min_segment=2, max_segment=4, valid_sequences=8)
     prompt, corrupt = default_prompts(cfg)
     tokens, lengths, offsets = heldout(cfg)
     i = int(np.argmax(lengths))
