@@ -195,6 +195,7 @@ def measure(page, col: Column, url: str, repeat: int, look: float) -> None:
         name = f"L{layer}H{h}"
 
         def click(layer=layer, h=h) -> None:
+            box.scroll_into_view_if_needed()  # a long prompt's notices push it down
             b = box.bounding_box()
             page.mouse.click(
                 b["x"] + (h + 0.5) / n_heads * b["width"],
