@@ -122,18 +122,22 @@ class Selection:
 
 
 def run_prompts(meta: dict[str, Any]) -> tuple[str, str]:
-    """(default prompt, default corrupted prompt) of a run: the article's for a run trained
-    on words (``interp-train``'s, or a word vocabulary), else ``run.json``'s own ``prompt``
-    and ``corrupt`` when given, else a generic English pair."""
-    if meta.get("train") is not None or "vocab" in meta:
-        return DEFAULT_PROMPT, DEFAULT_CORRUPT
+    """(default prompt, default corrupted prompt) of a run: ``run.json``'s own ``prompt``
+    and ``corrupt`` when given (the induction lab names a held-out sequence with a repeat),
+    else the article's for a run trained on words (``interp-train``'s, or a word
+    vocabulary), else a generic English pair."""
 
-    def given(key: str, default: str) -> str:
+    def given(key: str) -> str | None:
         value = meta.get(key)
         ok = isinstance(value, str) and value.strip() and len(value) <= MAX_TEXT_CHARS
-        return value if ok and isinstance(value, str) else default
+        return value if ok and isinstance(value, str) else None
 
-    return given("prompt", GENERIC_PROMPT), given("corrupt", GENERIC_CORRUPT)
+    words = meta.get("train") is not None or "vocab" in meta
+    default = (DEFAULT_PROMPT, DEFAULT_CORRUPT) if words else (GENERIC_PROMPT, GENERIC_CORRUPT)
+    prompt = given("prompt")
+    if prompt is None:
+        return default
+    return prompt, given("corrupt") or default[1]
 
 
 def shown(value: object, limit: int = 40) -> str:
