@@ -114,33 +114,15 @@ def train(
     process trains its share of each batch and process 0 alone writes the run."""
     t_entry = time.perf_counter()
     root, out = Path(root), out or sys.stderr
-    check_run_name(name)  # every refusal first, before anything is written
-    meta, tokenizer = describe_run(mc, tc, corpus)
-    distributed.check_same_run(cluster, meta)
-    if cluster.multi and tc.batch_size % jax.device_count():
-        raise TrainError(
-            f"--batch {tc.batch_size} does not split evenly over the cluster's "
-            f"{jax.device_count()} devices"
-        )
-    opened = distributed.on_writer(
-        cluster,
-        lambda: prepare_run(root, name, meta, resume=resume, overwrite=overwrite),
-        "open the run",
+    meta, tokenizer, path = _refuse_then_prepare(
+        root, name, mc, tc, corpus, cluster, resume=resume, overwrite=overwrite
     )
-    path = opened or ckpt.run_dir(root, name)
     with write_errors(path):
         t_start = time.perf_counter()
         mc = ModelConfig.from_dict(meta["model"])  # with the corpus's vocabulary size
         optimizer = make_optimizer(tc)
         schedule = checkpoint_steps(tc.steps, tc.save_every, tc.log_spaced)
-        data = encode_lines(tokenizer, corpus.train, mc.context)
-        valid = encode_lines(tokenizer, corpus.valid, mc.context)
-        graphdef, shapes = abstract_model(mc)
-        max_chunk = int(np.diff(schedule).max())
-        eval_batch = eval_rows(mc.context, mc.vocab_size)
-        run_chunk = build_chunk_fn(
-            graphdef, optimizer, data, valid, tc.batch_size, max_chunk, eval_batch
-        )
+        run_chunk, shapes = _build_run_chunk(mc, tc, corpus, tokenizer, optimizer, schedule)
 
         def open_folder(fresh: tuple[Any, Any]) -> tuple[int | None, tuple[Any, Any]]:
             opened = distributed.on_writer(
@@ -165,6 +147,56 @@ def train(
         timings["save_s"] = writer.save_s if writer else 0.0
         timings["total_s"] = time.perf_counter() - t_start
         return _summary(path, evals, corpus, tokenizer, mc.context, timings)
+
+
+def _refuse_then_prepare(
+    root: Path,
+    name: str,
+    mc: ModelConfig,
+    tc: TrainConfig,
+    corpus: Corpus,
+    cluster: Cluster,
+    *,
+    resume: bool,
+    overwrite: bool,
+) -> tuple[dict, Tokenizer, Path]:
+    """The run's metadata, tokenizer and folder, every refusal raised first: nothing is
+    written until the run name, corpus, cluster and folder have all been accepted."""
+    check_run_name(name)
+    meta, tokenizer = describe_run(mc, tc, corpus)
+    distributed.check_same_run(cluster, meta)
+    if cluster.multi and tc.batch_size % jax.device_count():
+        raise TrainError(
+            f"--batch {tc.batch_size} does not split evenly over the cluster's "
+            f"{jax.device_count()} devices"
+        )
+    opened = distributed.on_writer(
+        cluster,
+        lambda: prepare_run(root, name, meta, resume=resume, overwrite=overwrite),
+        "open the run",
+    )
+    return meta, tokenizer, opened or ckpt.run_dir(root, name)
+
+
+def _build_run_chunk(
+    mc: ModelConfig,
+    tc: TrainConfig,
+    corpus: Corpus,
+    tokenizer: Tokenizer,
+    optimizer: optax.GradientTransformation,
+    schedule: list[int],
+) -> tuple[Callable, Any]:
+    """The chunk call (``training.steps``) over the encoded corpus, and the model's
+    abstract shapes: one call sized for the schedule's longest gap between checkpoints."""
+    data = encode_lines(tokenizer, corpus.train, mc.context)
+    valid = encode_lines(tokenizer, corpus.valid, mc.context)
+    graphdef, shapes = abstract_model(mc)
+    max_chunk = int(np.diff(schedule).max())
+    eval_batch = eval_rows(mc.context, mc.vocab_size)
+    run_chunk = build_chunk_fn(
+        graphdef, optimizer, data, valid, tc.batch_size, max_chunk, eval_batch
+    )
+    return run_chunk, shapes
 
 
 def _compile_and_init(
