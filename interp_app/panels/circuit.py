@@ -24,14 +24,15 @@ from interp_app.panels.circuit_figures import (
 )
 from interp_app.panels.plotting import message_figure
 from interp_app.panels.timelines import clicked_step
+from interp_app.ui import ids
 from interp_app.ui.components import column, graph, hint
 
-CIRCUIT_GRAPH = "circuit-graph"
-CIRCUIT_TIMELINE = "circuit-timeline"
-CIRCUIT_FAITHFULNESS = "circuit-faithfulness"
-CIRCUIT_METHOD = "circuit-method"
-CIRCUIT_TOP_K = "circuit-top-k"
-CIRCUIT_SWITCH = "circuit-switch"
+CIRCUIT_GRAPH = ids.CIRCUIT_GRAPH
+CIRCUIT_TIMELINE = ids.CIRCUIT_TIMELINE
+CIRCUIT_FAITHFULNESS = ids.CIRCUIT_FAITHFULNESS
+CIRCUIT_METHOD = ids.CIRCUIT_METHOD
+CIRCUIT_TOP_K = ids.CIRCUIT_TOP_K
+CIRCUIT_SWITCH = ids.CIRCUIT_SWITCH
 OFF = (
     "Circuits are off: switch them on to score every edge at every checkpoint (exact path "
     "patching, EAP, EAP-IG). The first query compiles and scores the whole run (about half "

@@ -23,13 +23,14 @@ from interp_app.core.induction_views import INDUCTION_METRICS, heldout, is_induc
 from interp_app.panels.base import Context, Option, Overlay, Panel, Raw, on_click, one_of
 from interp_app.panels.induction import NOTHING, lab_column, shown
 from interp_app.panels.plotting import HIGHLIGHT, Figure, figure, message_figure
+from interp_app.ui import ids
 from interp_app.ui.components import graph, hint
 from training.checkpoint import CheckpointError
 
-COMPARE_RUNS = "compare-runs"
-COMPARE_RUNS_PICKER = "compare-runs-picker"
-COMPARE_RUNS_HEAD = "compare-runs-head"
-COMPARE_RUNS_COLUMN = "compare-runs-column"
+COMPARE_RUNS = ids.COMPARE_RUNS
+COMPARE_RUNS_PICKER = ids.COMPARE_RUNS_PICKER
+COMPARE_RUNS_HEAD = ids.COMPARE_RUNS_HEAD
+COMPARE_RUNS_COLUMN = ids.COMPARE_RUNS_COLUMN
 HEAD_CHOICES = {"same": "the selected head", "best": "each run's best head of its layer"}
 MAX_RUNS = 12
 COLOURS = ("#4c6ef5", "#12b886", "#e64980", "#fab005", "#7950f2", "#15aabf", "#868e96")

@@ -18,10 +18,11 @@ from interp_app.core.induction_views import KINDS, composition_at
 from interp_app.panels.base import Context, Panel, Raw, on_click
 from interp_app.panels.induction import lab_column
 from interp_app.panels.plotting import Figure, figure, frame, message_figure, scale
+from interp_app.ui import ids
 from interp_app.ui.components import graph, hint
 
-COMPOSITION = "composition"
-COMPOSITION_COLUMN = "composition-column"
+COMPOSITION = ids.COMPOSITION
+COMPOSITION_COLUMN = ids.COMPOSITION_COLUMN
 KIND_NAMES = {"Q": "Q: writes the query", "K": "K: writes the key", "V": "V: writes the value"}
 HINT = (
     "Rows: every head of the earlier layers (the writer, through its OV circuit); columns: the "

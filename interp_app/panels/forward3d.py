@@ -66,8 +66,8 @@ def _embeddings() -> dbc.Card:
     return card("Token embeddings at the selected checkpoint", body)
 
 
-SECTION = "section-3d"  # the 3D section's element, watched by assets/visible.js
-VISIBLE = "section-3d-visible"  # whether it is on screen (or near): the 3D callbacks draw then
+SECTION = ids.SECTION_3D  # the 3D section's element, watched by assets/visible.js
+VISIBLE = ids.SECTION_3D_VISIBLE  # whether it is on screen (or near): the 3D callbacks draw then
 
 
 def layout() -> dbc.Col:

@@ -47,7 +47,7 @@ def _colours(heat: dict, values: np.ndarray, metric: str, compared: bool) -> Non
 
 
 TEXT_CELLS = 36  # past this many heads the cells carry no text (hover names them)
-HEAD_SEARCH = "head-search"  # a typed head name (L7H3) selects that head
+HEAD_SEARCH = ids.HEAD_SEARCH  # a typed head name (L7H3) selects that head
 
 
 def grid_title(what: str, sel: Selection) -> str:

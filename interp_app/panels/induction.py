@@ -29,8 +29,8 @@ from interp_app.panels.timelines import clicked_step
 from interp_app.ui import ids
 from interp_app.ui.components import card, graph, hint
 
-INDUCTION_CURVES = "induction-curves"
-INDUCTION_COLUMN = "induction-curves-column"
+INDUCTION_CURVES = ids.INDUCTION_CURVES
+INDUCTION_COLUMN = ids.INDUCTION_COLUMN
 HIDDEN = {"display": "none"}
 NOTHING = "Not an induction run (interp-train --task induction): no held-out sequences."
 ICL_HINT = (

@@ -42,7 +42,7 @@ MODES = {"step": "this step", "change": "change since previous checkpoint"}
 
 TOP_HEADS = 16  # a model with more heads shows the top ones by the grid's metric
 MAX_CELLS = 32  # a multiple's side: longer prompts are pooled into blocks of positions
-MULTIPLES_CLICK = "multiples-click"  # the clicked multiple's head name (clientside hop)
+MULTIPLES_CLICK = ids.MULTIPLES_CLICK  # the clicked multiple's head name (clientside hop)
 
 
 def _domains(n: int, gap: float) -> list[tuple[float, float]]:

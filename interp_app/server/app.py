@@ -91,7 +91,11 @@ def create_app(
     finish_dash_setup(app)
     if warm:
         warm_up(analyzer)
+    install_healthz(app, analyzer)
+    return app
 
+
+def install_healthz(app: Dash, analyzer: JobAnalyzer) -> None:
     @app.server.route("/healthz")
     def healthz():
         """Open to health checks; the counts and problems only to authorised users. A root
@@ -102,8 +106,6 @@ def create_app(
         runs = store.runs()
         steps = sum(len(store.steps(r)) for r in runs)
         return {"status": "ok", "runs": len(runs), "steps": steps, "problems": store.problems()}
-
-    return app
 
 
 def app_from_settings(settings: Settings) -> Dash:

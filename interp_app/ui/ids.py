@@ -60,6 +60,28 @@ TOKEN_ATTRIBUTIONS = "token-attributions"
 TOKEN_CHIPS = "token-chips"
 URL = "url"
 
+# The induction lab's, the circuit panel's and the scale views' components
+CIRCUIT_GRAPH = "circuit-graph"
+CIRCUIT_TIMELINE = "circuit-timeline"
+CIRCUIT_FAITHFULNESS = "circuit-faithfulness"
+CIRCUIT_METHOD = "circuit-method"
+CIRCUIT_TOP_K = "circuit-top-k"
+CIRCUIT_SWITCH = "circuit-switch"
+INDUCTION_CURVES = "induction-curves"
+INDUCTION_COLUMN = "induction-curves-column"
+COMPOSITION = "composition"
+COMPOSITION_COLUMN = "composition-column"
+COMPARE_RUNS = "compare-runs"
+COMPARE_RUNS_PICKER = "compare-runs-picker"
+COMPARE_RUNS_HEAD = "compare-runs-head"
+COMPARE_RUNS_COLUMN = "compare-runs-column"
+HEAD_SEARCH = "head-search"  # a typed head name (L7H3) selects that head
+MULTIPLES_CLICK = "multiples-click"  # the clicked multiple's head name (clientside hop)
+SECTION_3D = "section-3d"  # the 3D section, watched by assets/visible.js
+SECTION_3D_VISIBLE = (
+    "section-3d-visible"  # whether it is on screen (or near): the 3D callbacks draw then
+)
+
 CHIP = "chip"  # pattern-matching type of the token chips: {"type": CHIP, "index": i}
 
 
