@@ -114,6 +114,14 @@ SCALE_TESTS = {
     ("test_hf_reference", "test_imported_model_equals_transformers[neox_par]"),
     ("test_hf_reference", "test_imported_model_equals_transformers[neox_nobias]"),
     ("test_hf_reference", "test_imported_model_equals_transformers[gpt2_sharded]"),
+    # session 7: each compiles programs of its own (2-6 s); the fast tier keeps the circuits'
+    # closed-form model and graphs, the scale views' pure figures, the background jobs' cheap
+    # path
+    ("test_circuits", "test_the_forward_with_every_edge_kept_is_the_model"),
+    ("test_circuits", "test_the_repeat_loss_is_the_induction_labs"),
+    ("test_scale_views", "test_a_head_click_reuses_the_step_and_leaves_out_ablation"),
+    ("test_scale_views", "test_one_head_token_attributions_equal_the_step_metrics"),
+    ("test_background", "test_a_request_with_nothing_to_compute_starts_no_process"),
 }
 
 
