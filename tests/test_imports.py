@@ -21,10 +21,14 @@ OURS = f"{runtime.HOST_DEVICES}={DEVICES} {runtime.OPT_LEVEL}=1"
 
 IMPORT_EVERYTHING = """
 import importlib, json, os, pkgutil, sys
+# the Celery worker's module is an entry point: `celery -A interp_app.worker` needs the app
+# built at import, flags first (tests/test_celery_worker.py runs it)
+ENTRY_MODULES = {"interp_app.worker"}
 import training, interp_app
 for package in (training, interp_app):
     for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        importlib.import_module(module.name)
+        if module.name not in ENTRY_MODULES:
+            importlib.import_module(module.name)
 from training import runtime
 print(json.dumps({"flags": os.environ.get("XLA_FLAGS"), "started": runtime.backend_started()}))
 """

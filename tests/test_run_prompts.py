@@ -29,6 +29,10 @@ def test_a_prompt_without_its_corrupt_twin_keeps_the_default_twin():
     assert run_prompts({"train": None, "prompt": "hello"}) == ("hello", GENERIC_CORRUPT)
 
 
+def test_a_corrupt_twin_alone_is_used_by_a_run_without_words():
+    assert run_prompts({"train": None, "corrupt": "the dog"}) == (GENERIC_PROMPT, "the dog")
+
+
 def test_blank_or_oversized_prompts_are_ignored():
     assert run_prompts({"train": None, "prompt": "  "}) == (GENERIC_PROMPT, GENERIC_CORRUPT)
     assert run_prompts({"train": None, "prompt": "x" * 100_000})[0] == GENERIC_PROMPT

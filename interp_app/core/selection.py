@@ -135,9 +135,9 @@ def run_prompts(meta: dict[str, Any]) -> tuple[str, str]:
     words = meta.get("train") is not None or "vocab" in meta
     default = (DEFAULT_PROMPT, DEFAULT_CORRUPT) if words else (GENERIC_PROMPT, GENERIC_CORRUPT)
     prompt = given("prompt")
-    if prompt is None:
+    if words and prompt is None:
         return default
-    return prompt, given("corrupt") or default[1]
+    return prompt or default[0], given("corrupt") or default[1]
 
 
 def shown(value: object, limit: int = 40) -> str:
