@@ -293,8 +293,12 @@ def test_multiples_click_head_search_and_3d_drawn_when_scrolled_to(page, app_url
     search.press("Enter")
     wait_title(page, "attention-pattern", "L1H1")
     assert "head=L1H1" in page.url
-    asked = page.evaluate("window.__outputs.filter(o => o[0].includes('forward-3d'))")
     if far:  # the section was off screen (more than a screen away) the whole time
-        assert asked and {status for _, status in asked} == {204}
+        # the 3D callbacks follow the selection's change: wait for their answers to arrive
+        page.wait_for_function(
+            "window.__outputs.some(o => o[0].includes('forward-3d'))", timeout=30_000
+        )
+        asked = page.evaluate("window.__outputs.filter(o => o[0].includes('forward-3d'))")
+        assert {status for _, status in asked} == {204}
     page.locator("#forward-3d").scroll_into_view_if_needed()
     wait_title(page, "forward-3d", "attention of L1H1 strong")
