@@ -88,7 +88,9 @@ def test_a_big_timeline_arrives_in_parts_while_the_page_answers(browser, served)
     page.mouse.click(box["x"] + 0.1 * box["width"], box["y"] + 0.1 * box["height"])
     page.wait_for_function(f"() => ({TITLE})() !== {before!r}", timeout=180_000)
     answered = time.monotonic() - started
-    assert page.locator("#job-cancel").is_visible()  # the job still runs
+    # the job was still running when the click was answered: not every step stored yet
+    # (the Cancel button's visibility lags a progress poll behind, so it is not the witness)
+    assert stored(jobs) < len(STEPS)
     print(f"head click answered in {answered:.2f} s during the job")
 
     # another query position is another job; Cancel stops it and says where

@@ -285,6 +285,7 @@ def test_multiples_click_head_search_and_3d_drawn_when_scrolled_to(page, app_url
     far = page.evaluate(
         "document.getElementById('section-3d').getBoundingClientRect().top > 2 * innerHeight"
     )
+    page.evaluate("window.__outputs = []")  # what the page asks from here on
     click_cell(page, "head-multiples", 0.5, 0.5)  # the first multiple: L0H0
     wait_title(page, "attention-pattern", "L0H0")
     wait_title(page, "head-multiples", "selected L0H0")
