@@ -73,16 +73,7 @@ def lean_step(
     (``lens_start`` says where it begins)."""
     width = min(lens_positions, cap.resid.shape[2])
     start = max(0, min(pos + 1, length) - width)
-    n_layers = cap.head_out.shape[1]
-    w_u, b_u = metrics.unembedding(params, np)
-    ro = metrics.Readout(
-        wte=metrics.param(params, "wte"),
-        ln_scale=metrics.param(params, "ln_f.scale"),
-        ln_bias=metrics.param(params, "ln_f.bias"),
-        w_o=np.stack([metrics.param(params, f"blocks.{i}.attn.w_o") for i in range(n_layers)]),
-        w_u=w_u,
-        b_u=b_u,
-    )
+    ro = metrics.host_readout(params, cap.head_out.shape[1])
     with jax.enable_x64(True):
         clean_logits = (cap if clean is None else clean).logits[0, pos]
         out = _lean(cap, clean_logits, ro, pos, target, length, src, layer, head, eps, start, width)

@@ -211,7 +211,7 @@ def _step(cap, clean_logits, ro, pos, target, length, src, layer, head, eps) -> 
     }
 
 
-def _host_readout(params: Mapping[str, np.ndarray], n_layers: int) -> Readout:
+def host_readout(params: Mapping[str, np.ndarray], n_layers: int) -> Readout:
     """The readout of checkpoint-named numpy parameters, stacked on the host."""
     w_u, b_u = unembedding(params, np)
     return Readout(
@@ -244,7 +244,7 @@ def one_step(
     Positions, target and head are traced: no prompt or selection ever recompiles."""
     with jax.enable_x64(True):
         clean_logits = (cap if clean is None else clean).logits[0, pos]
-        ro = _host_readout(params, cap.head_out.shape[1])
+        ro = host_readout(params, cap.head_out.shape[1])
         out = _step(cap, clean_logits, ro, pos, target, length, src, layer, head, eps)
         return jax.tree.map(np.array, out)  # writable copies: the caller's own
 
@@ -266,5 +266,5 @@ def evaluate(fn, cap: Capture, params: Mapping[str, np.ndarray], *args: Any) -> 
     """``fn(cap, readout, *args)`` in float64, numpy in and out (for checks on batched
     captures: op by op, 90 calls of a test took 10 s)."""
     with jax.enable_x64(True):
-        inputs = jax.tree.map(jnp.asarray, (cap, _host_readout(params, cap.head_out.shape[1])))
+        inputs = jax.tree.map(jnp.asarray, (cap, host_readout(params, cap.head_out.shape[1])))
         return jax.device_get(_compiled(fn)(*_float64(inputs), *args))
