@@ -22,7 +22,7 @@ from interp_app.core.heads import head_name
 from interp_app.core.induction_views import INDUCTION_METRICS, heldout, is_induction_run
 from interp_app.panels.base import Context, Option, Overlay, Panel, Raw, on_click, one_of
 from interp_app.panels.induction import NOTHING, lab_column, shown
-from interp_app.panels.plotting import HIGHLIGHT, Figure, figure, message_figure
+from interp_app.panels.plotting import Figure, figure, message_figure, vertical_line
 from interp_app.ui import ids
 from interp_app.ui.components import graph, hint
 from training.checkpoint import CheckpointError
@@ -71,31 +71,11 @@ def _phase_value(curve: Curve) -> float | None:
 def compare_overlay(curves: list[Curve], selected: str, step: int, what: str):
     """Title and marks: each run's phase change (dashed, its colour), the selected step."""
     shapes = [
-        {
-            "type": "line",
-            "x0": c.phase,
-            "x1": c.phase,
-            "y0": 0,
-            "y1": 1,
-            "xref": "x",
-            "yref": "paper",
-            "line": {"color": COLOURS[i % len(COLOURS)], "width": 1.5, "dash": "dash"},
-        }
+        vertical_line(c.phase, COLOURS[i % len(COLOURS)], 1.5, "dash")
         for i, c in enumerate(curves)
         if c.phase is not None
     ]
-    shapes.append(
-        {
-            "type": "line",
-            "x0": step,
-            "x1": step,
-            "y0": 0,
-            "y1": 1,
-            "xref": "x",
-            "yref": "paper",
-            "line": {"color": HIGHLIGHT, "width": 2},
-        }
-    )
+    shapes.append(vertical_line(step))
     title = f"Compare runs: {what} — {selected} at step {step} (dashed: each run's phase change)"
     return title, shapes
 

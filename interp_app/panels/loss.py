@@ -8,7 +8,7 @@ import numpy as np
 
 from interp_app.core.selection import as_float
 from interp_app.panels.base import Context, Overlay, Panel, Raw, on_click
-from interp_app.panels.plotting import BASE, HIGHLIGHT, MUTED, Figure, figure
+from interp_app.panels.plotting import BASE, MUTED, Figure, figure, vertical_line
 from interp_app.ui import ids
 from interp_app.ui.components import column, graph
 
@@ -93,16 +93,7 @@ def loss_title(step: int) -> str:
 
 
 def loss_marker(step: int) -> dict:
-    return {
-        "type": "line",
-        "x0": step,
-        "x1": step,
-        "y0": 0,
-        "y1": 1,
-        "xref": "x",
-        "yref": "paper",
-        "line": {"color": HIGHLIGHT, "width": 2},
-    }
+    return vertical_line(step)
 
 
 def draw(ctx: Context) -> dict[Any, Figure]:

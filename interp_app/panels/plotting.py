@@ -136,3 +136,20 @@ def step_marker(steps: list[int], step: int) -> list[dict]:
             "line": line,
         }
     ]
+
+
+def vertical_line(x: float, color: str = HIGHLIGHT, width: float = 2, dash: str = "") -> dict:
+    """A line at ``x`` across the plot's height (a step or phase-change mark on a curve)."""
+    line: dict[str, Any] = {"color": color, "width": width}
+    if dash:
+        line["dash"] = dash
+    return {
+        "type": "line",
+        "x0": x,
+        "x1": x,
+        "y0": 0,
+        "y1": 1,
+        "xref": "x",
+        "yref": "paper",
+        "line": line,
+    }
