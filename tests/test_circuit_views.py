@@ -80,7 +80,15 @@ def test_the_graph_draws_the_top_edges_by_score():
     # the k input enters L1H1 at its middle, level with the node
     assert edges[1]["y"][-1] == 0.5 and edges[1]["x"][-1] == pytest.approx(3 - 0.12)
     assert nodes["customdata"][nodes["customdata"].index("L1H1")] == "L1H1"
-    assert "top 2 of 46 edges by |exact path patching|" in fig["layout"]["title"]["text"]
+    title = fig["layout"]["title"]["text"]
+    assert "top 2 of 46 edges by |exact path patching|" in title
+    # the selected head's drawn edges and their contributions, on the title's second line
+    assert title.endswith("<br>L1H1: L0H1 -> L1H1.k -3.00; L1H1 -> logits +2.00")
+    assert [t["opacity"] for t in edges] == [0.95, 0.95]
+    assert (
+        "none of its edges in the top 2"
+        in circuit_graph_figure(c, 200, "exact", 2, "L0H0")["layout"]["title"]["text"]
+    )
     assert list(shown_edges(c.exact[2], 100)[:2]) == [
         c.edges.index("L0H1 -> L1H1.k"),
         c.edges.index("L1H1 -> logits"),
@@ -148,3 +156,50 @@ def test_the_panel_computes_nothing_until_switched_on():
     assert (
         clean(True, 0, []) is True and clean("yes", 0, []) is False and clean(None, 0, []) is False
     )
+
+
+OPTIONS = {"circuit_on": True, "circuit_method": "exact", "circuit_top_k": "10"}
+
+
+def test_a_head_click_moves_only_the_graphs_marks():
+    """What a head click sends: the title, the edges' opacities and the node colours of the
+    graph, equal to what a full drawing for that head holds; not the graph's data, the
+    timeline or the faithfulness curve (40 KB of a head click on the article's model)."""
+    from interp_app.ui.render import as_patch
+
+    c = _record()
+    marks = panel.head_marks(c, 200, OPTIONS, "L0H1")
+    full = circuit_graph_figure(c, 200, "exact", 10, "L0H1")
+    assert marks.title == full["layout"]["title"]["text"]
+    assert "L0H1: L0H1 -> L1H1.k -3.00" in marks.title
+    sets = dict(marks.sets)
+    n_edges = len(full["data"]) - 1
+    assert len(sets) == n_edges + 1
+    for j, trace in enumerate(full["data"][:-1]):
+        assert sets[("data", j, "opacity")] == trace["opacity"]
+        assert trace["opacity"] == (0.95 if "L0H1" in trace["customdata"][0] else 0.3)
+    assert sets[("data", n_edges, "marker", "color")] == full["data"][-1]["marker"]["color"]
+    patch = as_patch(marks).to_plotly_json()["operations"]
+    assert len(patch) == 2 + n_edges + 1  # title, shapes, one value per mark
+    before = [full, circuit_timeline_figure(c, 200, "exact"), faithfulness_figure(c, 200)]
+    assert len(str(patch)) < 0.15 * len(str(before))  # what a head click sent until now
+
+
+def test_a_head_click_is_an_overlay_a_step_change_a_drawing():
+    """The panel's contract (``ui.render.update_panel``): another head only overlays the
+    graph; another step redraws all three figures."""
+    from interp_app.core.selection import Selection
+    from interp_app.panels.base import Context
+    from interp_app.ui.render import update_panel
+
+    p = panel.PANEL
+    assert {"layer", "head"} <= p.overlay_on and not {"layer", "head"} & p.depends
+    sel = Selection("r", 0, "a b", 1, "a", 0, 0)
+    ctx = Context(None, sel, [0], set(), {**OPTIONS, "circuit_on": False}, set())
+    prints = {k: "x" for k in p.depends | p.overlay_on}
+    drawn, before = update_panel(p, ctx, prints, None)
+    assert set(drawn) == set(p.outputs)
+    moved, after = update_panel(p, ctx, {**prints, "head": "y", "layer": "y"}, before)
+    assert list(moved) == [p.figure] and after[0] == before[0]
+    redrawn, _ = update_panel(p, ctx, {**prints, "step": "y"}, before)
+    assert set(redrawn) == set(p.outputs)

@@ -6,7 +6,10 @@ against the corrupted prompt; the answer fixed at the latest step) or, on an ind
 run, the repeated-part loss of its held-out sequences. Every step is scored in one
 vectorised pass (``core.circuits``), cached per query: the first draw compiles and scores
 every checkpoint (seconds on the default run), later steps and clicks read the cache.
-A click on a head selects it everywhere; on the timeline, it picks the checkpoint."""
+A click on a head selects it everywhere, a click on an edge the head it runs into (the
+selection holds one head); on the timeline, a click picks the checkpoint. Another head only
+moves the graph's marks (:func:`overlay`): the timeline and the faithfulness curve do not
+depend on it."""
 
 from __future__ import annotations
 
@@ -16,11 +19,12 @@ import dash_bootstrap_components as dbc
 
 from interp_app.core.circuits_record import METHOD_LABELS, METHODS, Circuits
 from interp_app.core.heads import parse_head
-from interp_app.panels.base import Context, Option, Panel, Raw, on_click, one_of
+from interp_app.panels.base import Context, Option, Overlay, Panel, Raw, on_click, one_of
 from interp_app.panels.circuit_figures import (
     circuit_graph_figure,
     circuit_timeline_figure,
     faithfulness_figure,
+    graph_marks,
 )
 from interp_app.panels.plotting import message_figure
 from interp_app.panels.timelines import clicked_step
@@ -45,8 +49,10 @@ HINT = (
     "Edges run from a node's output to a node's input (a head's q, k and v apart). Each "
     "score is what corrupting that one edge does to the metric on the prompt: exact path "
     "patching (one patched pass per edge), EAP (Syed et al. 2023, one gradient) or EAP-IG "
-    "(Hanna et al. 2024, gradients along the corrupted-to-clean path). Faithfulness: keep "
-    "the top k edges, corrupt the rest; the dotted line is 80% recovered."
+    "(Hanna et al. 2024, gradients along the corrupted-to-clean path). Click a head, or an "
+    "edge to select the head it runs into: the title gives that head's drawn edges and "
+    "their scores. Faithfulness: keep the top k edges, corrupt the rest; the dotted line is "
+    "80% recovered."
 )
 
 
@@ -68,16 +74,23 @@ def top_k(value: Any, n_edges: int) -> int:
     return n_edges if value == "all" else min(int(value), n_edges)
 
 
-def draw(ctx: Context) -> dict[Any, Any]:
+def _scored(ctx: Context) -> Circuits | str:
+    """The circuits to draw at the selected step, or the one line the figures say."""
     found = compute(ctx) if ctx.options["circuit_on"] else OFF
-    method = ctx.options["circuit_method"]
     if isinstance(found, str) or ctx.sel.step not in set(int(s) for s in found.steps):
-        text = found if isinstance(found, str) else f"Step {ctx.sel.step} was not scored."
+        return found if isinstance(found, str) else f"Step {ctx.sel.step} was not scored."
+    return found
+
+
+def draw(ctx: Context) -> dict[Any, Any]:
+    found = _scored(ctx)
+    if isinstance(found, str):
         return {
-            PANEL.figure: message_figure(text, 360),
-            (CIRCUIT_TIMELINE, "figure"): message_figure(text, 200),
-            (CIRCUIT_FAITHFULNESS, "figure"): message_figure(text, 200),
+            PANEL.figure: message_figure(found, 360),
+            (CIRCUIT_TIMELINE, "figure"): message_figure(found, 200),
+            (CIRCUIT_FAITHFULNESS, "figure"): message_figure(found, 200),
         }
+    method = ctx.options["circuit_method"]
     k = top_k(ctx.options["circuit_top_k"], len(found.edges))
     step, head = ctx.sel.step, ctx.sel.head_name
     return {
@@ -85,6 +98,27 @@ def draw(ctx: Context) -> dict[Any, Any]:
         (CIRCUIT_TIMELINE, "figure"): circuit_timeline_figure(found, step, method),
         (CIRCUIT_FAITHFULNESS, "figure"): faithfulness_figure(found, step),
     }
+
+
+def overlay(ctx: Context) -> Overlay:
+    """Another head: the graph's title (the head's drawn edges and their scores), its node
+    colours and its edges' opacities; nothing else is sent. A message stays as it is."""
+    found = _scored(ctx)
+    if isinstance(found, str):
+        return Overlay("", [])  # a message figure has no title or shapes: nothing moves
+    return head_marks(found, ctx.sel.step, ctx.options, ctx.sel.head_name)
+
+
+def head_marks(found: Circuits, step: int, options: dict[str, Any], head: str) -> Overlay:
+    """The graph's marks for ``head`` as an overlay: its title, the edges' opacities (trace
+    ``j`` is the ``j``-th weakest drawn edge) and the nodes' colours (the last trace)."""
+    k = top_k(options["circuit_top_k"], len(found.edges))
+    title, colours, opacity = graph_marks(found, step, options["circuit_method"], k, head)
+    sets: list[tuple[tuple[Any, ...], Any]] = [
+        (("data", j, "opacity"), a) for j, a in enumerate(opacity)
+    ]
+    sets.append((("data", len(opacity), "marker", "color"), colours))
+    return Overlay(title, [], tuple(sets))
 
 
 def click_node(point: dict[str, Any], raw: Raw, steps: list[int]) -> Raw | None:
@@ -139,9 +173,11 @@ PANEL = Panel(
         (CIRCUIT_TIMELINE, "figure"),
         (CIRCUIT_FAITHFULNESS, "figure"),
     ),
-    depends=frozenset({"run", "step", "prompt", "pos", "target", "corrupt", "layer", "head"})
-    | frozenset({"listing", "circuit_on", "circuit_method", "circuit_top_k"}),
+    depends=frozenset({"run", "step", "prompt", "pos", "target", "corrupt", "listing"})
+    | frozenset({"circuit_on", "circuit_method", "circuit_top_k"}),
     draw=draw,
+    overlay=overlay,
+    overlay_on=frozenset({"layer", "head"}),
     events={
         "click": on_click(click_node, CIRCUIT_GRAPH),
         "click_step": on_click(click_step, CIRCUIT_TIMELINE),

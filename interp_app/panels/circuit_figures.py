@@ -14,6 +14,7 @@ from interp_app.panels.plotting import BASE, HIGHLIGHT, MUTED, Figure, figure, s
 NEGATIVE, POSITIVE = "#c0392b", "#2e6fb0"  # corrupting the edge lowers / raises the metric
 PORT = {"q": 0.22, "k": 0.0, "v": -0.22}  # where each input of a head enters its node
 TIMELINE_EDGES = 12  # edges in the timeline: the strongest over training
+TITLE_PATHS = 3  # the selected head's strongest drawn edges named in the graph's title
 
 
 def node_positions(c: Circuits) -> dict[str, tuple[float, float]]:
@@ -51,14 +52,53 @@ def shown_edges(scores: np.ndarray, top_k: int) -> np.ndarray:
     return order[: max(0, min(top_k, len(order)))]
 
 
-def graph_title(c: Circuits, i: int, method: str, top_k: int) -> str:
+def touching(c: Circuits, edges: np.ndarray, head: str) -> list[int]:
+    """The edges among ``edges`` into (any input of) or out of ``head``."""
+    return [
+        int(e)
+        for e in edges
+        if c.senders[c.edge_sender[e]] == head
+        or c.receivers[c.edge_receiver[e]].split(".", 1)[0] == head
+    ]
+
+
+def graph_title(c: Circuits, i: int, method: str, top_k: int, head: str) -> str:
+    """What is drawn, and on a second line the selected head's drawn edges with their
+    scores: the contribution of each path into and out of it (a click on an edge selects
+    the head it runs into)."""
+    scores = c.scores(method)[i]
+    mine = touching(c, shown_edges(scores, top_k), head)
+    paths = "; ".join(f"{c.edges[e]} {scores[e]:+.2f}" for e in mine[:TITLE_PATHS])
+    paths += f" and {len(mine) - TITLE_PATHS} more" if len(mine) > TITLE_PATHS else ""
     return (
         f"Circuit at step {int(c.steps[i])} — top {top_k} of {len(c.edges)} edges by "
-        f"|{METHOD_LABELS[method]}|, {c.description} (click a head to select it)"
+        f"|{METHOD_LABELS[method]}|, {c.description}<br>"
+        + (f"{head}: {paths}" if mine else f"{head}: none of its edges in the top {top_k}")
     )
 
 
-def _edge_trace(c: Circuits, e: int, score: float, biggest: float, pos) -> dict[str, Any]:
+def graph_marks(
+    c: Circuits, step: int, method: str, top_k: int, head: str
+) -> tuple[str, list[str], list[float]]:
+    """(title, node colours, edge opacities in trace order): everything of the graph that
+    depends on the selected head, so a head click moves only these (``Overlay``)."""
+    i = c.index(step)
+    scores = c.scores(method)[i]
+    edges = shown_edges(scores, top_k)[::-1]  # trace order: the strongest drawn last
+    mine = set(touching(c, edges, head))
+    opacity = [(0.95 if int(e) in mine else 0.3) if mine else 0.75 for e in edges]
+    names = list(node_positions(c))
+    colours = [HIGHLIGHT if n == head else (BASE if _is_head(n) else MUTED) for n in names]
+    return graph_title(c, i, method, top_k, head), colours, opacity
+
+
+def _is_head(name: str) -> bool:
+    return "H" in name and "MLP" not in name
+
+
+def _edge_trace(
+    c: Circuits, e: int, score: float, biggest: float, pos, opacity: float
+) -> dict[str, Any]:
     x0, y0, x1, y1 = _ends(c, e, pos)
     width = 1.0 + 7.0 * abs(score) / biggest if biggest > 0 else 1.0
     return {
@@ -67,16 +107,16 @@ def _edge_trace(c: Circuits, e: int, score: float, biggest: float, pos) -> dict[
         "y": [y0, (y0 + y1) / 2, y1],
         "mode": "lines",
         "line": {"color": NEGATIVE if score < 0 else POSITIVE, "width": width},
-        "opacity": 0.75,
+        "opacity": opacity,
         "customdata": [c.edges[e]] * 3,
         "hovertemplate": f"{c.edges[e]}: {score:+.3f}<extra></extra>",
         "showlegend": False,
     }
 
 
-def _node_trace(pos: dict[str, tuple[float, float]], selected: str) -> dict[str, Any]:
+def _node_trace(pos: dict[str, tuple[float, float]], colours: list[str]) -> dict[str, Any]:
     names = list(pos)
-    is_head = ["H" in n and "MLP" not in n for n in names]
+    is_head = [_is_head(n) for n in names]
     return {
         "type": "scatter",
         "x": [pos[n][0] for n in names],
@@ -88,10 +128,7 @@ def _node_trace(pos: dict[str, tuple[float, float]], selected: str) -> dict[str,
         "marker": {
             "size": [22 if h else 16 for h in is_head],
             "symbol": ["circle" if h else "square" for h in is_head],
-            "color": [
-                HIGHLIGHT if n == selected else (BASE if h else MUTED)
-                for n, h in zip(names, is_head, strict=True)
-            ],
+            "color": colours,
             "line": {"color": "white", "width": 1},
         },
         "hovertemplate": "%{customdata}<extra></extra>",
@@ -106,10 +143,14 @@ def circuit_graph_figure(c: Circuits, step: int, method: str, top_k: int, select
     i = c.index(step)
     scores = c.scores(method)[i]
     pos = node_positions(c)
-    edges = shown_edges(scores, top_k)
+    edges = shown_edges(scores, top_k)[::-1]
+    title, colours, opacity = graph_marks(c, step, method, top_k, selected)
     biggest = float(np.abs(scores).max()) if scores.size else 0.0
-    data = [_edge_trace(c, int(e), float(scores[e]), biggest, pos) for e in edges[::-1]]
-    data.append(_node_trace(pos, selected))
+    data = [
+        _edge_trace(c, int(e), float(scores[e]), biggest, pos, a)
+        for e, a in zip(edges, opacity, strict=True)
+    ]
+    data.append(_node_trace(pos, colours))
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
     ports = [
@@ -118,8 +159,9 @@ def circuit_graph_figure(c: Circuits, step: int, method: str, top_k: int, select
     ]
     return figure(
         data,
-        graph_title(c, i, method, top_k),
+        title,
         360,
+        margin={"l": 20, "r": 20, "t": 60, "b": 20},
         xaxis={"visible": False, "range": [min(xs) - 0.5, max(xs) + 0.7]},
         yaxis={"visible": False, "range": [min(ys) - 0.8, max(ys) + 0.8]},
         annotations=ports,
