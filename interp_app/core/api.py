@@ -56,6 +56,7 @@ from interp_app.core.circuits_record import Circuits
 from interp_app.core.export import FORMAT, TENSORS, Export, export, export_header, tensor_table
 from interp_app.core.heads import METRICS, head_name, model_components
 from interp_app.core.prompt import Prompt, display_words
+from interp_app.core.prompt_pair import check_pair
 from interp_app.core.records import Ablation, Metrics, Patching, Query, StepCapture, Timeline
 from interp_app.core.store import RunStore
 from training import checkpoint as ckpt
@@ -235,19 +236,18 @@ class Run(CheckedRun):
         most likely word other than the target. A ValueError when the prompts differ in
         length, or when their logit differences are too close to normalise by."""
         step = self.check_step(step)
-        c, k = self.encode(clean), self.encode(corrupt, "corrupted prompt")
-        if c.length != k.length:
-            raise ValueError(
-                f"the corrupted prompt has {k.length} tokens and the prompt {c.length}: "
-                "patching needs the same number of tokens"
-            )
-        pos = self.check_pos(c, pos)
-        target = self.default_target(step, c, pos) if target is None else target
-        t = self.check_target(target)
-        a = None if answer is None else self.check_target(answer, "answer")
-        if a == t:
-            raise ValueError("the answer must be another word than the target")
-        result = self.analyzer.patching(self.name, step, c, k, pos, t, a)
+        pair = check_pair(
+            self,
+            step,
+            clean,
+            corrupt,
+            target=target,
+            answer=answer,
+            pos=pos,
+            needs="patching needs",
+        )
+        c, k, pos, target = pair.clean, pair.corrupt, pair.pos, pair.target
+        result = self.analyzer.patching(self.name, step, c, k, pos, pair.target_id, pair.answer_id)
         m_clean, m_corrupt = float(result["clean"]), float(result["corrupt"])
         if not bool(result["normalised"]):
             raise ValueError(

@@ -25,6 +25,7 @@ from interp_app.core.circuits import IG_STEPS, LogitDiff, RepeatLoss, scores_ove
 from interp_app.core.circuits_graph import Graph
 from interp_app.core.circuits_record import Circuits
 from interp_app.core.prompt import Prompt, display_words
+from interp_app.core.prompt_pair import check_pair
 from training.checkpoint import CheckpointError
 
 if TYPE_CHECKING:
@@ -99,22 +100,15 @@ def logit_diff_circuits(
     """Edge scores of the target's logit difference, prompt against corrupted prompt."""
     ig_steps = _check_ig_steps(ig_steps)
     latest = run.check_step(None)
-    c, k = run.encode(prompt), run.encode(corrupt, "corrupted prompt")
-    if c.length != k.length:
-        raise ValueError(
-            f"the corrupted prompt has {k.length} tokens and the prompt {c.length}: "
-            "circuits need the same number of tokens"
-        )
-    pos = run.check_pos(c, pos)
-    target = run.default_target(latest, c, pos) if target is None else target
-    t = run.check_target(target)
-    if answer is None:
+    pair = check_pair(
+        run, latest, prompt, corrupt, target=target, answer=answer, pos=pos, needs="circuits need"
+    )
+    c, k, pos, target, t = pair.clean, pair.corrupt, pair.pos, pair.target, pair.target_id
+    a = pair.answer_id
+    if a is None:  # the corrupted prompt's own answer at the latest step
         logits = run.analyzer.logits(run.name, latest, k, pos)
         a = next(int(i) for i in np.argsort(-logits, kind="stable") if int(i) != t)
-        answer = run.vocab[a]
-    a = run.check_target(answer, "answer")
-    if a == t:
-        raise ValueError("the answer must be another word than the target")
+    answer = run.vocab[a]
     query = LogitDiff(jnp.int32(pos), jnp.int32(t), jnp.int32(a))
     key = ("logit_diff", c.padded, k.padded, pos, t, a, ig_steps)
     scored = _score(run, key, _tokens(c), _tokens(k), query, ig_steps)
