@@ -4,8 +4,15 @@ Dash's callback endpoint over two real small induction runs (slow tier: it train
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from typing import Any
+
+import jax
 import numpy as np
 import pytest
+from dash import Patch
+from plotly.utils import PlotlyJSONEncoder
 
 from interp_app.core import induction as m
 from interp_app.core.analyzer import Analyzer
@@ -23,9 +30,13 @@ from interp_app.panels.base import Context
 from interp_app.panels.compare_runs import Curve, compare_runs_figure, default_runs
 from interp_app.panels.induction_metrics import head_metric
 from interp_app.server.app import create_app
-from interp_app.ui.render import clean_options
+from interp_app.ui.render import clean_options, fields, fingerprint, update_panel
 from tests.dash_client import DashClient, decode_array
+from training import checkpoint as ckpt
 from training.cli import main as train_main
+from training.model.config import ModelConfig
+from training.model.params import abstract_model, flat_params
+from training.run_meta import external_metadata
 
 
 def _layer(rng, d: int, h: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,6 +141,95 @@ def test_composition_figure_frames_the_selected_head():
         writer["layout"]["title"]["text"] == "Composition into layer 1 at step 30 — selected L0H1"
     )
     assert composition_panel.later_layer(0, 2) == 1 and composition_panel.later_layer(3, 4) == 3
+
+
+def _plain(value: Any) -> Any:
+    """What the browser receives: Plotly's JSON (arrays as lists)."""
+    return json.loads(json.dumps(value, cls=PlotlyJSONEncoder))
+
+
+def _patched(figure: dict, patch: Patch) -> dict:
+    """``figure`` with a Dash Patch's assignments applied, as the browser applies them."""
+    out = _plain(figure)
+    for op in patch.to_plotly_json()["operations"]:
+        assert op["operation"] == "Assign", op
+        *path, last = op["location"]
+        node = out
+        for key in path:
+            node = node.setdefault(key, {})
+        node[last] = _plain(op["params"]["value"])
+    return out
+
+
+def _random_run(root, name: str, cfg: ModelConfig) -> None:
+    """A run of random weights at steps 10 and 20 (numpy only: nothing to compile)."""
+    run = ckpt.run_dir(root, name)
+    run.mkdir(parents=True)
+    meta = external_metadata(cfg, {"tokenizer": {"kind": "bytes"}}, {"kind": "test"})
+    ckpt.write_json_atomic(run / ckpt.RUN_FILE, meta)
+    template, rng = abstract_model(cfg)[1], np.random.default_rng(0)
+    for step in (10, 20):
+        state = jax.tree.map(lambda a: rng.normal(0, 0.3, a.shape).astype(a.dtype), template)
+        ckpt.save_step(run, step, flat_params(state), {"step": step, "valid_loss": None})
+
+
+def _render_composition(analyzer, run: str, sel: Selection, before: dict | None):
+    """The render callback's work for the composition panel alone: (its outputs, the
+    fields' prints it remembers, the panel's memory), as ``Renderer.draw`` does it."""
+    steps = analyzer.store.steps(run)
+    options = clean_options({}, analyzer.store.info(run).model.context, steps)
+    prints = {k: fingerprint([v]) for k, v in fields(sel, options, [run], steps, set()).items()}
+    known = before["fields"] if before else {}
+    changed = {k for k, v in prints.items() if known.get(k) != v}
+    ctx = Context(analyzer, sel, steps, set(), options, changed)
+    memory = before["panel"] if before else None
+    out, memory = update_panel(composition_panel.PANEL, ctx, prints, memory)
+    return out, {"fields": prints, "panel": memory}
+
+
+def test_a_head_click_moves_only_the_composition_frame(tmp_path):
+    """Same step, another head: the panel answers with a Patch of its title and frame only
+    (with two layers every head reads into layer 1); three layers and a head of another
+    layer: the heatmaps and height come too (the later layer shown may change). Either way
+    the patched figure is the figure a full drawing gives; a step change draws in full."""
+    slot = composition_panel.PANEL.figure
+    two = ModelConfig(vocab_size=260, n_layers=2, n_heads=2, d_model=16, d_mlp=32, context=16)
+    for name, cfg in (("two", two), ("deep", dataclasses.replace(two, n_layers=3))):
+        _random_run(tmp_path, name, cfg)
+    analyzer = Analyzer(RunStore(tmp_path))
+    sel = Selection("two", 20, "the cat", 1, "t", 1, 0)
+    out, seen = _render_composition(analyzer, "two", sel, None)
+    drawn = out[slot]
+    assert isinstance(drawn, dict) and "selected L1H0" in drawn["layout"]["title"]["text"]
+    full_bytes = len(json.dumps(drawn, cls=PlotlyJSONEncoder))
+    for layer, head in ((1, 1), (0, 1), (0, 0)):  # a head of the same layer, then layer 0
+        sel = sel.with_(layer=layer, head=head)
+        out, seen = _render_composition(analyzer, "two", sel, seen)
+        assert list(out) == [slot] and isinstance(out[slot], Patch), out
+        ops = out[slot].to_plotly_json()["operations"]
+        assert [op["location"] for op in ops] == [["layout", "title", "text"], ["layout", "shapes"]]
+        assert len(json.dumps(ops)) < full_bytes / 3, (len(json.dumps(ops)), full_bytes)
+        drawn = _patched(drawn, out[slot])
+        fresh = _render_composition(analyzer, "two", sel, None)[0][slot]
+        assert drawn == _plain(fresh), (layer, head)
+    assert "selected L0H0" in drawn["layout"]["title"]["text"]
+    out, _ = _render_composition(analyzer, "two", sel.with_(step=10), seen)
+    assert isinstance(out[slot], dict) and "at step 10" in out[slot]["layout"]["title"]["text"]
+
+    sel = Selection("deep", 20, "the cat", 1, "t", 2, 0)
+    out, seen = _render_composition(analyzer, "deep", sel, None)
+    drawn = out[slot]
+    assert drawn["layout"]["title"]["text"].startswith("Composition into layer 2")
+    for layer, head, data in ((2, 1, False), (1, 0, True), (1, 1, False), (0, 1, True)):
+        sel = sel.with_(layer=layer, head=head)
+        out, seen = _render_composition(analyzer, "deep", sel, seen)
+        assert isinstance(out[slot], Patch)
+        sent = [op["location"][:2] for op in out[slot].to_plotly_json()["operations"]]
+        assert (["data"] in sent) is data and (["layout", "height"] in sent) is data, sent
+        drawn = _patched(drawn, out[slot])
+        fresh = _render_composition(analyzer, "deep", sel, None)[0][slot]
+        assert drawn == _plain(fresh), (layer, head)
+    assert len(drawn["data"][0]["y"]) == 2 and drawn["data"][0]["x"] == ["L1H0", "L1H1"]
 
 
 def test_compare_runs_figure_marks_each_phase_change():

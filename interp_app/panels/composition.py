@@ -15,7 +15,7 @@ import numpy as np
 
 from interp_app.core.heads import head_name
 from interp_app.core.induction_views import KINDS, composition_at
-from interp_app.panels.base import Context, Panel, Raw, on_click
+from interp_app.panels.base import Context, Overlay, Panel, Raw, on_click
 from interp_app.panels.induction import lab_column
 from interp_app.panels.plotting import Figure, figure, frame, message_figure, scale
 from interp_app.ui import ids
@@ -83,7 +83,6 @@ def composition_figure(
     gap, width = 0.06, (1 - 0.12) / 3
     data = [_kind_trace(scores[k], k, rows, cols, top) for k in range(3)]
     axes: dict[str, dict[str, Any]] = {}
-    shapes: list[dict] = []
     for k in range(3):
         suffix, x0 = ("" if k == 0 else str(k + 1)), k * (width + gap)
         axes[f"xaxis{suffix}"] = {"domain": [x0, x0 + width], "anchor": f"y{suffix}"}
@@ -92,19 +91,34 @@ def composition_figure(
             "autorange": "reversed",
             "showticklabels": k == 0,
         }
-        shapes += _marks(selected, later, n_heads, len(rows), suffix)
+    shapes = composition_marks(selected, later, n_heads, len(rows))
     notes = [
         _heading(KIND_NAMES[kind], k * (width + gap) + width / 2) for k, kind in enumerate(KINDS)
     ]
     return figure(
         data,
-        f"Composition into layer {later} at step {step} — selected {head_name(*selected)}",
+        composition_title(later, step, selected),
         max(260, 120 + 22 * len(rows)),
         shapes=shapes,
         annotations=notes,
         margin={"l": 60, "r": 20, "t": 70, "b": 40},
         **axes,
     )
+
+
+def composition_title(later: int, step: int, selected: tuple[int, int]) -> str:
+    return f"Composition into layer {later} at step {step} — selected {head_name(*selected)}"
+
+
+def composition_marks(
+    selected: tuple[int, int], later: int, n_heads: int, n_rows: int
+) -> list[dict]:
+    """The selected head's frame on each of the three heatmaps (Q, K, V)."""
+    return [
+        mark
+        for k in range(3)
+        for mark in _marks(selected, later, n_heads, n_rows, "" if k == 0 else str(k + 1))
+    ]
 
 
 def _marks(selected: tuple[int, int], later: int, n_heads: int, n_rows: int, suffix: str):
@@ -117,15 +131,38 @@ def _marks(selected: tuple[int, int], later: int, n_heads: int, n_rows: int, suf
     return [frame(-0.5, n_heads - 0.5, row - 0.5, row + 0.5, x, y)] if row < n_rows else []
 
 
-def draw(ctx: Context) -> dict[Any, Figure]:
+def _figure(ctx: Context) -> Figure:
     model, sel = ctx.model, ctx.sel
     if model.n_layers < 2:
         text = "One layer: no head of a later layer reads what another head writes."
-        return {PANEL.figure: message_figure(text, 160)}
+        return message_figure(text, 160)
     later = later_layer(sel.layer, model.n_layers)
     scores = composition_at(ctx.analyzer, sel.run, sel.step, later)
-    fig = composition_figure(scores, later, model.n_heads, (sel.layer, sel.head), sel.step)
-    return {PANEL.figure: fig}
+    return composition_figure(scores, later, model.n_heads, (sel.layer, sel.head), sel.step)
+
+
+def draw(ctx: Context) -> dict[Any, Figure]:
+    return {PANEL.figure: _figure(ctx)}
+
+
+def overlay(ctx: Context) -> Overlay:
+    """Another head of the same run and step: the frame and the title move. The scores
+    shown are those of the later layer, which a head of another layer changes when the
+    model has more than two layers (with two it is layer 1 for every head): the previous
+    layer is not known here, so then the heatmaps and the height are sent too."""
+    model, sel = ctx.model, ctx.sel
+    if model.n_layers < 2:
+        return Overlay("", [])  # the message figure: no title, no marks
+    if "layer" in ctx.changed and model.n_layers > 2:
+        fig = _figure(ctx)
+        layout = fig["layout"]
+        sets = ((("data",), fig["data"]), (("layout", "height"), layout["height"]))
+        return Overlay(layout["title"]["text"], layout["shapes"], sets)
+    later = later_layer(sel.layer, model.n_layers)
+    rows = later * model.n_heads
+    selected = (sel.layer, sel.head)
+    title = composition_title(later, sel.step, selected)
+    return Overlay(title, composition_marks(selected, later, model.n_heads, rows))
 
 
 def click(point: dict[str, Any], raw: Raw, steps: list[int]) -> Raw | None:
@@ -140,7 +177,9 @@ PANEL = Panel(
         COMPOSITION_COLUMN, "Composition between heads", [graph(COMPOSITION, 300), hint(HINT)], 6
     ),
     outputs=((COMPOSITION, "figure"),),
-    depends=frozenset({"run", "step", "layer", "head", "listing"}),
+    depends=frozenset({"run", "step", "listing"}),
     draw=draw,
+    overlay=overlay,
+    overlay_on=frozenset({"layer", "head"}),
     events={"click": on_click(click, COMPOSITION)},
 )
