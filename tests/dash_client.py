@@ -41,8 +41,10 @@ class DashClient:
         return resp.status_code, resp.content
 
     def key_for(self, output: str) -> str:
-        """The callback that writes ``output`` (``id.property``)."""
-        for key in self.app.callback_map:
+        """The callback that writes ``output`` (``id.property``): the one that writes only it
+        when there is one (the main callback also draws some outputs a small one updates)."""
+        keys = sorted(self.app.callback_map, key=lambda k: not isinstance(_outputs(k), dict))
+        for key in keys:
             outs = _outputs(key)
             names = {
                 f"{o['id']}.{o['property']}" for o in (outs if isinstance(outs, list) else [outs])

@@ -186,6 +186,8 @@ def test_head_click_updates_every_head_panel_in_one_response(client, start):
         assert "L0H1" in ops[("layout", "title", "text")]["params"]["value"], panel
         assert not any(loc[:1] == ("data",) and len(loc) < 3 for loc in ops), panel
     assert r["ablate-button"]["children"] == "Ablate L0H1"
+    # the sparkline follows the selected head in the same response (no second request)
+    assert r["head-sparkline"]["figure"]["layout"]["title"]["text"].startswith("L0H1:")
     ops = {tuple(op["location"]): op for op in r["residual-contributions"]["figure"]["operations"]}
     names = first["residual-contributions"]["figure"]["data"][0]["x"]
     colors = ops[("data", 0, "marker", "color")]["params"]["value"]

@@ -100,8 +100,8 @@ def test_panels_through_the_endpoint_and_a_line_click(client):
     sel = client.select(None, search="")["selection"]["data"]
     out = client.call(
         "forward-3d.figure",
-        {"selection.data": sel, "attention-threshold.value": 0.3},
-        ["selection.data"],
+        {"selection-3d.data": sel, "attention-threshold.value": 0.3},
+        ["selection-3d.data"],
     )
     fig, table = out["forward-3d"]["figure"], out["nearest-tokens"]["figure"]
     assert len(_traces(fig, "stack")) == 6 * 3
@@ -109,8 +109,8 @@ def test_panels_through_the_endpoint_and_a_line_click(client):
     # another head: only the lines' styles and the title travel, as a Patch
     other = client.call(
         "forward-3d.figure",
-        {"selection.data": {**sel, "layer": 0, "head": 1}, "attention-threshold.value": 0.3},
-        ["selection.data"],
+        {"selection-3d.data": {**sel, "layer": 0, "head": 1}, "attention-threshold.value": 0.3},
+        ["selection-3d.data"],
         {"forward-key.data": shown},
     )
     assert "nearest-tokens" not in other  # the table did not change
@@ -139,7 +139,7 @@ def test_panels_through_the_endpoint_and_a_line_click(client):
     assert (f"L{clicked['layer']}H{clicked['head']}", clicked["pos"]) == (head, query)
     emb = client.call(
         "embedding-stacks.figure",
-        {"selection.data": sel, "embedding-set.value": "tastes"},
+        {"selection-3d.data": sel, "embedding-set.value": "tastes"},
         ["embedding-set.value"],
         {"embedding-key.data": None},
     )

@@ -308,7 +308,7 @@ def test_forged_control_values_never_break_a_callback(guarded):
     for threshold, shown in (("high", []), (-3, {"key": 1}), (None, "x"), (7, {"base": "y"})):
         r = guarded.call(
             "forward-3d.figure",
-            {"selection.data": sel, "attention-threshold.value": threshold},
+            {"selection-3d.data": sel, "attention-threshold.value": threshold},
             ["attention-threshold.value"],
             {"forward-key.data": shown},
         )
@@ -316,7 +316,7 @@ def test_forged_control_values_never_break_a_callback(guarded):
     for which in (["fruits"], None, "vegetables", 3):
         r = guarded.call(
             "embedding-stacks.figure",
-            {"selection.data": sel, "embedding-set.value": which},
+            {"selection-3d.data": sel, "embedding-set.value": which},
             ["embedding-set.value"],
             {"embedding-key.data": {"bogus": 1}},
         )

@@ -78,7 +78,8 @@ def layout() -> dbc.Col:
         ],
         className="g-2",
     )
-    body = [card(FORWARD_TITLE, [_controls(), views]), _embeddings(), dcc.Store(id=VISIBLE)]
+    stores = [dcc.Store(id=VISIBLE), dcc.Store(id=ids.SELECTION_3D)]
+    body = [card(FORWARD_TITLE, [_controls(), views]), _embeddings(), *stores]
     return dbc.Col(html.Div(body, id=SECTION), md=12)
 
 

@@ -241,18 +241,23 @@ def _base(ctx: Context) -> tuple[Any | None, int | None]:
     return None, None
 
 
+SPARKLINE = (ids.HEAD_SPARKLINE, "figure")  # drawn with the panel: no second request a click
+
+
 def draw(ctx: Context) -> dict[Any, Figure]:
     base, step = _base(ctx)
     metric = ctx.options["metric"]
-    return {PANEL.figure: multiples_figure(ctx.view, ctx.sel, base, step, metric)}
+    figure = multiples_figure(ctx.view, ctx.sel, base, step, metric)
+    return {PANEL.figure: figure, SPARKLINE: hovered_sparkline(ctx, None)}
 
 
 def overlay(ctx: Context) -> Overlay:
     earlier = [s for s in ctx.steps if s < ctx.sel.step]
     change = ctx.options["multiples_mode"] == "change" and earlier
-    return multiples_overlay(
+    marks = multiples_overlay(
         ctx.view, ctx.sel, ctx.options["metric"], earlier[-1] if change else None
     )
+    return replace(marks, extra={**marks.extra, SPARKLINE: hovered_sparkline(ctx, None)})
 
 
 def layout() -> dbc.Col:
@@ -273,7 +278,7 @@ def layout() -> dbc.Col:
 PANEL = Panel(
     name="multiples",
     layout=layout,
-    outputs=((ids.HEAD_MULTIPLES, "figure"),),
+    outputs=((ids.HEAD_MULTIPLES, "figure"), SPARKLINE),
     depends=frozenset({"run", "step", "prompt", "pos", "target", "ablate", "mode"})
     | frozenset({"multiples_mode", "listing", "metric", "src"}),
     draw=draw,

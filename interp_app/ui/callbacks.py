@@ -125,12 +125,15 @@ def register_play(app: Dash) -> None:
 
 
 def register_sparkline(app: Dash, analyzer: Any) -> None:
+    """The hovered head's sparkline (the main callback draws the selected head's)."""
+
     @app.callback(
-        Output(ids.HEAD_SPARKLINE, "figure"),
+        Output(ids.HEAD_SPARKLINE, "figure", allow_duplicate=True),
         Input(ids.HEAD_MULTIPLES, "hoverData"),
-        Input(ids.SELECTION, "data"),
-        Input(ids.METRIC_PICKER, "value"),
+        State(ids.SELECTION, "data"),
+        State(ids.METRIC_PICKER, "value"),
         State(ids.SOURCE_PICKER, "value"),
+        prevent_initial_call=True,
     )
     def sparkline(hover, data, metric, src):
         sel, _ = recheck(analyzer, data) if data else (None, [])

@@ -1,7 +1,9 @@
 """Callbacks of the 3D section: forward view + nearest tokens, embeddings, HTML export.
 
-Separate requests from the 2D panels' render, so the browser fetches both at once and a 3D
-redraw never delays the rest; none at all while the section is off screen (``VISIBLE``).
+Separate requests from the 2D panels' render, so a 3D redraw never delays the rest; none at
+all while the section is off screen: a clientside gate passes the selection on to them
+(``SELECTION_3D``) only while ``VISIBLE``, so a click elsewhere sends no 3D request at all
+(each used to cost a round trip after the panels were drawn, answered "no content").
 Clicks on attention lines go through ``select`` like every other click
 (``panels.forward3d.click`` reads their head and query position).
 """
@@ -93,14 +95,27 @@ def off_screen(visible) -> bool:
     return visible is False
 
 
+# The selection, for the 3D callbacks, only while the section is on screen (or not told).
+GATE = """function(data, visible) {
+  return visible === false ? window.dash_clientside.no_update : data;
+}"""
+
+
 def register_3d(app: Dash, analyzer: Analyzer) -> None:
+    app.clientside_callback(
+        GATE,
+        Output(ids.SELECTION_3D, "data"),
+        Input(ids.SELECTION, "data"),
+        Input(VISIBLE, "data"),
+    )
+
     @app.callback(
         Output(ids.FORWARD_3D, "figure"),
         Output(ids.NEAREST_TOKENS, "figure"),
         Output(ids.FORWARD_KEY, "data"),
-        Input(ids.SELECTION, "data"),
+        Input(ids.SELECTION_3D, "data"),
         Input(ids.ATTENTION_THRESHOLD, "value"),
-        Input(VISIBLE, "data"),
+        State(VISIBLE, "data"),
         State(ids.FORWARD_KEY, "data"),
     )
     def forward(data, threshold, visible, shown):
@@ -111,9 +126,9 @@ def register_3d(app: Dash, analyzer: Analyzer) -> None:
     @app.callback(
         Output(ids.EMBEDDING_STACKS, "figure"),
         Output(ids.EMBEDDING_KEY, "data"),
-        Input(ids.SELECTION, "data"),
+        Input(ids.SELECTION_3D, "data"),
         Input(ids.EMBEDDING_SET, "value"),
-        Input(VISIBLE, "data"),
+        State(VISIBLE, "data"),
         State(ids.EMBEDDING_KEY, "data"),
     )
     def embeddings(data, which, visible, shown):
