@@ -11,12 +11,21 @@ import numpy as np
 import pytest
 
 from interp_app.core.analyzer import Analyzer
-from interp_app.core.jobs import JobAnalyzer, Query, fill_timeline, step_key
+from interp_app.core.causal import patch_parts
+from interp_app.core.jobs import (
+    JobAnalyzer,
+    Query,
+    fill_patching,
+    fill_timeline,
+    patch_key,
+    patch_query,
+    step_key,
+)
 from interp_app.core.results import DiskResults, decode, encode
 from interp_app.core.store import RunStore
 from interp_app.core.view import resolve
 from interp_app.server.background import JobSettings
-from interp_app.ui.jobs import job_status, query_of, request_query, timeline_request
+from interp_app.ui.jobs import job_request, job_status, query_of, request_query
 
 
 @pytest.fixture
@@ -28,6 +37,11 @@ def _sel(analyzer):
     sel, _ = resolve(analyzer, {"run": "small", "prompt": "i like spicy so i like"})
     assert sel is not None
     return sel
+
+
+def _parts(analyzer, sel) -> dict:
+    """The kinds of background work a selection's job request names: (done, total) each."""
+    return (job_request(analyzer, sel, 0) or {"parts": {}})["parts"]
 
 
 def _timeline(analyzer, q: Query):
@@ -45,7 +59,7 @@ def test_a_cheap_timeline_is_computed_in_the_request(small_root, results):
     plain_steps, plain, _ = _timeline(Analyzer(RunStore(root)), query)
     assert steps == plain_steps == analyzer.store.steps("small")
     np.testing.assert_array_equal(values["dla"], plain["dla"])
-    assert timeline_request(analyzer, sel, 0) is None
+    assert job_request(analyzer, sel, 0) is None
     assert results.get_many([step_key(analyzer.store.generation("small"), query, 0)]) == [None]
 
 
@@ -55,10 +69,10 @@ def test_the_job_fills_what_is_missing_and_the_app_draws_what_is_there(small_roo
     sel = _sel(app)
     query = query_of(app, sel, 0)
     assert _timeline(app, query) == ([], {}, [])  # nothing computed, nothing computed here
-    request = timeline_request(app, sel, 0)
+    request = job_request(app, sel, 0)
     every = app.store.steps("small")
     n = len(every)
-    assert request is not None and (request["done"], request["total"]) == (0, n)
+    assert request is not None and request["parts"]["timeline"] == [0, n]
 
     job = Analyzer(RunStore(root, param_cache=2))
     job_query, problem = request_query(job, request)
@@ -71,7 +85,7 @@ def test_the_job_fills_what_is_missing_and_the_app_draws_what_is_there(small_roo
     assert steps == want_steps and bad == []
     for name in want:
         np.testing.assert_allclose(values[name], want[name], rtol=1e-5, atol=1e-6)
-    assert timeline_request(app, sel, 0) is None  # complete: no more job
+    assert _parts(app, sel).get("timeline") is None  # complete: no more timeline job
 
     # three steps lost from the cache: the app shows the others, the job computes three
     generation = app.store.generation("small")
@@ -81,11 +95,66 @@ def test_the_job_fills_what_is_missing_and_the_app_draws_what_is_there(small_roo
     app._steps.clear()
     steps, values, _ = _timeline(app, query)
     assert steps == [s for s in every if s not in lost] and values["dla"].shape[0] == n - 3
-    assert timeline_request(app, sel, 0)["done"] == n - 3
+    assert _parts(app, sel)["timeline"] == [n - 3, n]
     reports.clear()
     fill_timeline(job, results, job_query, lambda d, t: reports.append((d, t)), 64)
     assert reports == [(n - 3, n), (n, n)]
     assert _timeline(app, query)[0] == want_steps
+
+
+def test_patching_in_parts_equals_the_one_shot_patching(small_root, results):
+    """Over the work bound (here 0), the panel's patching is read from the shared cache,
+    where a job puts it a layer at a time; assembled, it is ``causal.patching``'s result.
+    A lost part is the only one computed again; the article's size stays in the request."""
+    root, _ = small_root
+    app = JobAnalyzer(RunStore(root), results, sync_work=0)
+    sel, _ = resolve(app, {"run": "small", "prompt": "i like spicy so i like"})
+    assert sel is not None
+    sel = sel.with_(corrupt="i like sweet so i like")
+    query = patch_query(app, sel)
+    assert not isinstance(query, str)
+    model = app.store.info("small").model
+    layers = len(patch_parts(model.n_layers, len(query.clean.padded)))  # one a layer here
+    assert app.cached_patching(query) is None and app.patching_progress(query) == (0, layers)
+    assert job_request(app, sel, 0)["parts"]["patching"] == [0, layers]
+
+    job = Analyzer(RunStore(root, param_cache=2))
+    reports: list[tuple[int, int]] = []
+    assert fill_patching(job, results, query, lambda d, t: reports.append((d, t))) == (
+        layers,
+        layers,
+    )
+    assert reports == [(i, layers) for i in range(layers + 1)]
+    got = app.cached_patching(query)
+    want = Analyzer(RunStore(root)).patching(
+        sel.run, sel.step, query.clean, query.corrupt, sel.pos, query.target, None
+    )
+    assert got is not None and (got["done"], got["total"]) == (layers, layers)
+    assert got["answer"] == want["answer"] and got["normalised"] == bool(want["normalised"])
+    for name in ("clean", "corrupt", "logit_scale"):
+        assert got[name] == pytest.approx(float(want[name]), rel=1e-6)
+    # float32's error on a logit difference (~2e-7 of the logit scale, see PATCH_MIN_GAP),
+    # divided by the gap the values are normalised by
+    tol = 1e-6 * got["logit_scale"] / abs(got["clean"] - got["corrupt"])
+    np.testing.assert_allclose(got["heads"], want["heads"], rtol=0, atol=tol)
+    np.testing.assert_allclose(got["resid"], want["resid"], rtol=0, atol=tol)
+    assert app.patching_progress(query) is None and "patching" not in _parts(app, sel)
+
+    # a lost part: the others are shown, its row is blank (NaN), the job computes only it
+    results.cache.delete(patch_key(app.store.generation("small"), query, (1, 0)))
+    app._steps.clear()
+    partial = app.cached_patching(query)
+    assert partial is not None and partial["done"] == layers - 1
+    assert np.isnan(partial["heads"][1]).all() and np.isnan(partial["resid"][1]).all()
+    np.testing.assert_array_equal(partial["heads"][0], got["heads"][0])
+    reports.clear()
+    fill_patching(job, results, query, lambda d, t: reports.append((d, t)))
+    assert reports == [(layers - 1, layers), (layers, layers)]
+
+    # the article's size: computed in the request, as before
+    sync = JobAnalyzer(RunStore(root), results)
+    assert not sync.patch_in_background("small", len(query.clean.padded))
+    assert sync.patching_progress(query) is None
 
 
 def test_a_big_model_is_computed_one_step_per_part():
@@ -121,14 +190,14 @@ def test_a_forged_request_is_checked_like_any_input(small_root):
 
 
 def test_the_status_line_says_what_happened():
-    request = {"key": "k", "run": "r", "prompt": "p", "done": 2, "total": 10}
-    running = {"key": "k", "done": 6, "total": 10, "state": "running"}
+    request = {"key": "k", "run": "r", "prompt": "p", "parts": {"timeline": [2, 10]}}
+    running = {"key": "k", "parts": {"timeline": [6, 10]}, "state": "running"}
     text, resume = job_status("job-progress", True, running, request)
-    assert text.startswith("Computing the timelines") and "6 of 10 steps" in text
+    assert text.startswith("Computing the timelines over training") and "6 of 10 steps" in text
     assert resume == {"display": "none"}
-    done = {"key": "k", "state": "finished", "done": 10, "total": 10, "seconds": 3.5}
+    done = {"key": "k", "state": "finished", "parts": {"timeline": [10, 10]}, "seconds": 3.5}
     assert job_status("job-running", False, done, request)[0] == (
-        "Timelines computed: 10 steps in 3.5 s."
+        "Computed the timelines over training (10 of 10 steps) in 3.5 s."
     )
     text, resume = job_status("job-cancel", True, running, request)
     assert "stopped after 6 of 10 steps (cancelled)" in text and resume == {}
@@ -137,6 +206,12 @@ def test_the_status_line_says_what_happened():
     other = {**done, "key": "another query"}
     assert "2 of 10" in job_status("job-running", True, other, request)[0]
     assert job_status(None, False, None, None) == ("", {"display": "none"})
+    both = {"patching": [52, 52], "timeline": [0, 10]}
+    text, _ = job_status("job-progress", True, {**running, "parts": both}, request)
+    assert text.startswith(
+        "Computing activation patching at this step and the timelines over training"
+    )
+    assert "52 of 52 layer parts; 0 of 10 steps so far" in text
 
 
 def test_job_settings_from_the_environment():

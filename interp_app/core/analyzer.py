@@ -19,6 +19,7 @@ from interp_app.core import causal, metrics
 from interp_app.core.heads import head_mask
 from interp_app.core.lean_step import lean_step
 from interp_app.core.prompt import Prompt, encode_prompt
+from interp_app.core.query import Query
 from interp_app.core.store import LRU, RunStore
 from interp_app.core.timeline import compute_timeline
 from training import checkpoint as ckpt
@@ -256,8 +257,14 @@ class Analyzer:
 
         Cached per (run, prompt, query); when new steps land only those are computed.
         """
+        return self.timeline_of(Query(run, prompt, pos, target, src, tuple(ablate), mode))
+
+    def timeline_of(self, query: Query) -> tuple[list[int], dict[str, np.ndarray], list[int]]:
+        """:meth:`timeline` of one query (what background analyzers override)."""
+        run, prompt, pos, target = query.run, query.prompt, query.pos, query.target
+        src, ablate, mode = query.src, query.ablate, query.mode
         info = self.store.info(run)
-        key = (self.store.generation(run), prompt.padded, pos, target, src, ablate, mode)
+        key = query.memory_key(self.store.generation(run))
         known: dict[int, dict[str, np.ndarray]] = self._timelines.get_or_make(key, dict)
         missing = [step for step in self.store.steps(run) if step not in known]
         read, chunks, bad = self.store.stacked(run, missing) if missing else ([], [], [])

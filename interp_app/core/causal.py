@@ -237,6 +237,23 @@ def normalisable(m_clean, m_corrupt, logit_scale):
     return abs(m_clean - m_corrupt) > PATCH_MIN_GAP * logit_scale
 
 
+def _patch_ends(clean: Capture, corrupt: Capture, pos, target, answer) -> dict:
+    """The two prompts' logit differences, the logit scale, whether their gap can be
+    normalised by (:func:`normalisable`) and the divisor of every patched score."""
+    m_clean = _logit_diff(clean, pos, target, answer)
+    m_corrupt = _logit_diff(corrupt, pos, target, answer)
+    read = jnp.stack([c.logits[0, pos, i] for c in (clean, corrupt) for i in (target, answer)])
+    logit_scale = jnp.maximum(jnp.abs(read).max(), 1.0)
+    ok = normalisable(m_clean, m_corrupt, logit_scale)
+    return {
+        "clean": m_clean,
+        "corrupt": m_corrupt,
+        "logit_scale": logit_scale,
+        "normalised": ok,
+        "scale": jnp.where(ok, m_clean - m_corrupt, 1.0),
+    }
+
+
 @partial(jax.jit, static_argnums=0)
 def patching(graphdef, params, clean_tokens, corrupt_tokens, pos, target, answer):
     """Normalised logit difference (clean = 1, corrupted = 0) after patching from clean into
@@ -248,12 +265,8 @@ def patching(graphdef, params, clean_tokens, corrupt_tokens, pos, target, answer
     """
     clean = _run(graphdef, params, clean_tokens, None)
     corrupt = _run(graphdef, params, corrupt_tokens, None)
-    m_clean = _logit_diff(clean, pos, target, answer)
-    m_corrupt = _logit_diff(corrupt, pos, target, answer)
-    read = jnp.stack([c.logits[0, pos, i] for c in (clean, corrupt) for i in (target, answer)])
-    logit_scale = jnp.maximum(jnp.abs(read).max(), 1.0)
-    ok = normalisable(m_clean, m_corrupt, logit_scale)
-    scale = jnp.where(ok, m_clean - m_corrupt, 1.0)
+    ends = _patch_ends(clean, corrupt, pos, target, answer)
+    m_corrupt, scale = ends.pop("corrupt"), ends.pop("scale")
     n_layers, n_heads = clean.head_out.shape[1:3]
     t = clean.head_out.shape[3]
     none = Intervention(
@@ -274,11 +287,91 @@ def patching(graphdef, params, clean_tokens, corrupt_tokens, pos, target, answer
     resid = jax.vmap(lambda m: score(none.replace(resid_keep=1.0 - m)))(
         jnp.eye((n_layers + 1) * t).reshape(-1, n_layers + 1, t)
     ).reshape(n_layers + 1, t)
+    return {"heads": heads, "resid": resid, "corrupt": m_corrupt, **ends}
+
+
+# Patching in parts, for background jobs: the same numbers as ``patching``, a layer at a time.
+# A patch at layer l leaves the corrupted run unchanged before l, so each patched pass starts
+# from the corrupted residual stream entering l and runs only the blocks from l on, and reads
+# the logits at ``pos`` only: a GPT-2-small-shaped sweep is 1,808 passes, whose full logits
+# (46 GB) ``patching`` cannot hold at once.
+
+
+def patching_base(clean: Capture, corrupt: Capture, pos, target, answer) -> dict:
+    """What every part of a layer-wise patching needs, from the two prompts' captures (the
+    app's cached passes): :func:`patching`'s scalars (clean, corrupt, logit_scale,
+    normalised, scale), the clean head outputs and residual streams and the corrupted
+    residual streams."""
     return {
-        "heads": heads,
-        "resid": resid,
-        "clean": m_clean,
-        "corrupt": m_corrupt,
-        "logit_scale": logit_scale,
-        "normalised": ok,
+        **_patch_ends(clean, corrupt, pos, target, answer),
+        "clean_heads": clean.head_out,
+        "clean_resid": clean.resid,
+        "corrupt_resid": corrupt.resid,
     }
+
+
+def _logit_diff_at(model: GPT, x: jax.Array, pos, target, answer) -> jax.Array:
+    """The logit difference at ``pos`` from the last residual stream [1, T, D]."""
+    final, _ = model.ln_f(x[0, pos])
+    logits = model.unembed(final[None])[0]
+    return logits[target] - logits[answer]
+
+
+PATCH_POSITIONS = 32  # residual positions per part: a GPT-2-small-shaped part takes ~40 s
+PATCH_BATCH = 16  # patched passes run at once (vmapped) inside a part; more was no faster
+
+
+def patch_parts(n_layers: int, tokens: int) -> list[tuple[int, int]]:
+    """The parts of a layer-wise patching: (layer boundary, first position), the last
+    boundary first (its passes are the shortest, so the first parts come soonest)."""
+    width = min(PATCH_POSITIONS, tokens)
+    layers = range(n_layers, -1, -1)
+    return [(layer, first) for layer in layers for first in range(0, tokens, width)]
+
+
+@partial(jax.jit, static_argnums=0)
+def patching_part(graphdef, params, base, layer, first, pos, target, answer):
+    """One part of :func:`patching`, from :func:`patching_base`'s ``base``: {"heads": [H],
+    each head of ``layer`` (zeros past the last layer, and in every part but the layer's
+    first), "resid": [W], the residual vector entering ``layer`` (L: after the last block)
+    at positions ``first`` .. ``first`` + W - 1 (W = ``PATCH_POSITIONS``, at most T; past
+    the end: zeros)}. ``layer`` and ``first`` are traced: one compilation serves all."""
+    model = nnx.merge(graphdef, params)
+    block_def, stacked = _stacked_blocks(model)
+    clean_heads, clean_resid = base["clean_heads"], base["clean_resid"]
+    n_layers, n_heads, t = clean_heads.shape[1], clean_heads.shape[2], clean_heads.shape[3]
+    start = base["corrupt_resid"][:, layer]  # [1, T, D]
+
+    def score(x, rec: Recorder) -> jax.Array:
+        def one(x, xs):
+            i, state = xs
+            block = nnx.merge(block_def, state)
+            run = lambda x: block(x, i, "fast", NO_DROPOUT, rec)  # noqa: E731
+            return jax.lax.cond(i >= layer, run, lambda x: x, x), None
+
+        x, _ = jax.lax.scan(one, x, (jnp.arange(n_layers), stacked))
+        diff = _logit_diff_at(model, x, pos, target, answer)
+        return (diff - base["corrupt"]) / base["scale"]
+
+    def head(h):
+        patched = jax.nn.one_hot(layer * n_heads + h, n_layers * n_heads)
+        iv = Intervention(
+            head_keep=1.0 - patched.reshape(n_layers, n_heads),
+            head_value=clean_heads,
+            resid_keep=jnp.ones((n_layers + 1, t)),
+            resid_value=clean_resid,
+        )
+        return score(start, Recorder(False, iv))
+
+    def position(p):
+        p = jnp.minimum(p, t - 1)
+        return score(start.at[:, p].set(clean_resid[:, layer, p]), Recorder(False, None))
+
+    def heads():
+        return jax.lax.map(head, jnp.arange(n_heads), batch_size=PATCH_BATCH)
+
+    no_heads = lambda: jnp.zeros(n_heads)  # noqa: E731
+    each = jax.lax.cond((first == 0) & (layer < n_layers), heads, no_heads)
+    where = first + jnp.arange(min(PATCH_POSITIONS, t))
+    resid = jax.lax.map(position, where, batch_size=PATCH_BATCH)
+    return {"heads": each, "resid": jnp.where(where < t, resid, 0.0)}

@@ -1,4 +1,7 @@
-"""All-checkpoint timelines as background work: cheap ones at once, big ones step by step.
+"""Long work as background jobs: cheap work at once, big work part by part.
+
+Two kinds of work use it: all-checkpoint timelines (a part: a few steps) and activation
+patching at one step (a part: one layer's heads and residual vectors).
 
 A timeline needs one pass per checkpoint, each with every head ablated in turn: instant on
 the article's model, minutes on a GPT-2-small-shaped run. :class:`JobAnalyzer` answers a
@@ -20,10 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from interp_app.core import causal
 from interp_app.core.analyzer import Analyzer, _tokens
 from interp_app.core.heads import head_mask
 from interp_app.core.prompt import Prompt
+from interp_app.core.query import Query
 from interp_app.core.results import UNREADABLE, ResultCache, decode, encode
+from interp_app.core.selection import Selection
 from interp_app.core.store import LRU, RunStore, chunk_steps, stack_chunks
 from interp_app.core.timeline import compute_timeline
 from training.checkpoint import CheckpointError
@@ -34,31 +40,6 @@ SCHEMA = 1  # bump when the stored arrays change meaning: old entries are then n
 SYNC_WORK = 2e10  # above this (see ``step_work``), a timeline goes to a background job
 PART_STEPS = 8  # at most this many steps per computed part: partial results keep coming
 Report = Callable[[int, int], object]  # (steps done, steps in all); its value is ignored
-
-
-@dataclass(frozen=True)
-class Query:
-    """What one timeline is of: every step of ``run`` for this prompt and query."""
-
-    run: str
-    prompt: Prompt
-    pos: int
-    target: int
-    src: int = 0
-    ablate: tuple[str, ...] = ()
-    mode: str = "zero"
-
-    def memory_key(self, generation: tuple) -> tuple:
-        """The key :meth:`Analyzer.timeline` keeps this query's steps under."""
-        return (
-            generation,
-            self.prompt.padded,
-            self.pos,
-            self.target,
-            self.src,
-            self.ablate,
-            self.mode,
-        )
 
 
 def step_key(generation: tuple, query: Query, step: int) -> str:
@@ -178,19 +159,9 @@ class JobAnalyzer(Analyzer):
         model = self.store.info(query.run).model
         return len(missing) * step_work(model, len(query.prompt.padded)) > self.sync_work
 
-    def timeline(
-        self,
-        run: str,
-        prompt: Prompt,
-        pos: int,
-        target: int,
-        src: int = 0,
-        ablate: tuple[str, ...] = (),
-        mode: str = "zero",
-    ) -> tuple[list[int], dict[str, np.ndarray], list[int]]:
-        query = Query(run, prompt, pos, target, src, tuple(ablate), mode)
+    def timeline_of(self, query: Query) -> tuple[list[int], dict[str, np.ndarray], list[int]]:
         if not self.in_background(query):
-            return super().timeline(run, prompt, pos, target, src, ablate, mode)
+            return super().timeline_of(query)
         return self.cached(query)
 
     def progress(self, query: Query) -> tuple[int, int] | None:
@@ -200,6 +171,47 @@ class JobAnalyzer(Analyzer):
             return None
         steps, _, bad = self.cached(query)
         done, total = len(steps) + len(bad), len(self.store.steps(query.run))
+        return None if done >= total else (done, total)
+
+    def patch_in_background(self, run: str, tokens: int) -> bool:
+        """Whether patching prompts of ``tokens`` (padded) is too much work for a request
+        (then it is read from the shared cache only, whatever a job stored so far)."""
+        return patch_work(self.store.info(run).model, tokens) > self.sync_work
+
+    def cached_patching(self, query: PatchQuery) -> dict[str, Any] | None:
+        """:func:`causal.patching`'s result from the parts stored so far (values not
+        computed yet are NaN), with ``done`` and ``total`` parts and the ``answer``'s id;
+        None until a job stored its first values. The residual keeps the real tokens."""
+        model = self.store.info(query.run).model
+        generation = self.store.generation(query.run)
+        tokens = len(query.clean.padded)
+        parts = causal.patch_parts(model.n_layers, tokens)
+        found = self._lookup(patch_keys(generation, query, parts))
+        ends = found[0]
+        if not isinstance(ends, dict):
+            return None
+        heads = np.full((model.n_layers, model.n_heads), np.nan, np.float32)
+        resid = np.full((model.n_layers + 1, tokens), np.nan, np.float32)
+        done = 0
+        for (layer, first), part in zip(parts, found[1:], strict=True):
+            if isinstance(part, dict):
+                done += 1
+                width = min(len(part["resid"]), tokens - first)
+                resid[layer, first : first + width] = part["resid"][:width]
+                if layer < model.n_layers and first == 0:
+                    heads[layer] = part["heads"]
+        scalars = {k: v.item() for k, v in ends.items()}
+        resid = resid[:, : query.clean.length]
+        return {**scalars, "heads": heads, "resid": resid, "done": done, "total": len(parts)}
+
+    def patching_progress(self, query: PatchQuery) -> tuple[int, int] | None:
+        """(parts stored, parts) while a background patching is incomplete, else None."""
+        if not self.patch_in_background(query.run, len(query.clean.padded)):
+            return None
+        cached = self.cached_patching(query)
+        model = self.store.info(query.run).model
+        total = len(causal.patch_parts(model.n_layers, len(query.clean.padded)))
+        done = 0 if cached is None else cached["done"]
         return None if done >= total else (done, total)
 
     def _lookup(self, keys: list[str]) -> list[Any]:
@@ -228,3 +240,99 @@ class JobAnalyzer(Analyzer):
             merged = {k: np.stack([v[k] for _, v in done]) for k in done[0][1]} if done else {}
             self._stacked.put(key, merged)
         return shown, merged, bad
+
+
+# Activation patching at one step, in parts (``causal.patch_parts``: a layer boundary's heads
+# and a block of its residual positions each), each stored as soon as it is done; "ends"
+# holds the scalars every part is normalised by.
+
+
+@dataclass(frozen=True)
+class PatchQuery:
+    """Patching ``clean`` into ``corrupt`` (same length) at ``step`` of ``run``, read as the
+    logit difference ``target`` - ``answer`` at ``pos`` (answer None: the corrupted
+    prompt's most likely token other than the target)."""
+
+    run: str
+    step: int
+    clean: Prompt
+    corrupt: Prompt
+    pos: int
+    target: int
+    answer: int | None = None
+
+
+def patch_query(analyzer: Analyzer, sel: Selection) -> PatchQuery | str:
+    """The patching a (valid) selection asks for, or why there is none."""
+    clean = analyzer.encode(sel.run, sel.prompt)
+    corrupt = analyzer.encode(sel.run, sel.corrupt)
+    if corrupt.length != clean.length:
+        return (
+            f"Patching needs two prompts of the same number of tokens: the corrupted "
+            f"prompt has {corrupt.length}, the prompt {clean.length}."
+        )
+    target = analyzer.store.info(sel.run).tokenizer.index[sel.target]
+    return PatchQuery(sel.run, sel.step, clean, corrupt, sel.pos, target)
+
+
+def patch_key(generation: tuple, query: PatchQuery, part: tuple[int, int] | str) -> str:
+    """The shared cache's key of one part of a patching ("ends", a (layer, first position)
+    pair, or "all": the name of the whole)."""
+    run, stamp = generation
+    answer = -1 if query.answer is None else query.answer
+    text = json.dumps(
+        [SCHEMA, run, stamp, query.step, list(query.clean.padded), list(query.corrupt.padded)]
+        + [query.pos, query.target, answer, part]
+    )
+    return "patching:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def patch_keys(generation: tuple, query: PatchQuery, parts: list[tuple[int, int]]) -> list[str]:
+    """The keys of "ends" and of each part."""
+    return [patch_key(generation, query, "ends")] + [patch_key(generation, query, p) for p in parts]
+
+
+def patch_work(model: ModelConfig, tokens: int) -> float:
+    """The work of one patching, in parameter-token products, as ``step_work``: two clean
+    passes and, from each patched layer on (half a pass on average), one per head and one
+    per residual vector."""
+    passes = 2 + (model.n_layers * model.n_heads + (model.n_layers + 1) * tokens) / 2
+    return float(parameter_count(model)) * tokens * passes
+
+
+def fill_patching(
+    analyzer: Analyzer, results: ResultCache, query: PatchQuery, report: Report | None = None
+) -> tuple[int, int]:
+    """Compute the parts of ``query``'s patching that the shared cache lacks
+    (``causal.patch_parts``: a layer boundary's heads and a block of its positions each),
+    storing each as soon as it is done; ``report(done, total)`` before and after each.
+    Returns (done, total)."""
+    model = analyzer.store.info(query.run).model
+    generation = analyzer.store.generation(query.run)
+    parts = causal.patch_parts(model.n_layers, len(query.clean.padded))
+    keys = patch_keys(generation, query, parts)
+    have = results.get_many(keys)
+    missing = [i for i, value in enumerate(have[1:]) if value is None]
+    done, total = len(parts) - len(missing), len(parts)
+    if report is not None:
+        report(done, total)
+    if not missing and have[0] is not None:
+        return done, total
+    answer = query.answer
+    if answer is None:
+        logits = analyzer.logits(query.run, query.step, query.corrupt, query.pos)
+        answer = next(int(i) for i in np.argsort(-logits) if int(i) != query.target)
+    graphdef, state = analyzer.state(query.run, query.step)
+    args = (query.pos, query.target, answer)
+    clean = analyzer.capture(query.run, query.step, query.clean)
+    corrupt = analyzer.capture(query.run, query.step, query.corrupt)
+    base = causal.patching_base(clean, corrupt, *args)
+    ends = {k: base[k] for k in ("clean", "corrupt", "logit_scale", "normalised")}
+    results.put(keys[0], encode({**ends, "answer": np.asarray(answer)}))
+    for i in missing:
+        part = causal.patching_part(graphdef, state, base, *parts[i], *args)
+        results.put(keys[i + 1], encode(part))
+        done += 1
+        if report is not None:
+            report(done, total)
+    return done, total

@@ -11,6 +11,7 @@ from dash import html
 
 from interp_app.core.causal import PATCH_MIN_GAP
 from interp_app.core.heads import head_name
+from interp_app.core.jobs import JobAnalyzer, patch_query
 from interp_app.core.selection import Selection, as_int
 from interp_app.panels.base import Context, Event, Overlay, Panel, Raw, on_click
 from interp_app.panels.plotting import (
@@ -31,15 +32,24 @@ HINT = (
 )
 
 
-def patching_overlay(sel: Selection, n_layers: int, answer: str) -> tuple[str, list[dict]]:
-    """Title and frames (selected head, selected position): all a head change alters."""
+def patching_overlay(
+    sel: Selection, n_layers: int, answer: str, partial: str = ""
+) -> tuple[str, list[dict]]:
+    """Title and frames (selected head, selected position): all a head change alters;
+    ``partial`` says how much of a background result is there."""
     frame_head = frame(sel.head - 0.5, sel.head + 0.5, sel.layer - 0.5, sel.layer + 0.5)
     frame_pos = frame(sel.pos - 0.5, sel.pos + 0.5, -0.5, n_layers + 0.5, "x2", "y2")
     title = (
         f"Activation patching clean → corrupted, without ablation: ({sel.target!r} − "
         f"{answer!r}) logit difference, clean = 1, corrupted = 0 — selected {sel.head_name}"
+        f"{partial}"
     )
     return title, [frame_head, frame_pos]
+
+
+def _cell(value: float) -> str:
+    """A cell's label; empty while a background job has not computed it (NaN)."""
+    return "" if np.isnan(value) else f"{value:.2f}"
 
 
 def _heads_trace(heads: np.ndarray, common: dict) -> dict:
@@ -52,7 +62,7 @@ def _heads_trace(heads: np.ndarray, common: dict) -> dict:
         "y": [f"L{layer}" for layer in range(n_layers)],
         "customdata": names,
         "text": [
-            [f"{n}<br>{v:.2f}" for n, v in zip(nr, row, strict=True)]
+            [f"{n}<br>{_cell(v)}" for n, v in zip(nr, row, strict=True)]
             for nr, row in zip(names, heads, strict=True)
         ],
         "hovertemplate": "patch %{customdata}: %{z:.3f}<extra></extra>",
@@ -69,7 +79,7 @@ def _resid_trace(resid: np.ndarray, n_words: int, n_layers: int, common: dict) -
         "z": resid,
         "x": list(range(n_words)),
         "y": ["embeddings"] + [f"after L{i}" for i in range(n_layers)],
-        "text": [[f"{v:.2f}" for v in row] for row in resid],
+        "text": [[_cell(v) for v in row] for row in resid],
         "hovertemplate": "patch %{y} at position %{x}: %{z:.3f}<extra></extra>",
         "xaxis": "x2",
         "yaxis": "y2",
@@ -81,15 +91,21 @@ def _resid_trace(resid: np.ndarray, n_words: int, n_layers: int, common: dict) -
 
 
 def patching_figure(
-    heads: np.ndarray, resid: np.ndarray, words: list[str], sel: Selection, answer: str
+    heads: np.ndarray,
+    resid: np.ndarray,
+    words: list[str],
+    sel: Selection,
+    answer: str,
+    partial: str = "",
 ) -> Figure:
     """Two heatmaps of the normalised logit difference after patching clean -> corrupted:
-    each head's output (layers x heads) and each residual vector (boundary x position)."""
+    each head's output (layers x heads) and each residual vector (boundary x position);
+    rows a background job has not computed yet are NaN (blank)."""
     n_layers = heads.shape[0]
     common = {"zmid": 0, "zmin": -1, "zmax": 1, "colorscale": scale("RdBu")}
     common["texttemplate"] = "%{text}"
     data = [_heads_trace(heads, common), _resid_trace(resid, len(words), n_layers, common)]
-    title, shapes = patching_overlay(sel, n_layers, answer)
+    title, shapes = patching_overlay(sel, n_layers, answer, partial)
     return figure(
         data,
         title,
@@ -109,10 +125,47 @@ def patching_figure(
     )
 
 
-def _result(ctx: Context) -> Any:
+Result = tuple[np.ndarray, np.ndarray, str, str] | str
+
+
+def _background(analyzer: JobAnalyzer, sel: Selection) -> Result | None:
+    """From the shared cache, what a background job computed so far of a patching too big
+    for a request (None: this one is computed in the request)."""
+    tokens = len(analyzer.encode(sel.run, sel.prompt).padded)
+    if not analyzer.patch_in_background(sel.run, tokens):
+        return None
+    query = patch_query(analyzer, sel)
+    if isinstance(query, str):
+        return query
+    got = analyzer.cached_patching(query)
+    model = analyzer.store.info(sel.run).model
+    if got is None:
+        return (
+            f"Computing activation patching at step {sel.step} in the background: "
+            f"{model.n_layers + 1} parts, one per layer (progress above)."
+        )
+    if not got["normalised"]:
+        return (
+            f"The prompt and the corrupted prompt give almost the same logit difference "
+            f"({got['clean']:+.4f} and {got['corrupt']:+.4f}): too close to normalise "
+            f"(within {PATCH_MIN_GAP:.1%} of the logit scale)."
+        )
+    answer = analyzer.store.info(sel.run).tokenizer.vocab[got["answer"]]
+    partial = "" if got["done"] == got["total"] else f" (layers: {got['done']} of {got['total']})"
+    return got["heads"], got["resid"], answer, partial
+
+
+def _result(ctx: Context) -> Result:
+    """(heads, residual, answer, how much is there) or why there is nothing to draw: in the
+    request (the article's model), or from a background job (big models)."""
     from interp_app.core.view import compute_patching
 
-    return compute_patching(ctx.analyzer, ctx.sel)
+    if isinstance(ctx.analyzer, JobAnalyzer):
+        found = _background(ctx.analyzer, ctx.sel)
+        if found is not None:
+            return found
+    result = compute_patching(ctx.analyzer, ctx.sel)
+    return result if isinstance(result, str) else (*result, "")
 
 
 def draw(ctx: Context) -> dict[Any, Any]:
@@ -121,8 +174,9 @@ def draw(ctx: Context) -> dict[Any, Any]:
     if isinstance(result, str):
         out[PANEL.figure] = message_figure(result, 300)
     else:
-        heads, resid, answer = result
-        out[PANEL.figure] = patching_figure(heads, resid, ctx.view.words, ctx.sel, answer)
+        heads, resid, answer, partial = result
+        figure = patching_figure(heads, resid, ctx.view.words, ctx.sel, answer, partial)
+        out[PANEL.figure] = figure
     return out
 
 
@@ -132,7 +186,7 @@ def overlay(ctx: Context) -> Overlay | None:
     result = _result(ctx)
     if isinstance(result, str):
         return None
-    return Overlay(*patching_overlay(ctx.sel, ctx.model.n_layers, result[2]))
+    return Overlay(*patching_overlay(ctx.sel, ctx.model.n_layers, result[2], result[3]))
 
 
 def click(point: dict[str, Any], raw: Raw, steps: list[int]) -> Raw | None:

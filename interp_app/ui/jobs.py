@@ -1,12 +1,14 @@
-"""The page's background work: a timeline too big to compute in a request, with a progress
-bar, partial results drawn as they arrive, Cancel and Resume.
+"""The page's background work: timelines and patching too big to compute in a request,
+with a progress bar, partial results drawn as they arrive, Cancel and Resume.
 
-The main callback draws the timelines from whatever steps are in the shared result cache
-and, when some are missing, writes the query to the ``job-request`` store. That starts
-:func:`timeline_job` as a Dash background callback (in a spawned process, or on a Celery
-worker); each part it finishes goes to the cache and to the ``job-progress`` store, which
-makes the main callback draw the timelines again from the cache. The page stays usable:
-the job computes elsewhere, and only the two timeline panels are redrawn.
+The main callback draws the panels of background work from whatever parts are in the shared
+result cache and, when some are missing, writes the selection and the kinds of work it
+lacks (``KINDS``: patching at this step, the timelines over training) to the
+``job-request`` store. That starts :func:`background_job` as a Dash background callback (in
+a spawned process, or on a Celery worker); each part it finishes goes to the cache and to
+the ``job-progress`` store, which makes the main callback draw that kind's panels again
+from the cache. The page stays usable: the job computes elsewhere, and only those panels
+are redrawn.
 """
 
 from __future__ import annotations
@@ -15,13 +17,25 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, ctx, html
 
 from interp_app.core.analyzer import Analyzer
-from interp_app.core.jobs import JobAnalyzer, Query, fill_timeline
+from interp_app.core.jobs import (
+    JobAnalyzer,
+    PatchQuery,
+    Query,
+    Report,
+    fill_patching,
+    fill_timeline,
+    patch_key,
+    patch_query,
+)
+from interp_app.core.results import ResultCache
 from interp_app.core.selection import Selection
 from interp_app.core.store import RunStore
 from interp_app.core.view import resolve
@@ -31,11 +45,77 @@ from interp_app.panels.plotting import message_figure
 from interp_app.ui import ids
 from training.checkpoint import CheckpointError
 
-# Panels drawn from the timeline: redrawn (from the cache) as a job's parts arrive.
-TIMELINE_PANELS = ("head_timeline", "prediction_timeline")
 JOB_PARAM_CACHE = 2  # steps of parameters a job process keeps (a GPT-2-small step: 0.5 GB)
 JOB_NICENESS = 10  # jobs yield the CPU to the app's requests: the page answers meanwhile
 POLL_MS = 1000  # how often the page asks a running job for progress
+PACE_ENV = "INTERP_JOB_PACE"  # tests only: seconds each part waits after it is stored
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of background work. A selection's job runs every kind whose work it lacks,
+    in ``KINDS`` order, through the same background callback, progress bar and Cancel."""
+
+    name: str
+    what: str  # the status line's noun
+    unit: str  # what a part counts
+    panels: tuple[str, ...]  # redrawn (from the shared cache) as its parts arrive
+    query: Callable[[Analyzer, Selection, int], Any]  # None: nothing of this kind here
+    progress: Callable[[Any, Any], tuple[int, int] | None]  # (done, total) while incomplete
+    fill: Callable[[Analyzer, ResultCache, Any, Report, dict], tuple[int, int]]
+    identity: Callable[[Analyzer, Any], list]  # what names its result (hashed to a key)
+
+
+def _patching_query(analyzer: Analyzer, sel: Selection, src: int) -> PatchQuery | None:
+    del src
+    query = patch_query(analyzer, sel)
+    return query if isinstance(query, PatchQuery) else None
+
+
+def _patching_progress(analyzer: Any, query: PatchQuery) -> tuple[int, int] | None:
+    return analyzer.patching_progress(query) if isinstance(analyzer, JobAnalyzer) else None
+
+
+def _timeline_progress(analyzer: Any, query: Query) -> tuple[int, int] | None:
+    return analyzer.progress(query) if isinstance(analyzer, JobAnalyzer) else None
+
+
+def _patching_identity(analyzer: Analyzer, query: PatchQuery) -> list:
+    return [patch_key(analyzer.store.generation(query.run), query, "all")]
+
+
+def _timeline_identity(analyzer: Analyzer, query: Query) -> list:
+    return [
+        analyzer.store.generation(query.run),
+        analyzer.store.steps(query.run),  # a new step is a new key
+        list(query.prompt.padded),
+        [query.pos, query.target, query.src, list(query.ablate), query.mode],
+    ]
+
+
+PATCHING = JobKind(
+    "patching",
+    "activation patching at this step",
+    "layer parts",
+    ("patching",),
+    _patching_query,
+    _patching_progress,
+    lambda analyzer, results, query, report, place: fill_patching(analyzer, results, query, report),
+    _patching_identity,
+)
+TIMELINE = JobKind(
+    "timeline",
+    "the timelines over training",
+    "steps",
+    ("head_timeline", "prediction_timeline"),
+    lambda analyzer, sel, src: query_of(analyzer, sel, src),
+    _timeline_progress,
+    lambda analyzer, results, query, report, place: fill_timeline(
+        analyzer, results, query, report, place["part_steps"]
+    ),
+    _timeline_identity,
+)
+KINDS = {kind.name: kind for kind in (PATCHING, TIMELINE)}  # the step at hand first
 
 
 def layout() -> html.Div:
@@ -91,66 +171,89 @@ def query_of(analyzer: Analyzer, sel: Selection, src: int) -> Query:
     return Query(sel.run, prompt, sel.pos, target, src, tuple(sel.ablate), sel.mode)
 
 
-def query_key(analyzer: Analyzer, query: Query) -> str:
-    """Names one timeline of one listing of the run: a new step is a new key."""
-    steps = analyzer.store.steps(query.run)
-    text = json.dumps(
-        [
-            analyzer.store.generation(query.run),
-            steps,
-            list(query.prompt.padded),
-            [query.pos, query.target, query.src, list(query.ablate), query.mode],
-        ]
-    )
+def kind_key(analyzer: Analyzer, kind: JobKind, query: Any) -> str:
+    """Names one result of one kind: what its parts are stored under."""
+    text = json.dumps([kind.name, *kind.identity(analyzer, query)])
     return hashlib.blake2s(text.encode(), digest_size=8).hexdigest()
 
 
-def timeline_request(analyzer: Any, sel: Selection, src: int) -> dict[str, Any] | None:
-    """What the job needs to compute this selection's timeline, or None when nothing is
-    missing (or it is cheap enough for the request itself)."""
+def wanted(analyzer: Any, sel: Selection, src: int) -> list[tuple[JobKind, Any, str, tuple]]:
+    """(kind, query, key, (done, total)) of each kind whose work this selection lacks and
+    this server computes in the background."""
+    found = []
+    for kind in KINDS.values():
+        query = kind.query(analyzer, sel, src)
+        progress = None if query is None else kind.progress(analyzer, query)
+        if progress is not None:
+            found.append((kind, query, kind_key(analyzer, kind, query), progress))
+    return found
+
+
+def job_request(analyzer: Any, sel: Selection, src: int) -> dict[str, Any] | None:
+    """What the job needs to compute this selection's missing work (its selection, and the
+    kinds to run), or None when nothing is missing or all is cheap enough for requests."""
     if not isinstance(analyzer, JobAnalyzer):
         return None
-    query = query_of(analyzer, sel, src)
-    progress = analyzer.progress(query)
-    if progress is None:
+    jobs = wanted(analyzer, sel, src)
+    if not jobs:
         return None
     return {
-        "key": query_key(analyzer, query),
+        "key": "+".join(key for _, _, key, _ in jobs),
         "run": sel.run,
+        "step": sel.step,
         "prompt": sel.prompt,
+        "corrupt": sel.corrupt,
         "pos": sel.pos,
         "target": sel.target,
         "ablate": ",".join(sel.ablate),
         "ablate_mode": sel.mode,
         "src": src,
-        "done": progress[0],
-        "total": progress[1],
+        "kinds": [kind.name for kind, _, _, _ in jobs],
+        "parts": {kind.name: list(progress) for kind, _, _, progress in jobs},
     }
 
 
-def request_query(analyzer: Analyzer, request: Any) -> tuple[Query | None, str]:
-    """The query of a request from the browser, every value checked (``resolve``)."""
+def request_selection(analyzer: Analyzer, request: Any) -> tuple[Selection | None, int, str]:
+    """(selection, timeline source, problem) of a request from the browser, every value
+    checked (``resolve``)."""
     if not isinstance(request, dict):
-        return None, "nothing to compute"
-    wanted = ("run", "prompt", "pos", "target", "ablate", "ablate_mode")
-    raw = {k: request.get(k) for k in wanted if isinstance(request.get(k), str | int)}
+        return None, 0, "nothing to compute"
+    names = ("run", "step", "prompt", "corrupt", "pos", "target", "ablate", "ablate_mode")
+    raw = {k: request.get(k) for k in names if isinstance(request.get(k), str | int)}
     sel, notes = resolve(analyzer, raw)
     if sel is None:
-        return None, "; ".join(notes) or "no run to compute"
+        return None, 0, "; ".join(notes) or "no run to compute"
     steps = analyzer.store.steps(sel.run)
     src = clean_source(request.get("src"), analyzer.store.info(sel.run).model.context, steps)
-    return query_of(analyzer, sel, src), ""
+    return sel, src, ""
+
+
+def request_jobs(analyzer: Analyzer, request: Any) -> tuple[list[tuple[JobKind, Any]], str]:
+    """The (kind, query) pairs a request asks for, in ``KINDS`` order (only known kinds)."""
+    sel, src, problem = request_selection(analyzer, request)
+    if sel is None:
+        return [], problem
+    kinds = request.get("kinds") if isinstance(request, dict) else None
+    names = kinds if isinstance(kinds, list) else list(KINDS)
+    jobs = [(k, k.query(analyzer, sel, src)) for k in KINDS.values() if k.name in names]
+    return [(k, q) for k, q in jobs if q is not None], ""
+
+
+def request_query(analyzer: Analyzer, request: Any) -> tuple[Query | None, str]:
+    """The timeline query of a request (None, and why, when it names none)."""
+    sel, src, problem = request_selection(analyzer, request)
+    return (None, problem) if sel is None else (query_of(analyzer, sel, src), "")
 
 
 def needs_job(analyzer: Any, kwargs: dict[str, Any]) -> bool:
-    """Whether a background request is worth a job: a request for a timeline this server
-    would draw from the background and that still lacks steps (forged or stale requests,
-    and ones for cheap or finished timelines, start nothing)."""
+    """Whether a background request is worth a job: one for work this server computes in
+    the background and still lacks (forged or stale requests, and ones for cheap or
+    finished work, start nothing)."""
     if not isinstance(analyzer, JobAnalyzer):
         return False
     try:
-        query, _ = request_query(analyzer, kwargs.get("request"))
-        return query is not None and analyzer.progress(query) is not None
+        jobs, _ = request_jobs(analyzer, kwargs.get("request"))
+        return any(kind.progress(analyzer, query) is not None for kind, query in jobs)
     except (CheckpointError, KeyError, ValueError):
         return False
 
@@ -172,30 +275,54 @@ def percent(done: int, total: int) -> int:
     return round(100 * done / total) if total else 100
 
 
-def timeline_job(set_progress, request: Any, resume: Any, place: dict[str, Any]) -> dict:
-    """The background callback: fill the shared cache with the request's missing steps,
-    reporting after each part and at the end. ``place`` (root, result cache) comes from
-    the server. Everything the page shows comes through ``set_progress``: a callback that
-    depends on a running job's output waits until it ends, and the page must not."""
+def paced(report: Callable[..., Any]) -> Callable[..., Any]:
+    """``report``, then a wait of ``INTERP_JOB_PACE`` seconds when set (tests only: a job
+    that provably runs while the page is used)."""
+    pace = float(os.environ.get(PACE_ENV, "0") or 0)
+
+    def each(done: int, total: int) -> Any:
+        value = report(done, total)
+        if pace > 0 and done < total:
+            time.sleep(pace)
+        return value
+
+    return each
+
+
+def background_job(set_progress, request: Any, resume: Any, place: dict[str, Any]) -> dict:
+    """The background callback: for each kind the request names, fill the shared cache with
+    its missing parts, reporting after each part and at the end. ``place`` (root, result
+    cache) comes from the server. Everything the page shows comes through
+    ``set_progress``: a callback that depends on a running job's output waits until it
+    ends, and the page must not."""
     from interp_app.server.background import results_at
 
-    del resume  # a click only restarts the job: the steps already done are skipped
+    del resume  # a click only restarts the job: the parts already done are skipped
     started = time.monotonic()
     analyzer = job_analyzer(place["root"])
-    query, problem = request_query(analyzer, request)
+    jobs, problem = request_jobs(analyzer, request)
     key = request.get("key") if isinstance(request, dict) else None
+    parts: dict[str, list[int]] = {}
 
-    def report(done: int, total: int, **more: Any) -> dict:
-        state = {"key": key, "done": done, "total": total, "state": "running", **more}
-        set_progress([percent(done, total), f"{done} of {total} steps", state])
-        return state
+    def report(kind: JobKind, state: str = "running", **more: Any) -> Callable[..., dict]:
+        def each(done: int, total: int) -> dict:
+            parts[kind.name] = [done, total]
+            value = {"key": key, "kind": kind.name, "parts": dict(parts), "state": state, **more}
+            shares = [percent(*p) for p in parts.values()]
+            label = ", ".join(f"{d} of {t} {KINDS[n].unit}" for n, (d, t) in parts.items())
+            set_progress([round(sum(shares) / len(shares)), label, value])
+            return value
 
-    if query is None:
-        return report(0, 0, state="error", message=problem)
+        return each
+
+    if not jobs:
+        return report(PATCHING, state="error", message=problem or "nothing to compute")(0, 0)
     results = results_at(place["results"])
-    done, total = fill_timeline(analyzer, results, query, report, place["part_steps"])
+    done = total = 0
+    for kind, query in jobs:
+        done, total = kind.fill(analyzer, results, query, paced(report(kind)), place)
     seconds = round(time.monotonic() - started, 1)
-    return report(done, total, state="finished", seconds=seconds)
+    return report(jobs[-1][0], state="finished", seconds=seconds)(done, total)
 
 
 def job_status(trigger: Any, running: Any, progress: Any, request: Any) -> tuple[str, dict]:
@@ -204,81 +331,98 @@ def job_status(trigger: Any, running: Any, progress: Any, request: Any) -> tuple
     shown: dict[str, str] = {}
     if not isinstance(request, dict):
         return "", hidden
-    key = request.get("key")
-    ours = progress if isinstance(progress, dict) and progress.get("key") == key else {}
+    ours = (
+        progress if isinstance(progress, dict) and progress.get("key") == request.get("key") else {}
+    )
+    parts = ours.get("parts") if isinstance(ours.get("parts"), dict) else request.get("parts")
+    parts = parts if isinstance(parts, dict) else {}
+    kinds = [KINDS[name] for name in parts if name in KINDS]
+    what = " and ".join(kind.what for kind in kinds) or "nothing"
+    counts = "; ".join(
+        f"{parts[k.name][0]} of {parts[k.name][1]} {k.unit}" for k in kinds if _pair(parts[k.name])
+    )
     if ours.get("state") == "finished":
-        return f"Timelines computed: {ours.get('done')} steps in {ours.get('seconds')} s.", hidden
+        return f"Computed {what} ({counts}) in {ours.get('seconds')} s.", hidden
     if ours.get("state") == "error":
-        return f"The timeline job stopped: {ours.get('message')}", hidden
-    n, total = ours.get("done", request.get("done", 0)), request.get("total", "?")
+        return f"The background job stopped: {ours.get('message')}", hidden
     if trigger == ids.JOB_CANCEL or running is False:
         why = "cancelled" if trigger == ids.JOB_CANCEL else "cancelled, or its worker was lost"
         return (
-            f"The timeline job stopped after {n} of {total} steps ({why}): the timelines "
-            "show those steps; Resume computes the rest.",
+            f"The background job stopped after {counts} ({why}): the panels show those; "
+            "Resume computes the rest.",
             shown,
         )
-    what = f"run {request.get('run')!r}, prompt {request.get('prompt')!r}"
+    where = f"run {request.get('run')!r}, prompt {request.get('prompt')!r}"
     return (
-        f"Computing the timelines over training in the background ({what}): {n} of "
-        f"{total} steps so far; the other views work meanwhile.",
+        f"Computing {what} in the background ({where}): {counts} so far; the other views "
+        "work meanwhile.",
         hidden,
     )
 
 
-def current_key(analyzer: Any, current: Any, raw_options: dict[str, Any]) -> str | None:
-    """The timeline key of the selection on the page (None: no valid one)."""
+def _pair(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2
+
+
+def current_key(analyzer: Any, kind: JobKind, current: Any, raw_options: dict) -> str | None:
+    """The key of ``kind``'s result for the selection on the page (None: no valid one)."""
     sel = Selection.parse(current)
     if sel is None:
         return None
     try:
         context = analyzer.store.info(sel.run).model.context
         src = clean_source(raw_options.get("src"), context, analyzer.store.steps(sel.run))
-        return query_key(analyzer, query_of(analyzer, sel, src))
+        query = kind.query(analyzer, sel, src)
+        return None if query is None else kind_key(analyzer, kind, query)
     except (CheckpointError, KeyError):
         return None
 
 
 def redraw_from_job(analyzer: Any, value: Any, current: Any, raw_options: dict, rendered: Any):
-    """A job's part or end arrived: the ``rendered`` memory without the timeline panels, so
-    the main callback draws them again from the cache; None when the job is of another
-    timeline than the one on the page (nothing to redraw)."""
+    """A job's part or end arrived: the ``rendered`` memory without that kind's panels, so
+    the main callback draws them again from the cache; None when the part is of another
+    result than the one on the page (nothing to redraw)."""
+    kind = KINDS.get(str(value.get("kind"))) if isinstance(value, dict) else None
     key = value.get("key") if isinstance(value, dict) else None
-    if key is None or key != current_key(analyzer, current, raw_options):
+    if kind is None or not isinstance(key, str):
+        return None
+    if current_key(analyzer, kind, current, raw_options) not in key.split("+"):
         return None
     if not isinstance(rendered, dict):
         return {}
-    panels = {k: v for k, v in rendered.get("panels", {}).items() if k not in TIMELINE_PANELS}
+    panels = {k: v for k, v in rendered.get("panels", {}).items() if k not in kind.panels}
     return {**rendered, "panels": panels}
 
 
 def job_outputs(analyzer: Any, out: dict, current: Any, raw_options: dict, request: Any) -> dict:
-    """After the main callback drew: a new ``job-request`` when the drawn selection's
-    timeline has missing steps (not the one already asked for), and a "computing" figure in
-    the timeline panels while they have nothing to draw."""
+    """After the main callback drew: a new ``job-request`` when the drawn selection lacks
+    background work (not the work already asked for), and a "computing" figure in the
+    panels that have nothing to draw meanwhile."""
     sel = Selection.parse(out.get((ids.SELECTION, "data"), current))
     if sel is None:
         return {}
     try:
         context = analyzer.store.info(sel.run).model.context
         src = clean_source(raw_options.get("src"), context, analyzer.store.steps(sel.run))
-        wanted = timeline_request(analyzer, sel, src)
+        asked = job_request(analyzer, sel, src)
     except (CheckpointError, KeyError):
         return {}
     extra: dict[Any, Any] = {}
-    if wanted is None:
+    if asked is None:
         return extra
-    if not isinstance(request, dict) or request.get("key") != wanted["key"]:
-        extra[(ids.JOB_REQUEST, "data")] = wanted
+    if not isinstance(request, dict) or request.get("key") != asked["key"]:
+        extra[(ids.JOB_REQUEST, "data")] = asked
     drawn = out.get((ids.RENDERED, "data"))
     if isinstance(drawn, dict):
-        text = (
-            f"Computing this timeline in the background: {wanted['done']} of "
-            f"{wanted['total']} checkpoints so far (progress above)."
-        )
-        for panel in REGISTRY:
-            if panel.name in TIMELINE_PANELS and panel.name not in drawn.get("panels", {}):
-                extra[panel.figure] = message_figure(text, 220)
+        for name, (done, total) in asked["parts"].items():
+            kind = KINDS[name]
+            text = (
+                f"Computing {kind.what} in the background: {done} of {total} {kind.unit} so "
+                "far (progress above)."
+            )
+            for panel in REGISTRY:
+                if panel.name in kind.panels and panel.name not in drawn.get("panels", {}):
+                    extra[panel.figure] = message_figure(text, 220)
     return extra
 
 
@@ -306,7 +450,7 @@ def register_jobs(app: Dash, manager: Any) -> None:
         cancel=[Input(ids.JOB_CANCEL, "n_clicks")],
         interval=POLL_MS,
         prevent_initial_call=True,
-    )(timeline_job)
+    )(background_job)
 
     # Each part, for the main callback: through a store of its own, so that no callback both
     # follows the job's progress and writes its request (Dash refuses that circle, which
