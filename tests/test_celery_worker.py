@@ -21,6 +21,8 @@ import pytest
 import redis
 
 from interp_app.core.analyzer import Analyzer
+from interp_app.core.jobs import patch_query
+from interp_app.core.selection import Selection
 from interp_app.core.store import RunStore
 from interp_app.server.app import create_app
 from interp_app.server.background import JobSettings
@@ -39,6 +41,8 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 # Big enough that one step of a timeline takes a visible moment (16 heads ablated in turn).
 CONFIG = ModelConfig(vocab_size=300, n_layers=4, n_heads=4, d_model=128, d_mlp=512, context=64)
 STEPS = tuple(range(0, 400, 10))  # 40 checkpoints, one per part: 40 progress reports
+PATCH_PARTS = 10  # patching at one step: 5 layer boundaries x 2 blocks of 32 positions
+FINISHED = {"patching": [PATCH_PARTS, PATCH_PARTS], "timeline": [len(STEPS), len(STEPS)]}
 PROMPT = "the cat sat on the mat and the dog sat on the log"
 
 
@@ -150,9 +154,11 @@ def page(root: Path, url: str, visibility: int = 3600):
     client = DashClient(app)
     out = client.select(None, search="?run=mid")
     request = out["job-request"]["data"]
-    assert request["total"] == len(STEPS) and request["done"] == 0
-    placeholder = out["head-timeline"]["figure"]["layout"]["annotations"][0]["text"]
-    assert "background" in placeholder
+    assert request["kinds"] == ["patching", "timeline"]
+    assert request["parts"] == {"patching": [0, PATCH_PARTS], "timeline": [0, len(STEPS)]}
+    for panel in ("head-timeline", "patching"):
+        placeholder = out[panel]["figure"]["layout"]["annotations"][0]["text"]
+        assert "in the background" in placeholder
     return app, client, out, request
 
 
@@ -181,8 +187,9 @@ def test_a_job_whose_worker_process_is_killed_runs_again_and_finishes(big_root, 
                 _, response = jobs.poll(body, handles)
                 time.sleep(0.3)
             done = response["job-done"]["data"]
-            assert (done["state"], done["done"], done["total"]) == ("finished", 40, 40)
+            assert (done["state"], done["parts"]) == ("finished", FINISHED)
             assert stored_steps(client) == len(STEPS)
+            assert sum(1 for _ in client.scan_iter("interp:patching:*")) == PATCH_PARTS + 1
         finally:
             stop(worker)
         text = log.read_text()
@@ -190,14 +197,14 @@ def test_a_job_whose_worker_process_is_killed_runs_again_and_finishes(big_root, 
         assert text.count(" received") == 2  # once, then again after the loss
 
         # the page draws the finished timeline from Redis, as computed in one go
-        tick = {"job-tick.data": done}  # the last progress: the finished job
+        tick = {"job-progress.data": done}  # the last progress: the finished job
         states = {
             "selection.data": out["selection"]["data"],
             "rendered.data": out["rendered"]["data"],
             "job-request.data": request,
         }
-        drawn = dash.call("selection.data", tick, ["job-tick.data"], states)
-        assert set(drawn) == {"head-timeline", "prediction-timeline", "rendered", "listing"}
+        drawn = dash.call(redraw_output(app), tick, ["job-progress.data"], states)
+        assert set(drawn) == {"head-timeline", "prediction-timeline"}
         heat = drawn["head-timeline"]["figure"]["data"][0]
         assert len(heat["x"]) == len(STEPS)
         steps, values, bad = app.server.config["ANALYZER"].timeline(*_query_args(app, request))
@@ -206,6 +213,46 @@ def test_a_job_whose_worker_process_is_killed_runs_again_and_finishes(big_root, 
         for name, array in want.items():
             scale = float(np.abs(array).max()) or 1.0
             np.testing.assert_allclose(values[name], array, rtol=1e-4, atol=1e-5 * scale)
+
+        # the patching panel, drawn from the parts a worker stored, is the one-shot patching
+        part = {"job-progress.data": {**done, "kind": "patching"}}
+        drawn = dash.call(redraw_output(app), part, ["job-progress.data"], states)
+        assert set(drawn) == {"patching"}
+        assert_one_shot_patching(drawn["patching"]["figure"], big_root, out["selection"]["data"])
+
+
+def redraw_output(app) -> str:
+    """The first output of the callback that redraws a job's panels as its parts arrive."""
+    key = next(k for k in app.callback_map if "head-timeline.figure@" in k)
+    return key.strip(".").split("...")[0]
+
+
+def assert_one_shot_patching(figure: dict, root: Path, selection: dict) -> None:
+    """The panel's heatmaps are ``causal.patching`` in one call (what the page computes in
+    the request for a small model) for the selection's prompts, to float tolerance."""
+    assert "(computing:" not in figure["layout"]["title"]["text"]  # complete
+    analyzer = Analyzer(RunStore(root))
+    sel = Selection.from_dict(selection)
+    query = patch_query(analyzer, sel)
+    assert not isinstance(query, str)
+    want = analyzer.patching(
+        sel.run, sel.step, query.clean, query.corrupt, sel.pos, query.target, None
+    )
+    tol = 1e-6 * float(want["logit_scale"]) / abs(float(want["clean"] - want["corrupt"]))
+    heads, resid = figure["data"][:2]
+    np.testing.assert_allclose(z(heads), want["heads"], rtol=0, atol=tol)
+    np.testing.assert_allclose(z(resid), want["resid"], rtol=0, atol=tol)
+
+
+def z(trace: dict) -> np.ndarray:
+    """A heatmap's values as the browser gets them (a list, or Plotly's typed array)."""
+    values = trace["z"]
+    if isinstance(values, dict):  # {"dtype", "bdata", "shape"}
+        import base64
+
+        flat = np.frombuffer(base64.b64decode(values["bdata"]), values["dtype"])
+        return flat.reshape([int(n) for n in str(values["shape"]).split(",")])
+    return np.asarray(values, dtype=float)
 
 
 def _query_args(app, request: dict) -> tuple:
@@ -242,7 +289,7 @@ def test_a_job_whose_whole_worker_dies_runs_on_another_worker(big_root, tmp_path
                 progress, response = jobs.poll(body, handles)
                 time.sleep(0.3)
             done = response["job-done"]["data"]
-            assert (done["state"], done["done"], done["total"]) == ("finished", 40, 40)
+            assert (done["state"], done["parts"]) == ("finished", FINISHED)
             assert stored_steps(client) == len(STEPS)
             assert " received" in second_log.read_text()
         finally:

@@ -138,11 +138,10 @@ def _background(analyzer: JobAnalyzer, sel: Selection) -> Result | None:
     if isinstance(query, str):
         return query
     got = analyzer.cached_patching(query)
-    model = analyzer.store.info(sel.run).model
     if got is None:
         return (
-            f"Computing activation patching at step {sel.step} in the background: "
-            f"{model.n_layers + 1} parts, one per layer (progress above)."
+            f"Computing activation patching at step {sel.step} in the background, a layer "
+            "and a block of positions at a time (progress above)."
         )
     if not got["normalised"]:
         return (
@@ -151,7 +150,8 @@ def _background(analyzer: JobAnalyzer, sel: Selection) -> Result | None:
             f"(within {PATCH_MIN_GAP:.1%} of the logit scale)."
         )
     answer = analyzer.store.info(sel.run).tokenizer.vocab[got["answer"]]
-    partial = "" if got["done"] == got["total"] else f" (layers: {got['done']} of {got['total']})"
+    done, total = got["done"], got["total"]
+    partial = "" if done == total else f" (computing: {done} of {total} parts)"
     return got["heads"], got["resid"], answer, partial
 
 

@@ -19,10 +19,12 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, State, ctx, html
+from dash import Dash, Input, Output, State, ctx, html, no_update
+from dash.exceptions import PreventUpdate
 
 from interp_app.core.analyzer import Analyzer
 from interp_app.core.jobs import (
@@ -48,7 +50,7 @@ from training.checkpoint import CheckpointError
 JOB_PARAM_CACHE = 2  # steps of parameters a job process keeps (a GPT-2-small step: 0.5 GB)
 JOB_NICENESS = 10  # jobs yield the CPU to the app's requests: the page answers meanwhile
 POLL_MS = 1000  # how often the page asks a running job for progress
-PACE_ENV = "INTERP_JOB_PACE"  # tests only: seconds each part waits after it is stored
+HOLD_ENV = "INTERP_JOB_HOLD"  # tests only: a file naming how many parts a job may compute
 
 
 @dataclass(frozen=True)
@@ -275,18 +277,19 @@ def percent(done: int, total: int) -> int:
     return round(100 * done / total) if total else 100
 
 
-def paced(report: Callable[..., Any]) -> Callable[..., Any]:
-    """``report``, then a wait of ``INTERP_JOB_PACE`` seconds when set (tests only: a job
-    that provably runs while the page is used)."""
-    pace = float(os.environ.get(PACE_ENV, "0") or 0)
-
-    def each(done: int, total: int) -> Any:
-        value = report(done, total)
-        if pace > 0 and done < total:
-            time.sleep(pace)
-        return value
-
-    return each
+def hold(computed: int) -> None:
+    """Tests only: while the file ``INTERP_JOB_HOLD`` names exists and holds a number not
+    above ``computed`` (the parts this job computed), wait. A browser test keeps a job
+    provably running while it uses the page, then lets it go on, without timing races."""
+    path = os.environ.get(HOLD_ENV)
+    while path:
+        try:
+            allowed = int(Path(path).read_text().strip() or 0)
+        except (OSError, ValueError):  # removed (or being written): go on
+            return
+        if computed < allowed:
+            return
+        time.sleep(0.05)
 
 
 def background_job(set_progress, request: Any, resume: Any, place: dict[str, Any]) -> dict:
@@ -303,14 +306,19 @@ def background_job(set_progress, request: Any, resume: Any, place: dict[str, Any
     jobs, problem = request_jobs(analyzer, request)
     key = request.get("key") if isinstance(request, dict) else None
     parts: dict[str, list[int]] = {}
+    computed = [0]  # parts computed by this job, of every kind
 
     def report(kind: JobKind, state: str = "running", **more: Any) -> Callable[..., dict]:
         def each(done: int, total: int) -> dict:
+            before = parts.get(kind.name)
             parts[kind.name] = [done, total]
             value = {"key": key, "kind": kind.name, "parts": dict(parts), "state": state, **more}
             shares = [percent(*p) for p in parts.values()]
             label = ", ".join(f"{d} of {t} {KINDS[n].unit}" for n, (d, t) in parts.items())
             set_progress([round(sum(shares) / len(shares)), label, value])
+            if state == "running" and before is not None and done > before[0]:
+                computed[0] += 1
+                hold(computed[0])
             return value
 
         return each
@@ -320,7 +328,7 @@ def background_job(set_progress, request: Any, resume: Any, place: dict[str, Any
     results = results_at(place["results"])
     done = total = 0
     for kind, query in jobs:
-        done, total = kind.fill(analyzer, results, query, paced(report(kind)), place)
+        done, total = kind.fill(analyzer, results, query, report(kind), place)
     seconds = round(time.monotonic() - started, 1)
     return report(jobs[-1][0], state="finished", seconds=seconds)(done, total)
 
@@ -427,7 +435,7 @@ def job_outputs(analyzer: Any, out: dict, current: Any, raw_options: dict, reque
 
 
 def register_jobs(app: Dash, manager: Any) -> None:
-    """The background callback, the tick that redraws the timelines, the status line."""
+    """The background callback, the redraw of its panels as parts arrive, the status line."""
     app.callback(
         output=Output(ids.JOB_DONE, "data"),  # nothing depends on it (see ``timeline_job``)
         inputs=dict(
@@ -452,15 +460,7 @@ def register_jobs(app: Dash, manager: Any) -> None:
         prevent_initial_call=True,
     )(background_job)
 
-    # Each part, for the main callback: through a store of its own, so that no callback both
-    # follows the job's progress and writes its request (Dash refuses that circle, which
-    # could restart a job at every part; ``job_outputs`` asks only for new keys).
-    app.clientside_callback(
-        "function(progress) { return progress; }",
-        Output(ids.JOB_TICK, "data"),
-        Input(ids.JOB_PROGRESS, "data"),
-        prevent_initial_call=True,
-    )
+    register_redraw(app)
 
     @app.callback(
         Output(ids.JOB_STATUS, "children"),
@@ -474,3 +474,41 @@ def register_jobs(app: Dash, manager: Any) -> None:
     def status(running, progress, cancel, request):
         del cancel  # the trigger says it
         return job_status(ctx.triggered_id, running, progress, request)
+
+
+def register_redraw(app: Dash) -> None:
+    """A job's part arrived: redraw that kind's panels from the shared cache, in a callback
+    of their own. Not through the main callback: dash-renderer drops the answer of a
+    callback still executing when the same callback is requested again, so a part arriving
+    while a click's request ran dropped the click (the page never answered it: the browser
+    test's 180 s "unanswered" query-row click). This callback writes only the job's panels
+    (never the rendered memory or the job request), so it cannot supersede a click."""
+    from flask import current_app
+
+    from interp_app.ui.render import OPTIONS, Renderer
+
+    panels = [p for p in REGISTRY if any(p.name in k.panels for k in KINDS.values())]
+    renderers: dict[int, Renderer] = {}
+
+    @app.callback(
+        output=[Output(*p.figure, allow_duplicate=True) for p in panels],
+        inputs=dict(progress=Input(ids.JOB_PROGRESS, "data")),
+        state=dict(
+            current=State(ids.SELECTION, "data"),
+            rendered=State(ids.RENDERED, "data"),
+            options={name: State(*option.slot) for name, option in OPTIONS.items()},
+        ),
+        prevent_initial_call=True,
+    )
+    def redraw(progress, current, rendered, options) -> list:
+        analyzer = current_app.config["ANALYZER"]
+        memory = redraw_from_job(analyzer, progress, current, options, rendered)
+        if memory is None:
+            raise PreventUpdate
+        renderer = renderers.setdefault(id(analyzer), Renderer(analyzer, prefetch=False))
+        wanted = KINDS[progress["kind"]].panels
+        out = renderer(current, options, memory)
+        figures = [out.get(p.figure, no_update) if p.name in wanted else no_update for p in panels]
+        if all(f is no_update for f in figures):
+            raise PreventUpdate
+        return figures
