@@ -296,7 +296,9 @@ def _chunk(call, cfg: ModelConfig, clean, corrupt, query, ig_steps: int, devices
     return {k: v for k, v in {**first, **out}.items() if k != "outs_x"}
 
 
-def steps_per_call(cfg: ModelConfig, shape: tuple[int, int], n_edges: int) -> int:
+def steps_per_call(
+    cfg: ModelConfig, shape: tuple[int, int], n_edges: int, ig_steps: int = IG_STEPS
+) -> int:
     """How many steps one mapped call scores: as many as keep its activations (every
     patched pass of a round at once, each holding every sender's and receiver's vectors,
     the attention patterns and the MLPs' hidden units) within ``WORK_BYTES``. The default
@@ -311,7 +313,7 @@ def steps_per_call(cfg: ModelConfig, shape: tuple[int, int], n_edges: int) -> in
             + cfg.n_layers * (2 * cfg.n_heads * t + (cfg.d_mlp if cfg.mlp else 0))
         )
     )
-    passes = 2 * n_edges + 2 + 2 * (IG_STEPS + 2)  # a round of patched passes, the gradients
+    passes = 2 * n_edges + 2 + 2 * (ig_steps + 2)  # a round of patched passes, the gradients
     return max(1, WORK_BYTES // (4 * per_pass * passes))
 
 
@@ -344,7 +346,7 @@ def scores_over_steps(
     """:func:`step_scores` at every step of ``chunks`` (parameters by checkpoint name, each
     stacked on a leading step axis; the last chunk padded), ``[n_steps, ...]`` each; each
     chunk in calls of :func:`steps_per_call` steps."""
-    size = steps_per_call(cfg, clean.shape, Graph.of(cfg).n_edges)
+    size = steps_per_call(cfg, clean.shape, Graph.of(cfg).n_edges, ig_steps)
     if size > 1:
         size -= size % 2  # whole shares for the two host devices
     parts = []
