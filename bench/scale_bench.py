@@ -73,7 +73,7 @@ window.fetch = async (...args) => {
 """
 PAINTED = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 MAIN = "selection.data"  # an output only the main callback writes
-HEAD_PANELS = ("head-grid", "attention-pattern", "residual-contributions")
+HEAD_PANELS = ("head-grid", "attention-pattern", "head-multiples")  # on screen: drawn at once
 
 TARGETS = {  # row -> per column (None: no target)
     "head click, painted (ms)": (200, 300, 400),

@@ -50,6 +50,9 @@ def title(page, panel: str) -> str:
 
 
 def wait_title(page, panel: str, text: str, timeout: float = 20_000) -> None:
+    """Look at the panel (a figure off screen is drawn once scrolled to) until its title
+    says ``text``."""
+    page.locator(f"#{panel}").scroll_into_view_if_needed()
     page.wait_for_function(
         "([id, t]) => { const e = document.querySelector('#' + id + ' .gtitle');"
         " return e && e.textContent.includes(t); }",
@@ -75,13 +78,22 @@ def test_click_a_head_and_every_panel_follows(page, app_url):
     open_page(page, app_url)
     assert "head=L1H0" in page.url
     for panel in ("attention-pattern", "token-attributions", "residual-contributions"):
-        assert "L1H0" in title(page, panel)
+        wait_title(page, panel, "L1H0")  # scrolled to: a figure off screen is drawn then
+    page.evaluate("window.scrollTo(0, 0)")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "default-view.png"), full_page=True)
 
+    far = page.evaluate(
+        "document.getElementById('residual-contributions').getBoundingClientRect().top"
+        " > 2 * innerHeight"
+    )
+    page.wait_for_timeout(700)  # the page tells the server what is off screen
     click_cell(page, "head-grid", 0.75, 0.25)  # layer 0 (top row), head 1 (right column)
     wait_title(page, "attention-pattern", "L0H1")
     assert "head=L0H1" in page.url
+    assert far  # the residual bars are two screens down: left as they were (no bytes, no
+    page.wait_for_timeout(500)  # drawing) until scrolled to
+    assert "selected L1H0" in title(page, "residual-contributions")
     wait_title(page, "token-attributions", "L0H1")
     wait_title(page, "residual-contributions", "selected L0H1")
     wait_title(page, "head-multiples", "selected L0H1")
@@ -97,7 +109,7 @@ def test_deep_link_opens_that_view(page, app_url):
         page, app_url + "/?run=fruits&step=500&prompt=apple+is+so+sweet&pos=2&target=so&head=L0H0"
     )
     wait_title(page, "attention-pattern", "Attention pattern of L0H0 (query row 2 framed)")
-    assert "'so' at 2" in title(page, "residual-contributions")
+    wait_title(page, "residual-contributions", "'so' at 2")
     assert page.locator("#step-label").text_content() == "step 500"
     chips = page.locator("#token-chips button").all_text_contents()
     assert chips == ["0:apple", "1:is", "2:so", "3:sweet"]

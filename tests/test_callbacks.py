@@ -195,6 +195,41 @@ def test_head_click_updates_every_head_panel_in_one_response(client, start):
     assert highlighted == ["L0H1"]
 
 
+def test_a_figure_off_screen_is_drawn_once_scrolled_to(client, start):
+    """The browser lists the figures off screen: a head click leaves them as they are (no
+    bytes, no work) and they are drawn for the selection then once they come into view."""
+    first = client.render(start)
+    rendered = first["rendered"]["data"]
+    hidden = ["residual-contributions", "token-attributions"]
+
+    def draw(selection, rendered, hidden):
+        return client.call(
+            "run-picker.options",
+            {"selection.data": selection, "panels-hidden.data": hidden},
+            ["panels-hidden.data"],
+            {"rendered.data": rendered, "metric-picker.value": "dla", "source-picker.value": 0},
+        )
+
+    moved = {**start, "layer": 0, "head": 1}
+    r = draw(moved, rendered, hidden)
+    assert (
+        "attention-pattern" in r
+        and "L0H1" in r["attention-pattern"]["figure"]["layout"]["title"]["text"]
+    )
+    assert "residual-contributions" not in r and "token-attributions" not in r
+    # scrolled down: both come into view and follow the head chosen meanwhile
+    shown = draw(moved, r["rendered"]["data"], [])
+    assert set(shown) >= {"residual-contributions", "token-attributions"}
+    assert "attention-pattern" not in shown  # already drawn for this head
+    assert "L0H1" in shown["token-attributions"]["figure"]["layout"]["title"]["text"]
+    ops = {
+        tuple(op["location"]): op for op in shown["residual-contributions"]["figure"]["operations"]
+    }
+    assert "selected L0H1" in ops[("layout", "title", "text")]["params"]["value"]
+    # scrolled again with nothing stale: nothing to send
+    assert draw(moved, shown["rendered"]["data"], hidden) == {}
+
+
 def test_corrupt_step_is_marked_and_others_work(tmp_path, small_root):
     root, _ = small_root
     shutil.copytree(root / "small", tmp_path / "small")

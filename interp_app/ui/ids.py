@@ -81,6 +81,7 @@ SECTION_3D = "section-3d"  # the 3D section, watched by assets/visible.js
 SECTION_3D_VISIBLE = (
     "section-3d-visible"  # whether it is on screen (or near): the 3D callbacks draw then
 )
+PANELS_HIDDEN = "panels-hidden"  # the figures off screen (assets/visible.js): drawn when shown
 SELECTION_3D = "selection-3d"  # the selection, passed on only while the 3D section is visible
 
 CHIP = "chip"  # pattern-matching type of the token chips: {"type": CHIP, "index": i}

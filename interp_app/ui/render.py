@@ -20,7 +20,7 @@ from interp_app.core.heads import architecture_notes
 from interp_app.core.prefetch import Prefetcher
 from interp_app.core.selection import Selection
 from interp_app.panels import REGISTRY
-from interp_app.panels.base import Context, Overlay, Panel, Slot
+from interp_app.panels.base import Context, Option, Overlay, Panel, Slot
 from interp_app.panels.plotting import message_figure
 from interp_app.ui import ids
 from interp_app.ui.components import notices
@@ -30,7 +30,22 @@ OUTPUTS: tuple[Slot, ...] = (
     *dict.fromkeys(s for p in REGISTRY for s in p.outputs),
     (ids.LISTING, "data"),
 )
-OPTIONS = {name: option for p in REGISTRY for name, option in p.options.items()}
+
+
+def clean_hidden(value: Any, context: int, steps: list[int]) -> list[str]:
+    """The ids of the figures the browser said are off screen (anything else: none)."""
+    if not isinstance(value, list):
+        return []
+    return sorted({v for v in value if isinstance(v, str)})
+
+
+# What is off screen is drawn when scrolled to, not on every click: the browser's list of
+# hidden figures is a view option of the page's (it never changes what is selected).
+HIDDEN = Option((ids.PANELS_HIDDEN, "data"), clean_hidden)
+OPTIONS = {
+    **{name: option for p in REGISTRY for name, option in p.options.items()},
+    "hidden": HIDDEN,
+}
 
 
 def fingerprint(values: Iterable[Any]) -> str:
@@ -78,7 +93,11 @@ def as_patch(overlay: Overlay) -> Patch:
 
 
 def update_panel(panel: Panel, context: Context, prints: dict[str, str], before: list | None):
-    """(values for the panel's outputs, what to remember) for one panel."""
+    """(values for the panel's outputs, what to remember) for one panel. A panel whose
+    figure is off screen keeps what it remembers: it is drawn (or its marks moved) once
+    scrolled to, for the selection then."""
+    if panel.outputs and panel.figure[0] in context.options.get("hidden", ()):
+        return {}, before
     depends = fingerprint(prints.get(k) for k in sorted(panel.depends))
     marks = fingerprint(prints.get(k) for k in sorted(panel.depends | panel.overlay_on))
     if not before or before[0] != depends:
@@ -144,6 +163,8 @@ class Renderer:
             prints["listing"] = fingerprint([listing_of(steps, bad)])
             context.changed.add("listing")
         out, panels = self._each(context, prints, rendered.get("panels", {}), failed)
+        if ctx.triggered_id == ids.PANELS_HIDDEN and not out:
+            return {}  # scrolled, and nothing that came into view was stale
         out[(ids.RENDERED, "data")] = {"fields": prints, "panels": panels}
         out[(ids.LISTING, "data")] = listing_print(runs, steps)  # what this drawing read
         messages = [*notes, *context.notes]

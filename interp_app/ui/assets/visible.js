@@ -1,29 +1,86 @@
-// The 3D section is drawn only while it is on screen (or within a screen of it): an
-// IntersectionObserver writes whether it is into the `section-3d-visible` store, an input
-// of the 3D callbacks, so a click elsewhere never waits for (or sends) 3D figures that
-// nobody sees, and scrolling down draws them for the current selection.
+// What is not on screen is not drawn. Two IntersectionObservers (a screen's half of margin
+// above and below) tell the server what the user can see:
+// - the 3D section: whether it is visible goes into the `section-3d-visible` store, which
+//   gates the 3D callbacks (a click elsewhere never sends or waits for 3D figures);
+// - every figure of the page: the ids of those off screen go into the `panels-hidden`
+//   store, a view option of the main callback, which then leaves them as they are and
+//   draws them (for the selection then) once they are scrolled to.
+// The hidden list is written only while no callback request is in flight: a new request of
+// the main callback makes Dash drop the one in flight, and with it a click's answer.
 (function () {
   const SECTION = "section-3d";
   const STORE = "section-3d-visible";
+  const HIDDEN = "panels-hidden";
+  const MARGIN = { rootMargin: "50% 0px 50% 0px" };
   let shown = null;
-  function watch(el) {
-    const seen = new IntersectionObserver(
-      (entries) => {
-        const now = entries.some((e) => e.isIntersecting);
-        if (now !== shown && window.dash_clientside && window.dash_clientside.set_props) {
-          shown = now;
-          window.dash_clientside.set_props(STORE, { data: now });
-        }
-      },
-      { rootMargin: "50% 0px 50% 0px" }
-    );
+  let pending = 0;
+  let written = null;
+  const off = new Set();
+
+  const realFetch = window.fetch;
+  window.fetch = async (...args) => {
+    const url = String(args[0] && args[0].url ? args[0].url : args[0]);
+    if (!url.includes("_dash-update-component")) return realFetch(...args);
+    pending += 1;
+    try {
+      return await realFetch(...args);
+    } finally {
+      pending -= 1;
+    }
+  };
+
+  function writeHidden() {
+    if (pending > 0) {
+      setTimeout(writeHidden, 50);
+      return;
+    }
+    const now = JSON.stringify([...off].sort());
+    if (now !== written) {
+      written = now;
+      window.dash_clientside.set_props(HIDDEN, { data: JSON.parse(now) });
+    }
+  }
+
+  function watchSection(el) {
+    const seen = new IntersectionObserver((entries) => {
+      const now = entries.some((e) => e.isIntersecting);
+      if (now !== shown) {
+        shown = now;
+        window.dash_clientside.set_props(STORE, { data: now });
+      }
+    }, MARGIN);
     seen.observe(el);
   }
+
+  // Dash may replace a figure's element (as the page first settles): the figures are
+  // looked up again twice a second, new elements observed, detached ones dropped.
+  const watched = new Map();
+  const figures = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      if (!e.target.isConnected || watched.get(e.target.id) !== e.target) continue;
+      if (e.isIntersecting) off.delete(e.target.id);
+      else off.add(e.target.id);
+    }
+    setTimeout(writeHidden, 0);
+  }, MARGIN);
+
+  function watchFigures() {
+    for (const g of document.querySelectorAll(".dash-graph[id]")) {
+      const before = watched.get(g.id);
+      if (before === g) continue;
+      if (before) figures.unobserve(before);
+      watched.set(g.id, g);
+      figures.observe(g);
+    }
+  }
+
   const wait = setInterval(() => {
     const el = document.getElementById(SECTION);
     if (el && window.dash_clientside && window.dash_clientside.set_props) {
       clearInterval(wait);
-      watch(el);
+      watchSection(el);
+      watchFigures();
+      setInterval(watchFigures, 500);
     }
   }, 100);
 })();
