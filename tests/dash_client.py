@@ -100,9 +100,11 @@ class DashClient:
         current: dict | None = None,
         search: str | None = None,
         rendered: dict | None = None,
+        hidden: list[str] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """One interaction: the new selection and the panels drawn for it (every panel,
-        unless ``rendered`` says what the page already shows)."""
+        unless ``rendered`` says what the page already shows; none of ``hidden``, the
+        figures the page has off screen)."""
         values = {"url.search": search}
         if changed:
             values[changed] = value
@@ -110,7 +112,7 @@ class DashClient:
             "selection.data",
             values,
             [changed] if changed else ["url.search"],
-            {"selection.data": current, "rendered.data": rendered},
+            {"selection.data": current, "rendered.data": rendered, "panels-hidden.data": hidden},
         )
 
     def render(
