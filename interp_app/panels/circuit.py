@@ -39,8 +39,8 @@ CIRCUIT_TOP_K = ids.CIRCUIT_TOP_K
 CIRCUIT_SWITCH = ids.CIRCUIT_SWITCH
 OFF = (
     "Circuits are off: switch them on to score every edge at every checkpoint (exact path "
-    "patching, EAP, EAP-IG). The first query compiles and scores the whole run (about half "
-    "a minute on the default run on a busy two-core machine); later steps and clicks read "
+    "patching, EAP, EAP-IG). The first query compiles and scores the whole run (10-20 s "
+    "on the default run on a busy two-core machine); later steps and clicks read "
     "the cache."
 )
 ANY = 10**6  # layers and heads a click may name before the selection checks them
