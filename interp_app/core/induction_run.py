@@ -12,6 +12,7 @@ change (:func:`phase_steps`) is read from them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -139,23 +140,37 @@ def phase_steps(steps: np.ndarray, repeat_loss: np.ndarray) -> dict[str, int | N
     }
 
 
-def _capture(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array) -> tuple:
-    """Patterns [L, B, H, T, T] and logits [B, T, V] of one step (one compilation a run)."""
+@partial(jax.jit, static_argnums=0)
+def _patterns_logits(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array) -> tuple:
+    """Patterns [L, B, H, T, T] and logits [B, T, V] of one step (one compilation a run):
+    the rest of the capture is dropped inside the compiled pass, never sent to the host."""
     cap = nnx.merge(graphdef, params)(tokens, capture=True)
     return jnp.moveaxis(cap.patterns, 1, 0), cap.logits
 
 
-_capture_jit = jax.jit(_capture, static_argnums=0)
-
-
-def step_metrics(lab: LabRun, step: int) -> dict[str, Any]:
-    """Every metric of one saved step."""
-    graphdef, params = lab.params(step)
-    patterns, logits = (np.asarray(a) for a in _capture_jit(graphdef, params, lab.tokens[:, :-1]))
+def heldout_scores(lab: LabRun, graphdef: nnx.GraphDef, params: nnx.State) -> dict[str, Any]:
+    """One step's numbers on the held-out sequences: the repeated part's loss, the loss by
+    position, the ICL score and the induction, duplicate-token and previous-token scores of
+    every head [L, H] (the app's views call this on their cached parameters)."""
+    patterns, logits = (
+        np.asarray(a) for a in _patterns_logits(graphdef, params, lab.tokens[:, :-1])
+    )
     mask = lab.mask
     duplicate_t, induction_t = m.repeat_targets(lab.offsets, mask)
     losses = m.token_losses(logits, lab.tokens[:, 1:])
     by_position = m.loss_by_position(losses)
+    return {
+        "repeat_loss": float((losses * mask).sum() / mask.sum()),
+        "by_position": by_position,
+        "icl": float(m.icl_score(by_position, early=lab.cfg.context // 4)),
+        "induction": m.attention_score(patterns, induction_t),
+        "duplicate": m.attention_score(patterns, duplicate_t),
+        "previous": m.attention_score(patterns, m.previous_targets(*mask.shape)),
+    }
+
+
+def step_metrics(lab: LabRun, step: int) -> dict[str, Any]:
+    """Every metric of one saved step: :func:`heldout_scores` and the composition scores."""
     flat = ckpt.load_params(lab.path, step)
     layers = [
         (
@@ -166,12 +181,7 @@ def step_metrics(lab: LabRun, step: int) -> dict[str, Any]:
         for i in (0, 1)
     ]
     return {
-        "repeat_loss": float((losses * mask).sum() / mask.sum()),
-        "by_position": by_position,
-        "icl": float(m.icl_score(by_position, early=lab.cfg.context // 4)),
-        "induction": m.attention_score(patterns, induction_t),
-        "duplicate": m.attention_score(patterns, duplicate_t),
-        "previous": m.attention_score(patterns, m.previous_targets(*mask.shape)),
+        **heldout_scores(lab, *unflatten_params(lab.mc, flat)),
         "composition": m.composition_scores(layers[0], layers[1]),
     }
 

@@ -13,13 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from interp_app.core import induction as m
 from interp_app.core.heads import METRICS
@@ -78,33 +74,12 @@ def _lab(analyzer: Any, run: str) -> Any:
     return analyzer.memo(run, ("induction-lab",), lambda: LabRun.open(analyzer.store.root, run))
 
 
-@partial(jax.jit, static_argnums=0)
-def _patterns_logits(graphdef: Any, params: Any, tokens: Any) -> tuple[Any, Any]:
-    """Patterns [L, B, H, T, T] and logits [B, T, V]: the rest of the capture is dropped
-    inside the compiled pass, never sent to the host."""
-    cap = nnx.merge(graphdef, params)(tokens, capture=True)
-    return jnp.moveaxis(cap.patterns, 1, 0), cap.logits
-
-
 def heldout_step(analyzer: Any, run: str, lab: Any, step: int) -> dict[str, Any]:
     """``induction_run.step_metrics`` without the composition (the composition view computes
     its own, for the step it shows), on the analyzer's cached parameters."""
-    graphdef, state = analyzer.state(run, step)
-    patterns, logits = (
-        np.asarray(a) for a in _patterns_logits(graphdef, state, lab.tokens[:, :-1])
-    )
-    mask = lab.mask
-    duplicate_t, induction_t = m.repeat_targets(lab.offsets, mask)
-    losses = m.token_losses(logits, lab.tokens[:, 1:])
-    by_position = m.loss_by_position(losses)
-    return {
-        "repeat_loss": float((losses * mask).sum() / mask.sum()),
-        "by_position": by_position,
-        "icl": float(m.icl_score(by_position, early=lab.cfg.context // 4)),
-        "induction": m.attention_score(patterns, induction_t),
-        "duplicate": m.attention_score(patterns, duplicate_t),
-        "previous": m.attention_score(patterns, m.previous_targets(*mask.shape)),
-    }
+    from interp_app.core.induction_run import heldout_scores
+
+    return heldout_scores(lab, *analyzer.state(run, step))
 
 
 def heldout(analyzer: Any, run: str) -> HeldOut | None:
