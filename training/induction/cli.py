@@ -42,6 +42,12 @@ def add_options(p: argparse.ArgumentParser) -> None:
         help="induction: training-loss weight of the repeated part (others 1)",
     )
     g.add_argument(
+        "--adam-eps",
+        type=float,
+        default=c.adam_eps,
+        help="induction: AdamW's epsilon (larger: small gradients move less)",
+    )
+    g.add_argument(
         "--dense-every", type=int, default=c.dense_every, help="induction: early spacing"
     )
     g.add_argument(
@@ -56,6 +62,7 @@ INDUCTION_ONLY = (
     "min_segment",
     "max_segment",
     "repeat_weight",
+    "adam_eps",
     "dense_every",
     "dense_until",
 )

@@ -13,6 +13,17 @@ loss (``training.induction.loss``) and the vocabulary is 64 (at 48 a repeated to
 earlier duplicates split the induction head's attention: best scores 0.68-0.73; at 64,
 0.74-0.78). With these, seeds 0, 1 and 2 cross half the repeated-part loss's drop at
 steps 250, 270 and 260, each 10-90% within 190-250 steps.
+
+Open (session 8, ``adam_eps`` added to measure it): seeds 0 and 1 grow two layer-1
+induction heads in lockstep (scores within 0.02 of each other at every step), so zeroing
+either costs 0.2-0.3 nats. AdamW moves every parameter about ``lr`` a step whatever its
+gradient's size, so the lagging head keeps pace with the leading one. A larger epsilon
+leaves small gradients plain-gradient-like and the leader takes the circuit alone: at
+1e-4 every seed grew one induction head (zeroing it: +2.5 to +4.2 nats) but the
+transition came at steps 560-650 and did not finish by 800; at 2e-5 to 3e-5 seed 1 found
+no induction head by step 1,200 (a loss of 0.8 by other means); at 1e-5 seeds 0 and 1 share
+again. Weight decay (0.1, 1.0), init 0.1, d_model 128 and repeat weights 5-8 kept the
+sharing; lr 2e-3 and 3e-3 (with epsilon 3e-5 or 1e-4) formed no induction head at all.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ class InductionConfig(ConfigDict):
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    adam_eps: float = 1e-8
     repeat_weight: float = 4.0
     init_std: float = 0.02
     tied: bool = False

@@ -254,7 +254,7 @@ def train_induction(
     paths = _open_runs(root, names, metas, overwrite, out)
     with write_errors(paths[0]):
         graphdef, unravel, flat = _init(cfg, seeds)
-        optimizer = optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = optax.adamw(cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         schedule = cfg.schedule()
         mesh = data_mesh(cfg.batch_size)
         run_chunk = build_chunk_fn(
