@@ -51,8 +51,16 @@ def title(page, panel: str) -> str:
 
 def wait_title(page, panel: str, text: str, timeout: float = 20_000) -> None:
     """Look at the panel (a figure off screen is drawn once scrolled to) until its title
-    says ``text``."""
-    page.locator(f"#{panel}").scroll_into_view_if_needed()
+    says ``text``. Its first drawing can re-mount it while Playwright scrolls ("not
+    attached to the DOM"): then it scrolls again."""
+    for attempt in range(5):
+        try:
+            page.locator(f"#{panel}").scroll_into_view_if_needed(timeout=timeout)
+            break
+        except Exception as err:  # playwright's Error; anything else goes on up
+            if "not attached" not in str(err) or attempt == 4:
+                raise
+            page.wait_for_timeout(500)
     page.wait_for_function(
         "([id, t]) => { const e = document.querySelector('#' + id + ' .gtitle');"
         " return e && e.textContent.includes(t); }",

@@ -7,24 +7,10 @@ from __future__ import annotations
 import pytest
 
 from tests.browser import ARTIFACTS, CHROMIUM_FLAGS, app_command, chromium_path, free_port, serve
-from tests.test_browser import click_cell, title
-from tests.test_browser import wait_title as _wait_title
+from tests.test_browser import click_cell, title, wait_title
 from training.cli import main as train_main
 
 pytestmark = pytest.mark.browser
-
-
-def wait_title(page, panel: str, text: str, timeout: float = 20_000) -> None:
-    """``test_browser.wait_title``, scrolling again when the panel was replaced mid-scroll:
-    a figure off screen is drawn once scrolled to, and its first drawing can re-mount it
-    while Playwright waits for it to stand still ("not attached to the DOM")."""
-    for attempt in range(5):
-        try:
-            return _wait_title(page, panel, text, timeout)
-        except Exception as err:  # playwright's Error; anything else goes on up
-            if "not attached" not in str(err) or attempt == 4:
-                raise
-            page.wait_for_timeout(500)
 
 
 @pytest.fixture(scope="module")
