@@ -1,7 +1,7 @@
 """The one-machine background jobs in a real headless Chromium: the served app (gunicorn,
-Dash's DiskcacheManager, each job a spawned process) draws a big timeline part by part
-under a progress bar, answers clicks meanwhile, and stops on Cancel and goes on with
-Resume."""
+Dash's DiskcacheManager, each job a spawned process) draws a big run's patching and
+timelines part by part under a progress bar, answers clicks meanwhile, and stops on Cancel
+and goes on with Resume."""
 
 from __future__ import annotations
 
@@ -22,15 +22,23 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("background-root")
     write_big_run(root)
     jobs = tmp_path_factory.mktemp("jobs")
+    hold = tmp_path_factory.mktemp("hold") / "parts"
+    hold.write_text("1")  # a job computes one part, then waits until the test says
     port = free_port()
     env = {
         **os.environ,
-        "INTERP_SYNC_WORK": "0",  # every timeline in the background
+        "INTERP_SYNC_WORK": "0",  # every timeline and patching in the background
         "INTERP_JOB_CACHE": str(jobs),
         "INTERP_JOB_PART_STEPS": "1",
+        "INTERP_JOB_HOLD": str(hold),
     }
     with serve(app_command(root, port), port, timeout=180, env=env) as url:
-        yield url, jobs
+        try:
+            yield url, jobs, hold
+        finally:  # a job still held would outlive the server
+            hold.unlink(missing_ok=True)
+            for pid in job_processes():
+                os.kill(pid, 9)
 
 
 @pytest.fixture(scope="module")
@@ -44,85 +52,149 @@ def browser():
 
 
 TITLE = "() => (document.querySelector('#attention-pattern .gtitle') || {}).textContent || ''"
+PATCH_TITLE = "() => (document.querySelector('#patching .gtitle') || {}).textContent || ''"
+PARTS = 10  # patching at one step of the run: 5 layer boundaries x 2 blocks of positions
 
 
-def stored(jobs) -> int:
+def stored(jobs) -> tuple[int, int]:
+    """(patching entries, timeline steps) in the one-machine result cache."""
     with diskcache.Cache(str(jobs)) as cache:
-        return sum(1 for k in cache.iterkeys() if str(k).startswith("timeline:"))
+        keys = [str(k) for k in cache.iterkeys()]
+    return sum(k.startswith("patching:") for k in keys), sum(
+        k.startswith("timeline:") for k in keys
+    )
+
+
+COLUMNS = (
+    "() => { const g = document.querySelector('#head-timeline .js-plotly-plot');"
+    " const d = g && g.data && g.data[0]; return d && d.x ? d.x.length : 0; }"
+)
 
 
 def columns(page) -> int:
     """Checkpoints drawn in the head timeline (0: its "computing" message)."""
-    return page.evaluate(
-        "() => { const g = document.querySelector('#head-timeline .js-plotly-plot');"
-        " const d = g && g.data && g.data[0]; return d && d.x ? d.x.length : 0; }"
-    )
+    return page.evaluate(COLUMNS)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="timing-dependent on 2 cores (session 7): in one of three runs the job ended before "
-    "the click was answered, in another the query-row click went unanswered for 180 s while a "
-    "job ran; to be made deterministic (a job paced by the test)",
-)
-def test_a_big_timeline_arrives_in_parts_while_the_page_answers(browser, served):
-    url, jobs = served
+def wait_columns(page, n: int, jobs, timeout: float = 120_000) -> None:
+    """Wait until the head timeline draws ``n`` checkpoints; say what the page shows if not."""
+    try:
+        page.wait_for_function(f"() => ({COLUMNS})() === {n}", timeout=timeout)
+    except Exception:
+        status = page.evaluate("() => document.querySelector('#job-status').textContent")
+        title = page.evaluate(
+            "() => (document.querySelector('#head-timeline .gtitle') || {}).textContent"
+        )
+        print(f"columns {columns(page)}, stored {stored(jobs)}; {status}; {title}")
+        raise
+
+
+def wait_title(page, title: str, text: str, present: bool = True, timeout: float = 180_000):
+    op = "" if present else "!"
+    page.wait_for_function(f"() => {op}({title})().includes({text!r})", timeout=timeout)
+
+
+def job_processes() -> list[int]:
+    """The spawned job processes this test's server started (its descendants)."""
+    import psutil
+
+    return [
+        p.pid
+        for p in psutil.Process().children(recursive=True)
+        if "spawn_main" in " ".join(p.cmdline())
+    ]
+
+
+def show(page, selector: str) -> None:
+    """Scroll a panel into view: the page draws only the panels on screen."""
+    page.locator(selector).scroll_into_view_if_needed()
+
+
+def head_click(page) -> float:
+    """Seconds from a click on the head grid until the attention panel names another head."""
+    show(page, "#head-grid")
+    before = page.evaluate(TITLE)
+    box = page.locator("#head-grid .nsewdrag").first.bounding_box()
+    started = time.monotonic()
+    page.mouse.click(box["x"] + 0.1 * box["width"], box["y"] + 0.1 * box["height"])
+    page.wait_for_function(f"() => ({TITLE})() !== {before!r}", timeout=60_000)
+    return time.monotonic() - started
+
+
+def test_big_work_arrives_in_parts_while_the_page_answers(browser, served):
+    """The job is held by the test (``INTERP_JOB_HOLD``) after a known number of parts, so
+    "the page answers while the job runs" is checked while it provably runs, and every
+    partial result is a known one: no timing races."""
+    url, jobs, hold = served
     page = browser.new_context(viewport={"width": 1500, "height": 1700}).new_page()
     page.goto(url + "/?run=mid")
     page.wait_for_selector("#token-chips button", timeout=180_000)
-    page.wait_for_selector("text=Computing the timelines over training", timeout=60_000)
+    page.wait_for_selector(
+        "text=Computing activation patching at this step and the timelines over training",
+        timeout=60_000,
+    )
+    # held after its first part: the patching panel is drawn from it, the rest blank
+    show(page, "#patching")
+    wait_title(page, PATCH_TITLE, f"(computing: 1 of {PARTS} parts)")
     assert page.locator("#job-bar").is_visible()
     assert page.locator("#job-cancel").is_enabled()
-
-    # partial results: the timeline is drawn with some of the checkpoints, then more
-    page.wait_for_function(
-        "() => { const g = document.querySelector('#head-timeline .js-plotly-plot');"
-        " const d = g && g.data && g.data[0]; return d && d.x && d.x.length > 0; }",
-        timeout=240_000,
-    )
-    first = columns(page)
-    assert 0 < first < len(STEPS)
+    assert stored(jobs) == (2, 0)  # the scalars and one part; no timeline step
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "background-partial.png"), full_page=True)
 
-    # the page answers while the job runs: another head (not part of the timeline's query,
-    # so the same job goes on)
-    before = page.evaluate(TITLE)
-    area = page.locator("#head-grid .nsewdrag").first
-    box = area.bounding_box()
-    started = time.monotonic()
-    page.mouse.click(box["x"] + 0.1 * box["width"], box["y"] + 0.1 * box["height"])
-    page.wait_for_function(f"() => ({TITLE})() !== {before!r}", timeout=180_000)
-    answered = time.monotonic() - started
-    # the job was still running when the click was answered: not every step stored yet
-    # (the Cancel button's visibility lags a progress poll behind, so it is not the witness)
-    assert stored(jobs) < len(STEPS)
+    # the page answers while the job runs (held): another head, the same job goes on
+    answered = head_click(page)
+    assert stored(jobs) == (2, 0)
     print(f"head click answered in {answered:.2f} s during the job")
 
-    # another query position is another job; Cancel stops it and says where
+    # let it go on: the patching completes, then two timeline steps are drawn
+    hold.write_text(str(PARTS + 2))
+    show(page, "#patching")
+    wait_title(page, PATCH_TITLE, "(computing:", present=False)
+    wait_columns(page, 2, jobs)
+    assert stored(jobs) == (PARTS + 1, 2)
+
+    # another query position is another job (held after one part); the click is answered
+    hold.write_text("1")
+    started = time.monotonic()
     page.locator("#token-chips button").nth(3).click()
-    page.wait_for_function(
-        "() => (document.querySelector('#attention-pattern .gtitle') || {}).textContent"
-        "?.includes('query row 3')",
-        timeout=180_000,
-    )
-    page.wait_for_function(
-        "() => parseInt((document.querySelector('#job-bar .progress-bar') || {}).textContent) > 0",
-        timeout=240_000,
-    )
+    wait_title(page, TITLE, "query row 3", timeout=60_000)
+    print(f"query-row click answered in {time.monotonic() - started:.2f} s")
+    show(page, "#patching")
+    wait_title(page, PATCH_TITLE, f"(computing: 1 of {PARTS} parts)")
+    assert stored(jobs) == (PARTS + 3, 2)  # its scalars and first part
+    for pid in job_processes():  # held: the next test starts its own
+        os.kill(pid, 9)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Cancel does not stop the spawned job (session 8, found by the held job): the "
+    "renderer sends cancelJob=<the job's pid> and gets 200, yet the process lives on",
+)
+def test_cancel_stops_the_job_and_resume_finishes_it(browser, served):
+    url, jobs, hold = served
+    hold.write_text("1")
+    page = browser.new_context(viewport={"width": 1500, "height": 1700}).new_page()
+    page.goto(url + "/?run=mid&pos=5")
+    page.wait_for_selector("#token-chips button", timeout=180_000)
+    show(page, "#patching")
+    wait_title(page, PATCH_TITLE, f"(computing: 1 of {PARTS} parts)")
+    # Cancel stops it: let go of the hold, and nothing more is computed
     page.locator("#job-cancel").click()
-    page.wait_for_selector("text=The timeline job stopped after", timeout=60_000)
+    page.wait_for_selector("text=The background job stopped after", timeout=60_000)
     after_cancel = stored(jobs)
+    assert job_processes() == []
+    hold.unlink()
     time.sleep(3)
-    assert stored(jobs) == after_cancel  # nothing computes any more
+    assert stored(jobs) == after_cancel
     assert page.locator("#job-resume").is_visible()
 
-    # Resume computes the rest, and the timeline ends with every checkpoint
+    # Resume computes the rest: the patching of this position and every checkpoint
     page.locator("#job-resume").click()
-    page.wait_for_selector("text=Timelines computed", timeout=300_000)
-    page.wait_for_function(
-        f"() => {{ const g = document.querySelector('#head-timeline .js-plotly-plot');"
-        f" const d = g && g.data && g.data[0]; return d && d.x && d.x.length === {len(STEPS)}; }}",
-        timeout=60_000,
-    )
+    page.wait_for_selector("#job-status >> text=Computed", timeout=300_000)
+    wait_columns(page, len(STEPS), jobs)
+    show(page, "#patching")
+    wait_title(page, PATCH_TITLE, "(computing:", present=False)
+    assert stored(jobs)[0] == 3 * (PARTS + 1)  # three queries' patching entries
     page.screenshot(path=str(ARTIFACTS / "background-done.png"), full_page=True)

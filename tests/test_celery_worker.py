@@ -204,7 +204,7 @@ def test_a_job_whose_worker_process_is_killed_runs_again_and_finishes(big_root, 
             "job-request.data": request,
         }
         drawn = dash.call(redraw_output(app), tick, ["job-progress.data"], states)
-        assert set(drawn) == {"head-timeline", "prediction-timeline"}
+        assert set(drawn) == {"head-timeline", "prediction-timeline", "patching"}
         heat = drawn["head-timeline"]["figure"]["data"][0]
         assert len(heat["x"]) == len(STEPS)
         steps, values, bad = app.server.config["ANALYZER"].timeline(*_query_args(app, request))
@@ -215,9 +215,6 @@ def test_a_job_whose_worker_process_is_killed_runs_again_and_finishes(big_root, 
             np.testing.assert_allclose(values[name], array, rtol=1e-4, atol=1e-5 * scale)
 
         # the patching panel, drawn from the parts a worker stored, is the one-shot patching
-        part = {"job-progress.data": {**done, "kind": "patching"}}
-        drawn = dash.call(redraw_output(app), part, ["job-progress.data"], states)
-        assert set(drawn) == {"patching"}
         assert_one_shot_patching(drawn["patching"]["figure"], big_root, out["selection"]["data"])
 
 

@@ -162,6 +162,8 @@ def stores() -> list:
         dcc.Store(id=ids.JOB_PROGRESS),
         dcc.Store(id=ids.JOB_DONE),
         dcc.Store(id=ids.JOB_RUNNING, data=False),
+        # no longer written (parts are redrawn by ``register_redraw``); kept while the main
+        # callback (ui/callbacks.py) still names it as an input
         dcc.Store(id=ids.JOB_TICK),
     ]
 
@@ -342,9 +344,12 @@ def job_status(trigger: Any, running: Any, progress: Any, request: Any) -> tuple
     ours = (
         progress if isinstance(progress, dict) and progress.get("key") == request.get("key") else {}
     )
-    parts = ours.get("parts") if isinstance(ours.get("parts"), dict) else request.get("parts")
-    parts = parts if isinstance(parts, dict) else {}
-    kinds = [KINDS[name] for name in parts if name in KINDS]
+    asked, told = request.get("parts"), ours.get("parts")
+    parts = {
+        **(asked if isinstance(asked, dict) else {}),
+        **(told if isinstance(told, dict) else {}),
+    }
+    kinds = [kind for kind in KINDS.values() if kind.name in parts]
     what = " and ".join(kind.what for kind in kinds) or "nothing"
     counts = "; ".join(
         f"{parts[k.name][0]} of {parts[k.name][1]} {k.unit}" for k in kinds if _pair(parts[k.name])
@@ -386,19 +391,34 @@ def current_key(analyzer: Any, kind: JobKind, current: Any, raw_options: dict) -
         return None
 
 
-def redraw_from_job(analyzer: Any, value: Any, current: Any, raw_options: dict, rendered: Any):
-    """A job's part or end arrived: the ``rendered`` memory without that kind's panels, so
-    the main callback draws them again from the cache; None when the part is of another
-    result than the one on the page (nothing to redraw)."""
-    kind = KINDS.get(str(value.get("kind"))) if isinstance(value, dict) else None
+def job_panels(analyzer: Any, value: Any, current: Any, raw_options: dict) -> set[str]:
+    """The panels a job's progress ``value`` has new parts for on this page: those of every
+    kind it reports on (the browser sees one progress a poll, so several parts, maybe of
+    two kinds, arrive at once) whose result is the one on the page."""
     key = value.get("key") if isinstance(value, dict) else None
-    if kind is None or not isinstance(key, str):
-        return None
-    if current_key(analyzer, kind, current, raw_options) not in key.split("+"):
+    parts = value.get("parts") if isinstance(value, dict) else None
+    if not isinstance(key, str) or not isinstance(parts, dict):
+        return set()
+    keys = key.split("+")
+    kinds = [kind for kind in KINDS.values() if kind.name in parts]
+    return {
+        panel
+        for kind in kinds
+        if current_key(analyzer, kind, current, raw_options) in keys
+        for panel in kind.panels
+    }
+
+
+def redraw_from_job(analyzer: Any, value: Any, current: Any, raw_options: dict, rendered: Any):
+    """A job's parts arrived: the ``rendered`` memory without their panels, so that
+    drawing again draws them from the cache; None when they are of another result than
+    the one on the page (nothing to redraw)."""
+    wanted = job_panels(analyzer, value, current, raw_options)
+    if not wanted:
         return None
     if not isinstance(rendered, dict):
         return {}
-    panels = {k: v for k, v in rendered.get("panels", {}).items() if k not in kind.panels}
+    panels = {k: v for k, v in rendered.get("panels", {}).items() if k not in wanted}
     return {**rendered, "panels": panels}
 
 
@@ -418,7 +438,11 @@ def job_outputs(analyzer: Any, out: dict, current: Any, raw_options: dict, reque
     extra: dict[Any, Any] = {}
     if asked is None:
         return extra
-    if not isinstance(request, dict) or request.get("key") != asked["key"]:
+    asked_for = request.get("key") if isinstance(request, dict) else None
+    covered = isinstance(asked_for, str) and set(asked["key"].split("+")) <= set(
+        asked_for.split("+")
+    )
+    if not covered:  # a kind finishing leaves the rest to the running job: no restart
         extra[(ids.JOB_REQUEST, "data")] = asked
     drawn = out.get((ids.RENDERED, "data"))
     if isinstance(drawn, dict):
@@ -437,7 +461,7 @@ def job_outputs(analyzer: Any, out: dict, current: Any, raw_options: dict, reque
 def register_jobs(app: Dash, manager: Any) -> None:
     """The background callback, the redraw of its panels as parts arrive, the status line."""
     app.callback(
-        output=Output(ids.JOB_DONE, "data"),  # nothing depends on it (see ``timeline_job``)
+        output=Output(ids.JOB_DONE, "data"),  # nothing depends on it (see ``background_job``)
         inputs=dict(
             request=Input(ids.JOB_REQUEST, "data"),
             resume=Input(ids.JOB_RESUME, "n_clicks"),
@@ -502,11 +526,17 @@ def register_redraw(app: Dash) -> None:
     )
     def redraw(progress, current, rendered, options) -> list:
         analyzer = current_app.config["ANALYZER"]
+        wanted = job_panels(analyzer, progress, current, options)
         memory = redraw_from_job(analyzer, progress, current, options, rendered)
         if memory is None:
             raise PreventUpdate
         renderer = renderers.setdefault(id(analyzer), Renderer(analyzer, prefetch=False))
-        wanted = KINDS[progress["kind"]].panels
+        # drawn even when off screen: the page's memory still holds what the main callback
+        # drew, so a panel skipped here would stay stale once scrolled to
+        ours = {p.figure[0] for p in panels if p.name in wanted}
+        hidden = options.get("hidden")
+        if isinstance(hidden, list):
+            options = {**options, "hidden": [h for h in hidden if h not in ours]}
         out = renderer(current, options, memory)
         figures = [out.get(p.figure, no_update) if p.name in wanted else no_update for p in panels]
         if all(f is no_update for f in figures):
