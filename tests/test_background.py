@@ -133,9 +133,10 @@ def test_patching_in_parts_equals_the_one_shot_patching(small_root, results):
     assert got["answer"] == want["answer"] and got["normalised"] == bool(want["normalised"])
     for name in ("clean", "corrupt", "logit_scale"):
         assert got[name] == pytest.approx(float(want[name]), rel=1e-6)
-    # float32's error on a logit difference (~2e-7 of the logit scale, see PATCH_MIN_GAP),
-    # divided by the gap the values are normalised by
-    tol = 1e-6 * got["logit_scale"] / abs(got["clean"] - got["corrupt"])
+    # float32's error on a logit difference (~2e-7 of the logit scale, see PATCH_MIN_GAP;
+    # a few times that through the layers, in two orders of summation), divided by the
+    # gap the values are normalised by
+    tol = 5e-6 * got["logit_scale"] / abs(got["clean"] - got["corrupt"])
     np.testing.assert_allclose(got["heads"], want["heads"], rtol=0, atol=tol)
     np.testing.assert_allclose(got["resid"], want["resid"], rtol=0, atol=tol)
     assert app.patching_progress(query) is None and "patching" not in _parts(app, sel)
