@@ -54,8 +54,8 @@ def patching_cost(name: str, tokens: int = 128) -> None:
     """Activation patching at one step of a big shape, part by part, in this process."""
     import jax
     import numpy as np
+    from scale_runs import SHAPES  # noqa: I001 (bench/ is on the path: the script's folder)
 
-    from scale_runs import SHAPES  # bench/ is on the path as the script's folder
     from interp_app.core import causal
     from training.model.gpt import capture, init_params
 
@@ -81,9 +81,7 @@ def patching_cost(name: str, tokens: int = 128) -> None:
         print(f"  part {i + 1}/{len(parts)} {part}: {each[-1]:.1f} s", flush=True)
     print(f"load average: {os.getloadavg()[0]:.1f}")
     print(f"{SHAPES[name].title}, {tokens} tokens: {len(parts)} parts")
-    print(
-        f"  two captures: {seconds['captures']:.1f} s; first part (with compilation): {each[0]:.1f} s"
-    )
+    print(f"  two captures: {seconds['captures']:.1f} s; first part (compiling): {each[0]:.1f} s")
     print(f"  parts: {sum(each):.0f} s in all, {min(each[1:]):.1f} to {max(each):.1f} s each")
 
 
