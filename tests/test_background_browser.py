@@ -106,8 +106,17 @@ def job_processes() -> list[int]:
 
 
 def show(page, selector: str) -> None:
-    """Scroll a panel into view: the page draws only the panels on screen."""
-    page.locator(selector).scroll_into_view_if_needed()
+    """Scroll a panel into view: the page draws only the panels on screen. Its first
+    drawing can re-mount it while Playwright scrolls ("not attached to the DOM"): then
+    scroll again (as tests/test_browser.py's ``wait_title``)."""
+    for attempt in range(5):
+        try:
+            page.locator(selector).scroll_into_view_if_needed(timeout=20_000)
+            return
+        except Exception as err:  # playwright's Error; anything else goes on up
+            if "not attached" not in str(err) or attempt == 4:
+                raise
+            page.wait_for_timeout(500)
 
 
 def head_click(page) -> float:
