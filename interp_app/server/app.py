@@ -81,7 +81,6 @@ def create_app(
     app.validation_layout = validation_layout(app.layout)  # type: ignore[assignment]
     register(app, analyzer, manager)
     register_3d(app, analyzer)
-    app.server.config["CALLBACK_SHAPES"] = callback_shapes(app)
     app.server.config["ANALYZER"] = analyzer
     app.server.config["JOB_MANAGER"] = manager
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES  # larger bodies get a 413
@@ -89,6 +88,9 @@ def create_app(
     if compute_slots is not None:
         install_compute_gate(app.server, compute_slots)
     finish_dash_setup(app)
+    # after Dash's own setup, which adds a callback for each background job's Cancel
+    # (refused as "no such callback" when the shapes were taken before it)
+    app.server.config["CALLBACK_SHAPES"] = callback_shapes(app)
     if warm:
         warm_up(analyzer)
     install_healthz(app, analyzer)
