@@ -15,7 +15,7 @@ from interp_app.panels.base import Context
 from interp_app.panels.multiples import hovered_sparkline
 from interp_app.panels.plotting import message_figure
 from interp_app.ui import ids
-from interp_app.ui.jobs import job_outputs, redraw_from_job, register_jobs
+from interp_app.ui.jobs import job_outputs, register_jobs
 from interp_app.ui.render import OPTIONS, OUTPUTS, Renderer, clean_options, listing_print
 from interp_app.ui.select import event_inputs, recheck
 from interp_app.ui.update import update
@@ -59,7 +59,6 @@ def register_update(app: Dash, analyzer: Any) -> None:
             events=event_inputs(),
             options={name: Input(*option.slot) for name, option in OPTIONS.items()},
             listing=Input(ids.LISTING, "data"),
-            job=Input(ids.JOB_TICK, "data"),
         ),
         state=dict(
             current=State(ids.SELECTION, "data"),
@@ -67,14 +66,10 @@ def register_update(app: Dash, analyzer: Any) -> None:
             request=State(ids.JOB_REQUEST, "data"),
         ),
     )
-    def on_update(search, events, options, listing, job, current, rendered, request) -> list:
-        del events, listing, job  # the trigger and its value come from ``ctx``
+    def on_update(search, events, options, listing, current, rendered, request) -> list:
+        del events, listing  # the trigger and its value come from ``ctx``
         value = ctx.triggered[0]["value"] if ctx.triggered else None
         trigger = ctx.triggered_id
-        if trigger == ids.JOB_TICK:  # a job's part or end: redraw its timelines
-            rendered = redraw_from_job(analyzer, value, current, options, rendered)
-            if rendered is None:
-                raise PreventUpdate
         out = update(renderer, trigger, value, search, current, options, rendered)
         out.update(job_outputs(analyzer, out, current, options, request))
         if not out:

@@ -164,7 +164,6 @@ def stores() -> list:
         dcc.Store(id=ids.JOB_RUNNING, data=False),
         # no longer written (parts are redrawn by ``register_redraw``); kept while the main
         # callback (ui/callbacks.py) still names it as an input
-        dcc.Store(id=ids.JOB_TICK),
     ]
 
 
