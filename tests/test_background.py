@@ -25,7 +25,8 @@ from interp_app.core.results import DiskResults, decode, encode
 from interp_app.core.store import RunStore
 from interp_app.core.view import resolve
 from interp_app.server.background import JobSettings
-from interp_app.ui.jobs import job_request, job_status, query_of, request_query
+from interp_app.ui.job_kinds import job_request, query_of, request_query
+from interp_app.ui.jobs import job_status
 
 
 @pytest.fixture

@@ -276,8 +276,9 @@ def test_forward_view_in_3d_follows_threshold_and_head(page, app_url):
     assert 0 < after < before
 
     click_cell(page, "head-grid", 0.75, 0.25)  # L0H1 in the head grid
-    page.locator("#forward-3d").scroll_into_view_if_needed()  # drawn while on screen
-    wait_title(page, "forward-3d", "attention of L0H1 strong")
+    wait_title(page, "head-grid", "selected L0H1")  # the selection changed off the section
+    page.locator("#forward-3d").scroll_into_view_if_needed()  # drawn once on screen
+    wait_title(page, "forward-3d", "attention of L0H1 strong", timeout=40_000)
     strong = forward_traces(page, "attn-strong")
     assert strong and {h for h, _ in strong} == {"L0H1"}
     assert "L0H1" not in {h for h, _ in forward_traces(page, "attn")}

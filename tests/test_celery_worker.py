@@ -26,7 +26,7 @@ from interp_app.core.selection import Selection
 from interp_app.core.store import RunStore
 from interp_app.server.app import create_app
 from interp_app.server.background import JobSettings
-from interp_app.ui.jobs import request_query
+from interp_app.ui.job_kinds import request_query
 from tests.background_client import BackgroundClient
 from tests.browser import free_port
 from tests.dash_client import DashClient

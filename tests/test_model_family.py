@@ -335,7 +335,7 @@ def test_the_article_model_keeps_its_schema_and_run_json_reads_as_before():
     # the timeline reads the unembedding from the state pytree, one step from flat arrays
     _, state = unflatten_params(REPRESENTATIVE, flat)
     stacked = metrics.readout(state, REPRESENTATIVE.n_layers)
-    for got, want in zip(stacked, metrics._host_readout(flat, 2), strict=True):
+    for got, want in zip(stacked, metrics.host_readout(flat, 2), strict=True):
         np.testing.assert_array_equal(got, want)
 
 

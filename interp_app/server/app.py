@@ -18,7 +18,7 @@ from interp_app.server.http_guard import install_http_guards
 from interp_app.server.settings import Settings, from_env
 from interp_app.ui.callbacks import register
 from interp_app.ui.callbacks3d import register_3d
-from interp_app.ui.jobs import needs_job
+from interp_app.ui.job_kinds import needs_job
 from interp_app.ui.page import build_layout, validation_layout
 from training import runtime
 
