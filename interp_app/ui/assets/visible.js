@@ -5,8 +5,9 @@
 // - every figure of the page: the ids of those off screen go into the `panels-hidden`
 //   store, a view option of the main callback, which then leaves them as they are and
 //   draws them (for the selection then) once they are scrolled to.
-// The hidden list is written only while no callback request is in flight: a new request of
-// the main callback makes Dash drop the one in flight, and with it a click's answer.
+// The hidden list is written only once no callback request has been in flight for a while:
+// a new request of the main callback makes Dash drop the answer of one still in flight or
+// not yet applied, and with it a click's answer.
 (function () {
   const SECTION = "section-3d";
   const STORE = "section-3d-visible";
@@ -26,12 +27,17 @@
       return await realFetch(...args);
     } finally {
       pending -= 1;
+      settledAt = performance.now();
     }
   };
 
+  // Quiet for QUIET ms: the renderer has applied the last answer (it does so after the
+  // fetch resolves; a request sent before that would make it drop the answer).
+  const QUIET = 300;
+  let settledAt = 0;
   function writeHidden() {
-    if (pending > 0) {
-      setTimeout(writeHidden, 50);
+    if (pending > 0 || performance.now() - settledAt < QUIET) {
+      setTimeout(writeHidden, 100);
       return;
     }
     const now = JSON.stringify([...off].sort());
