@@ -73,7 +73,7 @@ window.fetch = async (...args) => {
 """
 PAINTED = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 MAIN = "selection.data"  # an output only the main callback writes
-HEAD_PANELS = ("head-grid", "attention-pattern", "head-multiples")  # on screen: drawn at once
+HEAD_PANELS = ("head-grid", "attention-pattern")  # on screen: drawn at once
 
 TARGETS = {  # row -> per column (None: no target)
     "head click, painted (ms)": (200, 300, 400),
@@ -109,6 +109,16 @@ def title_has(panel: str, text: str) -> str:
         f"(document.querySelector('#{panel} .gtitle') || {{textContent: ''}})"
         f".textContent.includes({text!r})"
     )
+
+
+def multiples_say(name: str) -> str:
+    """The multiples name the selected head: in their caption (in their title before
+    session 9: the same check measures older code with ``--app-dir``)."""
+    caption = (
+        f"(document.getElementById('multiples-caption') || {{textContent: ''}})"
+        f".textContent.includes({name!r})"
+    )
+    return f"({caption} || {title_has('head-multiples', name)})"
 
 
 def requests_since(page, mark: int) -> list[dict]:
@@ -202,7 +212,11 @@ def measure(page, col: Column, url: str, repeat: int, look: float) -> None:
                 b["y"] + (layer + 0.5) / n_layers * b["height"],
             )
 
-        action("head click", click, " && ".join(title_has(p, name) for p in HEAD_PANELS))
+        action(
+            "head click",
+            click,
+            " && ".join([*(title_has(p, name) for p in HEAD_PANELS), multiples_say(name)]),
+        )
 
     n_steps = int(page.evaluate("document.querySelectorAll('#step-slider [role=slider]').length"))
     steps_max = page.evaluate(

@@ -69,6 +69,16 @@ def wait_title(page, panel: str, text: str, timeout: float = 20_000) -> None:
     )
 
 
+def wait_text(page, element: str, text: str, timeout: float = 20_000) -> None:
+    """Wait until the element with id ``element`` says ``text``."""
+    page.wait_for_function(
+        "([id, t]) => { const e = document.getElementById(id);"
+        " return e && e.textContent.includes(t); }",
+        arg=[element, text],
+        timeout=timeout,
+    )
+
+
 def open_page(page, url: str) -> None:
     page.goto(url)
     page.wait_for_selector("#head-grid .nsewdrag", timeout=30_000)
@@ -104,7 +114,13 @@ def test_click_a_head_and_every_panel_follows(page, app_url):
     assert "selected L1H0" in title(page, "residual-contributions")
     wait_title(page, "token-attributions", "L0H1")
     wait_title(page, "residual-contributions", "selected L0H1")
-    wait_title(page, "head-multiples", "selected L0H1")
+    wait_text(page, "multiples-caption", "selected L0H1")
+    frame = page.locator("#multiples-frame").bounding_box()  # over the second multiple
+    cell = page.locator("#head-multiples .nsewdrag").nth(1).bounding_box()
+    assert (
+        frame and cell and abs(frame["x"] + frame["width"] / 2 - cell["x"] - cell["width"] / 2) < 4
+    )
+    assert abs(frame["y"] + frame["height"] / 2 - cell["y"] - cell["height"] / 2) < 6
     page.screenshot(path=str(ARTIFACTS / "after-head-click.png"), full_page=True)
 
     page.go_back()
@@ -309,7 +325,7 @@ def test_multiples_click_head_search_and_3d_drawn_when_scrolled_to(page, app_url
     page.evaluate("window.__outputs = []")  # what the page asks from here on
     click_cell(page, "head-multiples", 0.5, 0.5)  # the first multiple: L0H0
     wait_title(page, "attention-pattern", "L0H0")
-    wait_title(page, "head-multiples", "selected L0H0")
+    wait_text(page, "multiples-caption", "selected L0H0")
     search = page.locator("#head-search")
     search.fill("l1h1")
     search.press("Enter")

@@ -180,11 +180,16 @@ def test_head_click_updates_every_head_panel_in_one_response(client, start):
         assert "L0H1" in r[panel]["figure"]["layout"]["title"]["text"], panel
     # panels that do not depend on the head are not resent
     assert "loss-curve" not in r and "prediction" not in r and "logit-lens" not in r
-    # the grid, the multiples and the bars only move their marks: a Patch, no data
-    for panel in ("head-grid", "head-multiples", "residual-contributions"):
+    # the grid and the bars only move their marks: a Patch, no data
+    for panel in ("head-grid", "residual-contributions"):
         ops = {tuple(op["location"]): op for op in r[panel]["figure"]["operations"]}
         assert "L0H1" in ops[("layout", "title", "text")]["params"]["value"], panel
         assert not any(loc[:1] == ("data",) and len(loc) < 3 for loc in ops), panel
+    # the multiples are not touched at all: their frame and caption are elements of the page
+    assert "head-multiples" not in r
+    assert r["multiples-caption"]["children"] == "selected L0H1"
+    assert r["multiples-frame"]["style"]["display"] == "block"
+    assert r["multiples-frame"]["style"] != first["multiples-frame"]["style"]
     assert r["ablate-button"]["children"] == "Ablate L0H1"
     # the sparkline follows the selected head in the same response (no second request)
     assert r["head-sparkline"]["figure"]["layout"]["title"]["text"].startswith("L0H1:")

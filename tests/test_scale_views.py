@@ -1,12 +1,14 @@
 """Views at 144 heads and 128 tokens: what a head click recomputes and sends, the capped
 figures (multiples of the top heads, pooled; the grid without cell text past 36 heads;
-patterns as typed arrays) and the one-head token attributions against the step's metrics.
+patterns as typed arrays), the one-head token attributions and the page's step against
+the step's metrics, and the logit lens computed apart, only when its panel draws.
 
 Runs here are written with random weights (``tests.external_runs``): no training."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 
 import numpy as np
@@ -16,12 +18,13 @@ from plotly.utils import PlotlyJSONEncoder
 from interp_app.core import metrics
 from interp_app.core.analyzer import Analyzer
 from interp_app.core.heads import component_names
-from interp_app.core.lean_step import lean_step, lens_window
-from interp_app.core.prefetch import neighbours
+from interp_app.core.lean_step import lean_step, lens_window, step_lens
+from interp_app.core.prefetch import Prefetcher, neighbours
 from interp_app.core.selection import Selection
 from interp_app.core.store import RunStore
-from interp_app.core.view import View, compute_view, head_source_attr, resolve
-from interp_app.panels import attention, head_grid, multiples, token_attributions
+from interp_app.core.view import View, compute_lens, compute_view, head_source_attr, resolve
+from interp_app.panels import attention, head_grid, logit_lens, multiples, token_attributions
+from interp_app.panels.base import Context
 from tests.external_runs import CONFIG, write_run
 
 
@@ -29,6 +32,9 @@ from tests.external_runs import CONFIG, write_run
 def analyzer(tmp_path_factory):
     root = tmp_path_factory.mktemp("scale-views")
     write_run(root, "ext", "bytes", prompt="the cat sat on the mat")
+    # untied, with an unembedding bias: the lens reads ``w_u`` and ``b_u``, not ``wte``
+    untied = dataclasses.replace(CONFIG, tied=False, unembed_bias=True)
+    write_run(root, "untied", "bytes", untied, prompt="the cat sat on the mat")
     return Analyzer(RunStore(root))
 
 
@@ -96,8 +102,6 @@ def big_view(n_layers: int = 12, n_heads: int = 12, tokens: int = 128, seed: int
         comp_kinds=(*kinds, "ln"),
         comp_attr=rng.standard_normal(len(names) + 1),
         logit=1.0,
-        lens_top=np.zeros((n_layers + 1, tokens), int),
-        lens_prob=np.zeros((n_layers + 1, tokens)),
     )
 
 
@@ -129,12 +133,23 @@ def test_multiples_of_144_heads_show_the_top_16_pooled_and_small():
     assert fig["data"][0]["z"]["shape"] == "32,32"
     assert "top 16 of 144 heads" in fig["layout"]["title"]["text"]
     assert "4x4 positions a cell" in fig["layout"]["title"]["text"]
-    assert len(fig["layout"]["shapes"]) == 1  # the selected head is framed
     assert len(json.dumps(fig, cls=PlotlyJSONEncoder)) < 150_000
+    # the selected head is framed by an element over the figure, at its multiple's place
+    marks = multiples.multiples_overlay(view, sel_of(view, *top), "dla")
+    assert marks.title is None and marks.shapes is None  # the figure is left as it is
+    style, caption = (
+        marks.extra[(multiples.FRAME, "style")],
+        marks.extra[(multiples.CAPTION, "children")],
+    )
+    assert style["display"] == "block" and caption == f"selected L{top[0]}H{top[1]}"
+    (x0, _), (_, y1) = multiples._slots(view, heads)[top]
+    assert style["left"] == f"calc(20px + (100% - 40px) * {x0 - 0.01:.4f})"
+    assert style["top"] == f"{60 + 300 * (1 - y1 - 0.02):.1f}px"
     # a head not among the top: said, not framed
     rest = next((a, b) for a in range(12) for b in range(12) if (a, b) not in heads)
     other = multiples.multiples_overlay(view, sel_of(view, *rest), "dla")
-    assert other.shapes == [] and "not among these" in other.title
+    assert other.extra[(multiples.FRAME, "style")]["display"] == "none"
+    assert "not among these" in other.extra[(multiples.CAPTION, "children")]
 
 
 def test_small_models_keep_every_head_in_layer_order():
@@ -182,26 +197,97 @@ def test_prefetch_goes_the_way_the_user_moves():
     assert neighbours(steps, 5) == []
 
 
-@pytest.mark.parametrize("width", [4, 32])
-def test_the_pages_step_equals_one_step_with_the_lens_at_a_window(analyzer, width):
-    """``lean_step``: every number of ``metrics.one_step`` (float64, equal), the lens at the
-    ``width`` positions ending at the query (float32: the same top tokens, probabilities
-    within 1e-5), and ``lens_start`` where they begin."""
-    sel, _ = resolve(analyzer, {"run": "ext"})
+def _step_of(analyzer, run: str, ablate: tuple[str, ...] = ()):
+    """(prompt, capture, clean capture or None, parameters, target) of the run's default
+    selection at its last step."""
+    sel, _ = resolve(analyzer, {"run": run})
+    prompt = analyzer.encode(run, sel.prompt)
+    cap = analyzer.capture(run, sel.step, prompt, ablate)
+    clean = analyzer.capture(run, sel.step, prompt) if ablate else None
+    params = analyzer.store.params(run, sel.step)
+    return prompt, cap, clean, params, analyzer.store.info(run).tokenizer.index[sel.target]
+
+
+@pytest.mark.parametrize("run, ablate", [("ext", ()), ("untied", ()), ("ext", ("L1H0",))])
+def test_the_pages_step_equals_one_step(analyzer, run, ablate):
+    """``lean_step`` (float64 from the slices each number reads) gives every number of
+    ``metrics.one_step`` but the lens, equal, at any query, source, head and target, tied or
+    untied, with or without ablation (``clean_probs`` from the unablated pass)."""
+    prompt, cap, clean, params, target = _step_of(analyzer, run, ablate)
+    n = prompt.length
+    for pos, src, layer, head, tgt in [
+        (n - 1, 0, 1, 0, target),
+        (n - 2, n - 3, 0, 1, 7),
+        (0, 0, 1, 1, target),
+        (n // 2, 2, 0, 0, 300),
+    ]:
+        args = dict(clean=clean, pos=pos, target=tgt, length=n, src=src, layer=layer, head=head)
+        want = metrics.one_step(cap, params, eps=CONFIG.ln_eps, **args)
+        got = lean_step(cap, params, eps=CONFIG.ln_eps, **args)
+        assert set(got) == set(want) - {"lens_top", "lens_prob"}
+        for key in ("attr", "ln_bias", "token_attr", "probs", "clean_probs"):
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=1e-15, err_msg=key)
+        assert got["heads"].keys() == want["heads"].keys()
+        for name, values in want["heads"].items():
+            np.testing.assert_allclose(got["heads"][name], values, rtol=1e-12, atol=1e-15)
+        assert got["attr"].sum() + got["ln_bias"] == pytest.approx(
+            float(cap.logits[0, pos, tgt]), rel=1e-5, abs=1e-5
+        )
+
+
+@pytest.mark.parametrize("run, width", [("ext", 4), ("ext", 32), ("untied", 4)])
+def test_the_lens_is_one_steps_at_a_window(analyzer, run, width):
+    """``step_lens``: the lens of ``metrics.one_step`` at the ``width`` positions ending at
+    the query (float32: the same top tokens, probabilities within 1e-5), from ``start``."""
+    prompt, cap, _, params, target = _step_of(analyzer, run)
+    n = prompt.length
+    for pos in (n - 1, 2):
+        args = dict(pos=pos, target=target, length=n, src=0, layer=0, head=0)
+        want = metrics.one_step(cap, params, eps=CONFIG.ln_eps, **args)
+        top, prob, start = step_lens(cap, params, pos=pos, length=n, eps=CONFIG.ln_eps, width=width)
+        assert (start, start + top.shape[1]) == lens_window(pos, n, width)
+        assert start == max(0, pos + 1 - width) and top.shape == (
+            CONFIG.n_layers + 1,
+            min(n, width),
+        )
+        shown = slice(start, start + top.shape[1])
+        np.testing.assert_array_equal(top, want["lens_top"][:, shown])
+        np.testing.assert_allclose(prob, want["lens_prob"][:, shown], atol=1e-5)
+
+
+def _lens_cached(analyzer, sel: Selection) -> bool:
+    key = ("lens", sel.run, sel.step, sel.prompt, sel.pos, sel.ablate, sel.mode)
+    return analyzer._derived.peek((analyzer.store.generation(sel.run), key)) is not None
+
+
+def test_the_lens_is_computed_only_for_its_panel(tmp_path):
+    """A view (and the prefetcher's, unless asked) leaves the lens out; the panel draws
+    ``compute_lens``, the ablated pass's lens at the window ending at the query."""
+    write_run(tmp_path, "ext", "bytes", prompt="the cat sat on the mat")
+    analyzer = Analyzer(RunStore(tmp_path))
+    sel, _ = resolve(analyzer, {"run": "ext", "ablate": "L0H1"})
+    compute_view(analyzer, sel)
+    assert not _lens_cached(analyzer, sel)
+    steps = analyzer.store.steps("ext")
+    prefetch = Prefetcher(analyzer)
+    prefetch.around(sel, steps)
+    assert prefetch.idle()
+    before = sel.with_(step=steps[-2])
+    assert ("ext", before.step) in prefetch.done and not _lens_cached(analyzer, before)
+    prefetch.around(sel, steps, lens=True)
+    assert prefetch.idle() and _lens_cached(analyzer, before)
+
+    ctx = Context(analyzer, sel, steps, set(), {"src": 0}, set())
+    lens = ctx.lens
+    assert lens is compute_lens(analyzer, sel) and _lens_cached(analyzer, sel)
     prompt = analyzer.encode("ext", sel.prompt)
-    cap = analyzer.capture("ext", sel.step, prompt)
+    cap = analyzer.capture("ext", sel.step, prompt, sel.ablate)
     params = analyzer.store.params("ext", sel.step)
-    target = analyzer.store.info("ext").tokenizer.index[sel.target]
-    pos = prompt.length - 2
-    args = dict(pos=pos, target=target, length=prompt.length, src=1, layer=1, head=0)
-    want = metrics.one_step(cap, params, eps=CONFIG.ln_eps, **args)
-    got = lean_step(cap, params, eps=CONFIG.ln_eps, lens_positions=width, **args)
-    for key in ("attr", "ln_bias", "token_attr", "probs", "clean_probs"):
-        np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=1e-15)
-    for name, values in want["heads"].items():
-        np.testing.assert_allclose(got["heads"][name], values, rtol=1e-12, atol=1e-15)
-    start = max(0, pos + 1 - width)
-    assert got["lens_start"] == start == lens_window(pos, prompt.length, width)[0]
-    shown = slice(start, start + got["lens_top"].shape[1])
-    np.testing.assert_array_equal(got["lens_top"], want["lens_top"][:, shown])
-    np.testing.assert_allclose(got["lens_prob"], want["lens_prob"][:, shown], atol=1e-5)
+    top, prob, start = step_lens(cap, params, pos=sel.pos, length=prompt.length, eps=CONFIG.ln_eps)
+    np.testing.assert_array_equal(lens.top, top)
+    np.testing.assert_array_equal(lens.prob, prob)
+    assert lens.start == start and lens.length == prompt.length
+    assert lens.words == compute_view(analyzer, sel).words
+    fig = logit_lens.draw(ctx)[logit_lens.FIGURE]
+    np.testing.assert_array_equal(fig["data"][0]["z"], lens.prob)
+    assert fig["data"][0]["text"][-1][-1] == lens.vocab[top[-1, -1]]

@@ -25,10 +25,12 @@ class Overlay:
     """A figure's title and shapes: all a step or head change alters in some panels, sent
     as a ``dash.Patch`` instead of the whole figure. ``sets``: other properties of the
     figure to set, as (path, value) (a path is keys and indexes: ``("data", 0, "marker",
-    "color")``); ``extra``: values of the panel's other outputs."""
+    "color")``); ``extra``: values of the panel's other outputs. With no title, shapes or
+    sets the figure is not touched at all (Plotly re-draws a figure of many subplots on
+    any change: 150-250 ms for 16 multiples), only ``extra`` is sent."""
 
-    title: str
-    shapes: list[dict]
+    title: str | None
+    shapes: list[dict] | None
     sets: tuple[tuple[tuple[Any, ...], Any], ...] = ()
     extra: dict[Any, Any] = field(default_factory=dict)
 

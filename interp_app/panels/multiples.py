@@ -8,7 +8,7 @@ from typing import Any
 
 import dash_bootstrap_components as dbc
 import numpy as np
-from dash import dcc
+from dash import dcc, html
 
 from interp_app.core.heads import head_name, parse_head
 from interp_app.core.induction_views import HEAD_METRICS
@@ -29,7 +29,6 @@ from interp_app.panels.plotting import (
     HIGHLIGHT,
     Figure,
     figure,
-    frame,
     message_figure,
     scale,
 )
@@ -126,16 +125,42 @@ def _slots(view: Any, heads: list[tuple[int, int]]) -> dict[tuple[int, int], tup
     return {head: (xdom[i % cols], ydom[i // cols]) for i, head in enumerate(heads)}
 
 
-def multiples_overlay(
-    view: Any, sel: Selection, metric: str, base_step: int | None = None
-) -> Overlay:
-    """Title and the frame of the selected head: all a head click changes."""
+MARGIN = {"l": 20, "r": 20, "t": 60, "b": 20}  # px around the multiples' plot area
+HEIGHT = 380  # px: the figure's height
+FRAME = ids.MULTIPLES_FRAME
+CAPTION = ids.MULTIPLES_CAPTION
+FRAME_LOOK = {  # the frame's look (Plotly's frame shape, as an element clicks pass through)
+    "position": "absolute",
+    "border": f"3px solid {HIGHLIGHT}",
+    "boxSizing": "border-box",
+    "pointerEvents": "none",
+    "zIndex": 5,
+}
+
+
+def frame_style(slot: tuple | None) -> dict[str, str]:
+    """CSS placing the frame element over a multiple's (x domain, y domain) on the paper:
+    the figure's width follows the page, its margins and height are fixed pixels."""
+    if slot is None:
+        return {**FRAME_LOOK, "display": "none"}
+    (x0, x1), (y0, y1) = slot
+    x0, x1, y0, y1 = x0 - 0.01, x1 + 0.01, y0 - 0.02, y1 + 0.02
+    inner_w = f"(100% - {MARGIN['l'] + MARGIN['r']}px)"
+    inner_h = HEIGHT - MARGIN["t"] - MARGIN["b"]
+    return {
+        **FRAME_LOOK,
+        "display": "block",
+        "left": f"calc({MARGIN['l']}px + {inner_w} * {x0:.4f})",
+        "width": f"calc({inner_w} * {x1 - x0:.4f})",
+        "top": f"{MARGIN['t'] + inner_h * (1 - y1):.1f}px",
+        "height": f"{inner_h * (y1 - y0):.1f}px",
+    }
+
+
+def multiples_title(view: Any, metric: str, base_step: int | None = None) -> str:
+    """What the multiples show (not which head is selected: a head click leaves the
+    figure as it is)."""
     heads = shown_heads(view, metric)
-    slot = _slots(view, heads).get((sel.layer, sel.head))
-    shapes = []
-    if slot is not None:
-        (x0, x1), (y0, y1) = slot
-        shapes = [frame(x0 - 0.01, x1 + 0.01, y0 - 0.02, y1 + 0.02, "paper", "paper")]
     what = "Every head's pattern" if base_step is None else f"Change since step {base_step}"
     n_layers, n_heads = view.patterns.shape[:2]
     if len(heads) < n_layers * n_heads:
@@ -143,11 +168,20 @@ def multiples_overlay(
             f"{'Patterns' if base_step is None else what} of the top {len(heads)} of "
             f"{n_layers * n_heads} heads by |{metric}|"
         )
-    where = "" if slot is not None else ", not among these"
     block = pooled(view.patterns[0, 0])[1]
     pooled_note = f"; {block}x{block} positions a cell" if block > 1 else ""
-    title = f"{what} (selected {sel.head_name}{where}; click to select{pooled_note})"
-    return Overlay(title, shapes)
+    return f"{what} (click to select{pooled_note})"
+
+
+def multiples_overlay(view: Any, sel: Selection, metric: str) -> Overlay:
+    """The selected head's frame and the caption naming it: all a head click changes,
+    both outside the figure (re-drawing 16 multiples took Plotly 150-250 ms a click)."""
+    slot = _slots(view, shown_heads(view, metric)).get((sel.layer, sel.head))
+    where = "" if slot is not None else " (not among these)"
+    caption = f"selected {sel.head_name}{where}"
+    return Overlay(
+        None, None, extra={(FRAME, "style"): frame_style(slot), (CAPTION, "children"): caption}
+    )
 
 
 def multiples_figure(
@@ -158,7 +192,8 @@ def multiples_figure(
     metric: str = "dla",
 ) -> Figure:
     """Small multiples (a layers x heads grid, or the top heads by ``metric``), each pattern
-    pooled to at most ``MAX_CELLS`` a side; the selected head is framed.
+    pooled to at most ``MAX_CELLS`` a side (the selected head's frame is
+    :func:`multiples_overlay`'s, outside the figure).
 
     With ``base`` each multiple shows the change of its pattern since ``base_step``.
     """
@@ -181,16 +216,8 @@ def multiples_figure(
             "autorange": "reversed",
         }
         notes.append(_label(name, sum(xdom) / 2, ydom[1]))
-    overlay = multiples_overlay(view, sel, metric, base_step if base is not None else None)
-    return figure(
-        data,
-        overlay.title,
-        380,
-        shapes=overlay.shapes,
-        annotations=notes,
-        margin={"l": 20, "r": 20, "t": 60, "b": 20},
-        **axes,
-    )
+    title = multiples_title(view, metric, base_step if base is not None else None)
+    return figure(data, title, HEIGHT, annotations=notes, margin=MARGIN, **axes)
 
 
 def sparkline_figure(steps: list[int], values: Any, name: str, metric: str) -> Figure:
@@ -244,19 +271,16 @@ def _base(ctx: Context) -> tuple[Any | None, int | None]:
 SPARKLINE = (ids.HEAD_SPARKLINE, "figure")  # drawn with the panel: no second request a click
 
 
-def draw(ctx: Context) -> dict[Any, Figure]:
+def draw(ctx: Context) -> dict[Any, Any]:
     base, step = _base(ctx)
     metric = ctx.options["metric"]
     figure = multiples_figure(ctx.view, ctx.sel, base, step, metric)
-    return {PANEL.figure: figure, SPARKLINE: hovered_sparkline(ctx, None)}
+    marks = multiples_overlay(ctx.view, ctx.sel, metric)
+    return {PANEL.figure: figure, SPARKLINE: hovered_sparkline(ctx, None), **marks.extra}
 
 
 def overlay(ctx: Context) -> Overlay:
-    earlier = [s for s in ctx.steps if s < ctx.sel.step]
-    change = ctx.options["multiples_mode"] == "change" and earlier
-    marks = multiples_overlay(
-        ctx.view, ctx.sel, ctx.options["metric"], earlier[-1] if change else None
-    )
+    marks = multiples_overlay(ctx.view, ctx.sel, ctx.options["metric"])
     return replace(marks, extra={**marks.extra, SPARKLINE: hovered_sparkline(ctx, None)})
 
 
@@ -271,14 +295,17 @@ def layout() -> dbc.Col:
     sparkline = dcc.Graph(
         id=ids.HEAD_SPARKLINE, config={"displayModeBar": False}, style={"height": "150px"}
     )
-    body = [mode, graph(ids.HEAD_MULTIPLES, 380), sparkline, dcc.Store(id=MULTIPLES_CLICK)]
+    caption = html.Div(id=CAPTION, className="small text-muted")
+    frame = html.Div(id=FRAME, style=frame_style(None))
+    figure = html.Div([graph(ids.HEAD_MULTIPLES, HEIGHT), frame], style={"position": "relative"})
+    body = [mode, caption, figure, sparkline, dcc.Store(id=MULTIPLES_CLICK)]
     return column("Heads' attention patterns", body, 6)
 
 
 PANEL = Panel(
     name="multiples",
     layout=layout,
-    outputs=((ids.HEAD_MULTIPLES, "figure"), SPARKLINE),
+    outputs=((ids.HEAD_MULTIPLES, "figure"), SPARKLINE, (FRAME, "style"), (CAPTION, "children")),
     depends=frozenset({"run", "step", "prompt", "pos", "target", "ablate", "mode"})
     | frozenset({"multiples_mode", "listing", "metric", "src"}),
     draw=draw,

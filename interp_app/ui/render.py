@@ -79,11 +79,15 @@ def listing_print(runs: list[str], steps: list[int]) -> str:
     return fingerprint([runs, steps])
 
 
-def as_patch(overlay: Overlay) -> Patch:
-    """Move a figure's marks without resending its data."""
+def as_patch(overlay: Overlay) -> Patch | None:
+    """Move a figure's marks without resending its data (None: it has none to move)."""
+    if overlay.title is None and overlay.shapes is None and not overlay.sets:
+        return None
     p = Patch()
-    p["layout"]["title"]["text"] = overlay.title
-    p["layout"]["shapes"] = overlay.shapes
+    if overlay.title is not None:
+        p["layout"]["title"]["text"] = overlay.title
+    if overlay.shapes is not None:
+        p["layout"]["shapes"] = overlay.shapes
     for path, value in overlay.sets:
         node = p
         for key in path[:-1]:
@@ -109,7 +113,9 @@ def update_panel(panel: Panel, context: Context, prints: dict[str, str], before:
         overlay = panel.overlay(context)
         if overlay is None:
             return {}, None
-        return {**overlay.extra, panel.figure: as_patch(overlay)}, [depends, marks]
+        patch = as_patch(overlay)
+        figure = {} if patch is None else {panel.figure: patch}
+        return {**overlay.extra, **figure}, [depends, marks]
     return {}, before
 
 
