@@ -129,7 +129,7 @@ MARGIN = {"l": 20, "r": 20, "t": 60, "b": 20}  # px around the multiples' plot a
 HEIGHT = 380  # px: the figure's height
 FRAME = ids.MULTIPLES_FRAME
 CAPTION = ids.MULTIPLES_CAPTION
-FRAME_LOOK = {  # the frame's look (Plotly's frame shape, as an element clicks pass through)
+FRAME_LOOK: dict[str, Any] = {  # the frame's look (Plotly's frame shape, as an element clicks pass through)
     "position": "absolute",
     "border": f"3px solid {HIGHLIGHT}",
     "boxSizing": "border-box",
@@ -138,7 +138,7 @@ FRAME_LOOK = {  # the frame's look (Plotly's frame shape, as an element clicks p
 }
 
 
-def frame_style(slot: tuple | None) -> dict[str, str]:
+def frame_style(slot: tuple | None) -> dict[str, Any]:
     """CSS placing the frame element over a multiple's (x domain, y domain) on the paper:
     the figure's width follows the page, its margins and height are fixed pixels."""
     if slot is None:
