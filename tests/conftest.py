@@ -97,6 +97,9 @@ SCALE_TESTS = {
     ("test_products", "test_cross_entropy_is_optaxs_with_the_same_gradient"),
     ("test_steps", "test_data_parallel_gradient_is_the_whole_batch_gradient"),
     ("test_api", "test_metrics_are_the_apps_view[step=300,ablate=L0H1,L1H0,ablate_mode=mean]"),
+    # the patching sweep computed in parts against the one-shot sweep: two programs of their
+    # own (9-14 s); the slow tier's background-job tests run the parts end to end
+    ("test_background", "test_patching_in_parts_equals_the_one_shot_patching"),
     (
         "test_api",
         "test_metrics_are_the_apps_view[step=150,ablate=L1H0,ablate_mode=valid-mean,head=L1H0]",
