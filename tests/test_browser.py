@@ -120,7 +120,11 @@ def test_click_a_head_and_every_panel_follows(page, app_url):
     assert (
         frame and cell and abs(frame["x"] + frame["width"] / 2 - cell["x"] - cell["width"] / 2) < 4
     )
-    assert abs(frame["y"] + frame["height"] / 2 - cell["y"] - cell["height"] / 2) < 6
+    label = page.locator("#multiples-labels span", has_text="L0H1").bounding_box()
+    assert label and abs(label["x"] + label["width"] / 2 - cell["x"] - cell["width"] / 2) < 4
+    assert cell["y"] - 20 < label["y"] + label["height"] <= cell["y"] + 1  # just above it
+    inside = (label["y"], cell["y"] + cell["height"])  # the frame holds the name and the cell
+    assert frame["y"] < inside[0] and inside[1] < frame["y"] + frame["height"]
     page.screenshot(path=str(ARTIFACTS / "after-head-click.png"), full_page=True)
 
     page.go_back()

@@ -105,19 +105,6 @@ def _trace(pattern: Any, name: str, suffix: str, change: bool, block: int) -> di
     }
 
 
-def _label(name: str, x: float, y: float) -> dict:
-    return {
-        "text": name,
-        "x": x,
-        "y": y,
-        "xref": "paper",
-        "yref": "paper",
-        "yanchor": "bottom",
-        "showarrow": False,
-        "font": {"color": "#212529", "size": 12},
-    }
-
-
 def _slots(view: Any, heads: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
     """Each shown head's (x domain, y domain) on the paper."""
     rows, cols = _grid(view, heads)
@@ -129,13 +116,44 @@ MARGIN = {"l": 20, "r": 20, "t": 60, "b": 20}  # px around the multiples' plot a
 HEIGHT = 380  # px: the figure's height
 FRAME = ids.MULTIPLES_FRAME
 CAPTION = ids.MULTIPLES_CAPTION
-FRAME_LOOK: dict[str, Any] = {  # the frame's look (Plotly's frame shape, as an element clicks pass through)
+LABEL_PX = 16  # a head name's line height
+# the frame's look (Plotly's frame shape, as an element clicks pass through)
+FRAME_LOOK: dict[str, Any] = {
     "position": "absolute",
     "border": f"3px solid {HIGHLIGHT}",
     "boxSizing": "border-box",
     "pointerEvents": "none",
     "zIndex": 5,
 }
+LABEL_LOOK: dict[str, Any] = {  # a head's name, centred above its multiple
+    "position": "absolute",
+    "transform": "translate(-50%, -100%)",
+    "fontSize": "12px",
+    "lineHeight": f"{LABEL_PX}px",
+    "color": "#212529",
+    "pointerEvents": "none",
+    "whiteSpace": "nowrap",
+}
+LABELS = ids.MULTIPLES_LABELS
+
+
+def _left(x: float) -> str:
+    """CSS ``left`` of paper x: the figure's width follows the page, its margins are fixed."""
+    return f"calc({MARGIN['l']}px + (100% - {MARGIN['l'] + MARGIN['r']}px) * {x:.4f})"
+
+
+def _top(y: float) -> str:
+    return f"{MARGIN['t'] + (HEIGHT - MARGIN['t'] - MARGIN['b']) * (1 - y):.1f}px"
+
+
+def head_labels(view: Any, heads: list[tuple[int, int]]) -> list[html.Span]:
+    """Each shown head's name above its multiple, as elements over the figure (16
+    annotations cost Plotly about as much as the 16 heatmaps on every re-draw)."""
+    labels = []
+    for (layer, h), ((x0, x1), (_, y1)) in _slots(view, heads).items():
+        style = {**LABEL_LOOK, "left": _left((x0 + x1) / 2), "top": _top(y1)}
+        labels.append(html.Span(head_name(layer, h), style=style))
+    return labels
 
 
 def frame_style(slot: tuple | None) -> dict[str, Any]:
@@ -144,16 +162,17 @@ def frame_style(slot: tuple | None) -> dict[str, Any]:
     if slot is None:
         return {**FRAME_LOOK, "display": "none"}
     (x0, x1), (y0, y1) = slot
-    x0, x1, y0, y1 = x0 - 0.01, x1 + 0.01, y0 - 0.02, y1 + 0.02
+    x0, x1 = x0 - 0.01, x1 + 0.01
     inner_w = f"(100% - {MARGIN['l'] + MARGIN['r']}px)"
     inner_h = HEIGHT - MARGIN["t"] - MARGIN["b"]
+    top = MARGIN["t"] + inner_h * (1 - y1) - LABEL_PX - 2  # the name above it included
     return {
         **FRAME_LOOK,
         "display": "block",
-        "left": f"calc({MARGIN['l']}px + {inner_w} * {x0:.4f})",
+        "left": _left(x0),
         "width": f"calc({inner_w} * {x1 - x0:.4f})",
-        "top": f"{MARGIN['t'] + inner_h * (1 - y1):.1f}px",
-        "height": f"{inner_h * (y1 - y0):.1f}px",
+        "top": f"{top:.1f}px",
+        "height": f"{inner_h * (y1 - y0) + LABEL_PX + 6:.1f}px",
     }
 
 
@@ -199,7 +218,7 @@ def multiples_figure(
     """
     heads = shown_heads(view, metric)
     slots = _slots(view, heads)
-    data, axes, notes = [], {}, []
+    data, axes = [], {}
     for i, (layer, h) in enumerate(heads):
         suffix, name = ("" if i == 0 else str(i + 1)), head_name(layer, h)
         pattern = view.patterns[layer, h]
@@ -208,16 +227,16 @@ def multiples_figure(
         cells, block = pooled(pattern)
         data.append(_trace(cells, name, suffix, base is not None, block))
         xdom, ydom = slots[(layer, h)]
-        axes[f"xaxis{suffix}"] = {"domain": xdom, "anchor": f"y{suffix}", "showticklabels": False}
+        # no axis is drawn (nothing to read on them): half of Plotly's time per re-draw
+        axes[f"xaxis{suffix}"] = {"domain": xdom, "anchor": f"y{suffix}", "visible": False}
         axes[f"yaxis{suffix}"] = {
             "domain": ydom,
             "anchor": f"x{suffix}",
-            "showticklabels": False,
+            "visible": False,
             "autorange": "reversed",
         }
-        notes.append(_label(name, sum(xdom) / 2, ydom[1]))
     title = multiples_title(view, metric, base_step if base is not None else None)
-    return figure(data, title, HEIGHT, annotations=notes, margin=MARGIN, **axes)
+    return figure(data, title, HEIGHT, margin=MARGIN, **axes)
 
 
 def sparkline_figure(steps: list[int], values: Any, name: str, metric: str) -> Figure:
@@ -276,7 +295,13 @@ def draw(ctx: Context) -> dict[Any, Any]:
     metric = ctx.options["metric"]
     figure = multiples_figure(ctx.view, ctx.sel, base, step, metric)
     marks = multiples_overlay(ctx.view, ctx.sel, metric)
-    return {PANEL.figure: figure, SPARKLINE: hovered_sparkline(ctx, None), **marks.extra}
+    labels = head_labels(ctx.view, shown_heads(ctx.view, metric))
+    return {
+        PANEL.figure: figure,
+        SPARKLINE: hovered_sparkline(ctx, None),
+        (LABELS, "children"): labels,
+        **marks.extra,
+    }
 
 
 def overlay(ctx: Context) -> Overlay:
@@ -297,7 +322,10 @@ def layout() -> dbc.Col:
     )
     caption = html.Div(id=CAPTION, className="small text-muted")
     frame = html.Div(id=FRAME, style=frame_style(None))
-    figure = html.Div([graph(ids.HEAD_MULTIPLES, HEIGHT), frame], style={"position": "relative"})
+    labels = html.Div(id=LABELS)
+    figure = html.Div(
+        [graph(ids.HEAD_MULTIPLES, HEIGHT), labels, frame], style={"position": "relative"}
+    )
     body = [mode, caption, figure, sparkline, dcc.Store(id=MULTIPLES_CLICK)]
     return column("Heads' attention patterns", body, 6)
 
@@ -305,7 +333,13 @@ def layout() -> dbc.Col:
 PANEL = Panel(
     name="multiples",
     layout=layout,
-    outputs=((ids.HEAD_MULTIPLES, "figure"), SPARKLINE, (FRAME, "style"), (CAPTION, "children")),
+    outputs=(
+        (ids.HEAD_MULTIPLES, "figure"),
+        SPARKLINE,
+        (FRAME, "style"),
+        (CAPTION, "children"),
+        (LABELS, "children"),
+    ),
     depends=frozenset({"run", "step", "prompt", "pos", "target", "ablate", "mode"})
     | frozenset({"multiples_mode", "listing", "metric", "src"}),
     draw=draw,

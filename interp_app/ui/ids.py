@@ -77,6 +77,7 @@ COMPARE_RUNS_COLUMN = "compare-runs-column"
 HEAD_SEARCH = "head-search"  # a typed head name (L7H3) selects that head
 MULTIPLES_CLICK = "multiples-click"  # the clicked multiple's head name (clientside hop)
 MULTIPLES_FRAME = "multiples-frame"  # the selected multiple's frame: an element over the figure
+MULTIPLES_LABELS = "multiples-labels"  # the multiples' head names: elements over the figure
 MULTIPLES_CAPTION = "multiples-caption"  # which head is selected, under the figure's title
 SECTION_3D = "section-3d"  # the 3D section, watched by assets/visible.js
 SECTION_3D_VISIBLE = (
