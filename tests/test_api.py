@@ -19,7 +19,7 @@ from interp_app.core import api
 from interp_app.core.analyzer import Analyzer
 from interp_app.core.prompt import encode_prompt
 from interp_app.core.store import RunStore
-from interp_app.core.view import compute_patching, compute_view, resolve
+from interp_app.core.view import compute_lens, compute_patching, compute_view, resolve
 from interp_app.server import capture_cli
 from training.checkpoint import CheckpointError
 
@@ -74,8 +74,9 @@ def _api_metrics(run, raw, src=0):
     )
 
 
-def _assert_same_as_view(m: api.Metrics, view, sel) -> None:
-    """Every number a panel draws, compared exactly (the same functions on the same input)."""
+def _assert_same_as_view(m: api.Metrics, view, sel, lens) -> None:
+    """Every number a panel draws, compared exactly (the same functions on the same input);
+    ``lens``: the page's logit lens (``compute_lens``), at the positions it reads."""
     assert (m.step, m.target, m.pos, m.head, m.ablate, m.mode) == (
         sel.step,
         sel.target,
@@ -92,16 +93,19 @@ def _assert_same_as_view(m: api.Metrics, view, sel) -> None:
     else:
         np.testing.assert_array_equal(m.clean_probs, view.clean_probs)
     assert m.components == view.comp_names and m.component_kinds == view.comp_kinds
-    np.testing.assert_array_equal(m.dla, view.comp_attr)
-    # the page computes one head's token attributions in numpy (float64), the API in the
-    # jitted pass: the same sums in another order, equal to the last bits of a float64
+    # the page computes its float64 numbers from the slices they read (core/lean_step.py),
+    # one head's token attributions in numpy, the API from the whole capture: the same sums,
+    # fused or ordered otherwise by XLA at some shapes, equal to the last bits of a float64
+    np.testing.assert_allclose(m.dla, view.comp_attr, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(m.token_attr, view.source_attr, rtol=1e-12, atol=1e-15)
     assert m.heads.keys() == view.metrics.keys() == set(api.METRICS)
     for name, values in view.metrics.items():
-        np.testing.assert_array_equal(m.heads[name], values, err_msg=name)
-    np.testing.assert_array_equal(m.lens_top, view.lens_top)
+        np.testing.assert_allclose(m.heads[name], values, rtol=1e-12, atol=1e-15, err_msg=name)
+    shown = slice(lens.start, lens.start + lens.top.shape[1])
+    assert lens.start == 0 and shown.stop == len(m.words)  # a short prompt: every position
+    np.testing.assert_array_equal(m.lens_top[:, shown], lens.top)
     # the page reads the lens in float32 (core/lean_step.py), the API in float64
-    np.testing.assert_allclose(m.lens_prob, view.lens_prob, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(m.lens_prob[:, shown], lens.prob, rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +114,7 @@ def _assert_same_as_view(m: api.Metrics, view, sel) -> None:
 def test_metrics_are_the_apps_view(run, analyzer, raw):
     sel, view = _app_view(analyzer, raw)
     m = _api_metrics(run, raw)
-    _assert_same_as_view(m, view, sel)
+    _assert_same_as_view(m, view, sel, compute_lens(analyzer, sel))
 
 
 def test_source_position_is_the_apps(run, analyzer):
@@ -315,8 +319,9 @@ def test_interp_capture_writes_the_apps_numbers(root, analyzer, tmp_path, capsys
     np.testing.assert_array_equal(tensors["patterns"], view.patterns)
     np.testing.assert_array_equal(tensors["dla"], view.comp_attr)
     np.testing.assert_allclose(tensors["token_attr"], view.source_attr, rtol=1e-12, atol=1e-15)
-    np.testing.assert_array_equal(tensors["lens_top"], view.lens_top)
-    np.testing.assert_allclose(tensors["lens_prob"], view.lens_prob, rtol=1e-5, atol=1e-8)
+    lens = compute_lens(analyzer, sel)
+    np.testing.assert_array_equal(tensors["lens_top"], lens.top)
+    np.testing.assert_allclose(tensors["lens_prob"], lens.prob, rtol=1e-5, atol=1e-8)
     np.testing.assert_array_equal(tensors["probs"][view.pred_ids], view.pred_probs)
     for name, values in view.metrics.items():
         np.testing.assert_array_equal(tensors[f"head_{name}"], values, err_msg=name)

@@ -1,12 +1,18 @@
-"""The step's numbers as the page shows them: ``metrics.one_step`` with the logit lens read
-at a window of positions.
+"""The step's numbers as the page shows them, each computed from only what it reads.
 
-The lens reads every layer boundary at every position through the whole unembedding: at a
-Pythia-70m shape and 128 tokens that is 7 x 128 x 512 x 50,304 multiply-adds in float64,
-seconds on a small machine, for a panel that shows the positions around the query. Here the
-lens covers the ``LENS_POSITIONS`` positions ending at the query (the whole prompt when it
-is shorter), in float32 (the top token and its probability; float64 changes neither beyond
-1e-6); every other number is ``one_step``'s own functions in float64, equal to it.
+``metrics.one_step`` casts the whole capture and readout to float64 and reads the logit lens
+at every position: at the GPT-2-small shape and 128 tokens that copies every head's output
+([L, H, T, D]), the logits ([T, V]) and the unembedding ([D, V]) into the jitted pass and
+up to float64 (~0.25 s), and the lens multiplies 13 x 128 residuals by a 768 x 50,257
+unembedding. Here the two are apart:
+
+- :func:`lean_step`: ``one_step``'s numbers but the lens, in float64 from the slices they
+  read (the components at the query, one column of the unembedding, one head's values,
+  the query's row and the previous-token diagonal of the patterns), equal to it;
+- :func:`step_lens`: the lens alone, for the panel that shows it (``view.compute_lens``),
+  at the ``LENS_POSITIONS`` positions ending at the query (the whole prompt when it is
+  shorter), in float32 (the top token and its probability; float64 changes neither beyond
+  1e-6).
 """
 
 from __future__ import annotations
@@ -31,27 +37,66 @@ def lens_window(pos: int, length: int, width: int = LENS_POSITIONS) -> tuple[int
     return start, min(length, start + width)
 
 
+def only(cap: Capture, **fields: Any) -> Capture:
+    """``cap`` holding only ``fields`` (every other field None): a jitted pass is given, and
+    copies to its device, only what it reads."""
+    changes: dict[str, Any] = dict.fromkeys(cap.__dataclass_fields__)
+    changes.update(fields)
+    return cap.replace(**changes)
+
+
+def at_query(cap: Capture, pos: int) -> Capture:
+    """The components that write to the residual stream at ``pos``, as a capture of that
+    one position (``metrics.components(at_query(cap, pos), 0)`` is ``components(cap, pos)``)."""
+    at = slice(pos, pos + 1)
+    return only(
+        cap,
+        tok_emb=cap.tok_emb[:, at],
+        pos_emb=cap.pos_emb[at],
+        head_out=cap.head_out[:, :, :, at],
+        attn_bias=cap.attn_bias,
+        mlp_out=cap.mlp_out[:, :, at],
+        final_inv_std=cap.final_inv_std[:, at],
+    )
+
+
 def _float64(tree: Any) -> Any:
+    """Every floating leaf cast up, inside the jitted pass as ``one_step`` casts (the same
+    fusions: equal numbers, to the last bit at the shapes the tests compare)."""
     return jax.tree.map(
         lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
     )
 
 
-@functools.partial(jax.jit, static_argnames=("width",))
-def _lean(cap, clean_logits, ro, pos, target, length, src, layer, head, eps, start, width):
-    cap64, clean64, ro64 = _float64((cap, clean_logits, ro))
-    attr, ln_bias = metrics.attributions(cap64, ro64, pos, target)
-    window = jax.lax.dynamic_slice_in_dim(cap.resid, start, width, axis=2)
-    lens_top, lens_prob = metrics.logit_lens(cap.replace(resid=window), ro, eps)
+@jax.jit
+def _numbers(inputs, pos, length, src):
+    """``metrics.one_step`` but the lens, from the slices it reads."""
+    at, ro, row, diagonal, weights, values, w_o, logits, clean = _float64(inputs)
+    attr, ln_bias = metrics.attributions(at, ro, 0, 0)  # ro.w_u: the target's column alone
+    n_layers, n_heads, t = row.shape
+    dla = metrics.head_part(attr, n_layers, n_heads)
+    total_abs = jnp.abs(attr).sum() + jnp.abs(ln_bias)
+    # metrics.head_metrics' pattern metrics, from the query's row and the diagonal below
+    seen = jnp.arange(t) <= pos
+    entropy = -jnp.where(seen, row * jnp.log(jnp.clip(row, 1e-12)), 0.0).sum(-1)
+    q = jnp.arange(1, t)
+    prev_mask = (q < length).astype(row.dtype)
+    prev = (diagonal * prev_mask).sum(-1) / jnp.maximum(prev_mask.sum(), 1.0)
+    per_source = weights[:, None] * (values @ w_o)  # metrics.source_attributions, one head
+    token_attr = metrics.through_final_ln(per_source, ro, at.final_inv_std[0, 0]) @ ro.w_u[:, 0]
     return {
-        "heads": metrics.head_metrics(cap64, ro64, pos, target, length, src),
+        "heads": {
+            "dla": dla,
+            "share": metrics.attribution_share(dla, total_abs),
+            "attn_src": row[:, :, jnp.clip(src, 0, pos)],
+            "entropy": entropy,
+            "prev_token": prev,
+        },
         "attr": attr,
         "ln_bias": ln_bias,
-        "token_attr": metrics.source_attributions(cap64, ro64, layer, head, pos, target),
-        "probs": metrics.prediction(cap64, pos),
-        "clean_probs": jax.nn.softmax(clean64),
-        "lens_top": lens_top,
-        "lens_prob": lens_prob,
+        "token_attr": token_attr,
+        "probs": jax.nn.softmax(logits),
+        "clean_probs": jax.nn.softmax(clean),
     }
 
 
@@ -66,17 +111,67 @@ def lean_step(
     src: int,
     layer: int,
     head: int,
-    eps: float,
-    lens_positions: int = LENS_POSITIONS,
+    eps: float | None = None,
 ) -> dict[str, Any]:
-    """``metrics.one_step``'s numbers, the lens ([L+1, W]) at ``lens_window(pos, length)``
-    (``lens_start`` says where it begins)."""
-    width = min(lens_positions, cap.resid.shape[2])
-    start = max(0, min(pos + 1, length) - width)
-    ro = metrics.host_readout(params, cap.head_out.shape[1])
+    """``metrics.one_step``'s numbers but the logit lens (:func:`step_lens`; ``eps`` is
+    taken as ``one_step`` takes it, and unused), in float64 numpy, equal to it."""
+    w_u, b_u = metrics.unembedding(params, np)
+    readout = metrics.Readout(
+        wte=None,
+        ln_scale=metrics.param(params, "ln_f.scale"),
+        ln_bias=metrics.param(params, "ln_f.bias"),
+        w_o=None,
+        w_u=w_u[:, target : target + 1],
+        b_u=b_u[target : target + 1],
+    )
+    patterns = cap.patterns[0]  # [L, H, T, T]
+    q = np.arange(1, patterns.shape[-1])
+    inputs = (
+        at_query(cap, pos),
+        readout,
+        patterns[:, :, pos],  # [L, H, T]
+        patterns[:, :, q, q - 1],  # [L, H, T - 1]
+        patterns[layer, head, pos],  # [T]
+        cap.values[0, layer, head],  # [T, K]
+        metrics.param(params, f"blocks.{layer}.attn.w_o")[head],  # [K, D]
+        cap.logits[0, pos],
+        (cap if clean is None else clean).logits[0, pos],
+    )
     with jax.enable_x64(True):
-        clean_logits = (cap if clean is None else clean).logits[0, pos]
-        out = _lean(cap, clean_logits, ro, pos, target, length, src, layer, head, eps, start, width)
-        out = jax.tree.map(np.array, out)
-    out["lens_start"] = start
-    return out
+        out = _numbers(inputs, pos, length, src)
+        return jax.tree.map(np.array, out)  # writable copies: the caller's own
+
+
+@functools.partial(jax.jit, static_argnames=("tied",))
+def _lens(window: Capture, unembed: Any, b_u: Any, scale: Any, bias: Any, eps: Any, tied: bool):
+    w_u = unembed.T if tied else unembed  # tied: wte [V, D], read transposed in the product
+    ro = metrics.Readout(wte=None, ln_scale=scale, ln_bias=bias, w_o=None, w_u=w_u, b_u=b_u)
+    return metrics.logit_lens(window, ro, eps)
+
+
+def step_lens(
+    cap: Capture,
+    params: Mapping[str, np.ndarray],
+    *,
+    pos: int,
+    length: int,
+    eps: float,
+    width: int = LENS_POSITIONS,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(top token [L+1, W], its probability [L+1, W], the first position W starts at):
+    ``metrics.one_step``'s lens at ``lens_window(pos, length, width)``, in float32."""
+    width = min(width, cap.resid.shape[2])  # one shape whatever the prompt: one compilation
+    start, end = lens_window(pos, length, width)
+    tied = not metrics.has_param(params, "w_u")
+    unembed = metrics.param(params, "wte" if tied else "w_u")
+    _, b_u = metrics.unembedding(params, np)
+    top, prob = _lens(
+        only(cap, resid=cap.resid[:, :, start : start + width]),
+        unembed,
+        b_u,
+        metrics.param(params, "ln_f.scale"),
+        metrics.param(params, "ln_f.bias"),
+        np.float32(eps),
+        tied,
+    )
+    return np.array(top[:, : end - start]), np.array(prob[:, : end - start]), start

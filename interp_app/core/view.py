@@ -1,7 +1,7 @@
 """Everything the panels show for one selection, computed through the public API.
 
 ``resolve`` turns untrusted input (URL, clicks, typed text) into a valid selection plus the
-notices that say what was ignored; ``compute_view``, ``compute_patching``,
+notices that say what was ignored; ``compute_view``, ``compute_lens``, ``compute_patching``,
 ``compute_timeline`` and ``compute_forward`` gather the numbers the figures draw, from the
 same code a notebook calls (``api``, over the same ``Analyzer``), cached per selection.
 """
@@ -17,6 +17,7 @@ from interp_app.core import causal, metrics
 from interp_app.core.analyzer import SPECIAL_TOKENS, Analyzer, default_target
 from interp_app.core.forward import Forward, compute_forward
 from interp_app.core.heads import model_components
+from interp_app.core.lean_step import step_lens
 from interp_app.core.prompt import Prompt, display_words, window
 from interp_app.core.selection import (
     MAX_TEXT_CHARS,
@@ -35,8 +36,10 @@ from training.hf_tokenizer import PART
 __all__ = [
     "SPECIAL_TOKENS",
     "Forward",
+    "Lens",
     "View",
     "compute_forward",
+    "compute_lens",
     "compute_patching",
     "compute_timeline",
     "compute_view",
@@ -180,11 +183,8 @@ class View:
     comp_kinds: tuple[str, ...]
     comp_attr: np.ndarray  # [C] direct logit attributions (incl. LN bias last)
     logit: float  # the actual target logit
-    lens_top: np.ndarray  # [L+1, W]: positions lens_start .. lens_start + W - 1
-    lens_prob: np.ndarray  # [L+1, W]
     target_prob: float = 0.0  # P(target) of the shown (possibly ablated) model
     clean_probs: np.ndarray | None = None  # [V] before ablation (None: nothing ablated)
-    lens_start: int = 0  # the first position the logit lens read (``lean_step.lens_window``)
 
 
 def compute_view(
@@ -289,12 +289,43 @@ def _view(analyzer: Analyzer, sel: Selection, src: int, k: int) -> View:
         comp_kinds=(*kinds, "ln"),
         comp_attr=np.append(m["attr"], m["ln_bias"]),
         logit=m["logit"],
-        lens_top=m["lens_top"][:, : n - m["lens_start"]],
-        lens_prob=m["lens_prob"][:, : n - m["lens_start"]],
-        lens_start=m["lens_start"],
         target_prob=float(m["probs"][target]),
         clean_probs=m["clean_probs"],
     )
+
+
+@dataclass(frozen=True)
+class Lens:
+    """The logit lens of one selection, apart from its :class:`View`: it multiplies every
+    layer boundary's residuals by the whole unembedding (~0.4 s at the GPT-2-small shape),
+    for a panel at the bottom of the page, so it is computed only when that panel draws."""
+
+    top: np.ndarray  # [L+1, W] the top token at positions start .. start + W - 1
+    prob: np.ndarray  # [L+1, W] its probability
+    start: int  # the first position read (``lean_step.lens_window``: W end at the query)
+    words: list[str]  # displayed token labels, real positions only
+    length: int
+    vocab: tuple[str, ...]
+
+
+def compute_lens(analyzer: Analyzer, sel: Selection) -> Lens:
+    """The lens of the selection's (possibly ablated) pass at the positions ending at the
+    query; kept per what it reads (not the target, head or source: a click on a head or a
+    new target finds it ready)."""
+    key = ("lens", sel.run, sel.step, sel.prompt, sel.pos, sel.ablate, sel.mode)
+    return analyzer.memo(sel.run, key, lambda: _lens(analyzer, sel))
+
+
+def _lens(analyzer: Analyzer, sel: Selection) -> Lens:
+    info = analyzer.store.info(sel.run)
+    prompt = analyzer.encode(sel.run, sel.prompt)
+    cap = analyzer.capture(sel.run, sel.step, prompt, sel.ablate, sel.mode)
+    params = analyzer.store.params(sel.run, sel.step)
+    top, prob, start = step_lens(
+        cap, params, pos=sel.pos, length=prompt.length, eps=info.model.ln_eps
+    )
+    words = display_words(prompt, info.tokenizer.vocab)
+    return Lens(top, prob, start, words, prompt.length, info.tokenizer.vocab)
 
 
 def compute_patching(

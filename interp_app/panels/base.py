@@ -140,7 +140,8 @@ def toggled(raw: Raw, name: str) -> Raw:
 @dataclass
 class Context:
     """What a panel draws from: the selection, the page's view options and, computed once
-    and only when a panel asks, the selected step's view and the run's timeline."""
+    and only when a panel asks, the selected step's view, its logit lens and the run's
+    timeline."""
 
     analyzer: Any
     sel: Selection
@@ -157,6 +158,14 @@ class Context:
         return compute_view(
             self.analyzer, self.sel, src=self.options["src"], ablation=self.ablation
         )
+
+    @cached_property
+    def lens(self) -> Any:
+        """The selection's logit lens (``view.compute_lens``): apart from the view, as its
+        product through the whole unembedding is for one panel, drawn once on screen."""
+        from interp_app.core.view import compute_lens
+
+        return compute_lens(self.analyzer, self.sel)
 
     @property
     def ablation(self) -> bool:

@@ -1,4 +1,7 @@
-"""The logit lens: every residual read through the final LayerNorm and the unembedding."""
+"""The logit lens: every residual read through the final LayerNorm and the unembedding.
+
+Drawn from ``Context.lens``, computed only when this panel draws (it sits at the bottom of
+the page: off screen on a first paint, it is drawn when scrolled to)."""
 
 from __future__ import annotations
 
@@ -13,21 +16,21 @@ from interp_app.ui.components import column, graph
 FIGURE = (ids.LOGIT_LENS, "figure")
 
 
-def logit_lens_figure(view: Any, sel: Selection) -> Figure:
-    """The lens at the positions it read: the whole prompt, or the ``LENS_POSITIONS``
-    ending at the query (the title says which)."""
-    n_rows, width = view.lens_top.shape
-    start = getattr(view, "lens_start", 0)
-    labels = position_labels(view.words)[start : start + width]
+def logit_lens_figure(lens: Any, sel: Selection) -> Figure:
+    """The lens (``view.Lens``) at the positions it read: the whole prompt, or the
+    ``LENS_POSITIONS`` ending at the query (the title says which)."""
+    n_rows, width = lens.top.shape
+    start = lens.start
+    labels = position_labels(lens.words)[start : start + width]
     title = "Logit lens: top token of each residual through the final LayerNorm"
-    if width < view.length:
-        title += f" (positions {start}–{start + width - 1} of {view.length}, up to the query)"
+    if width < lens.length:
+        title += f" (positions {start}–{start + width - 1} of {lens.length}, up to the query)"
     heat = {
         "type": "heatmap",
-        "z": view.lens_prob,
+        "z": lens.prob,
         "x": labels,
         "y": ["embeddings"] + [f"after L{i}" for i in range(n_rows - 1)],
-        "text": [[view.vocab[i] for i in row] for row in view.lens_top],
+        "text": [[lens.vocab[i] for i in row] for row in lens.top],
         "texttemplate": "%{text}",
         "colorscale": scale("Greens"),
         "zmin": 0,
@@ -49,7 +52,7 @@ def logit_lens_figure(view: Any, sel: Selection) -> Figure:
 
 
 def draw(ctx: Context) -> dict[Any, Figure]:
-    return {FIGURE: logit_lens_figure(ctx.view, ctx.sel)}
+    return {FIGURE: logit_lens_figure(ctx.lens, ctx.sel)}
 
 
 PANEL = Panel(
