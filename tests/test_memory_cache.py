@@ -62,14 +62,15 @@ def test_the_cache_evicts_by_bytes_across_runs_of_different_sizes(sized_root):
     small = nbytes(probe.params("small", 0))
     big = nbytes(probe.params("big", 0))
     assert big > 2 * small  # the sizes differ enough for the order below to mean something
-    store = RunStore(sized_root, cache_bytes=big + 2 * small - 1)
+    store = RunStore(sized_root, cache_bytes=2 * (big + 2 * small - 1))  # params get half
+    assert store.budget.params == big + 2 * small - 1
     for step in STEPS:
         store.params("small", step)
     assert store.cached_steps("small") == [0, 10, 20]
     store.params("big", 0)  # needs room for itself: the two oldest small steps go
     assert store.cached_steps("small") == [20]
     assert store.cached_steps("big") == [0]
-    assert store._params.bytes == big + small <= store.cache_bytes
+    assert store._params.bytes == big + small <= store.budget.params
     store.params("small", 20)  # a hit refreshes its place
     store.params("big", 10)  # evicts big 0 (the least recently used), not small 20
     assert (store.cached_steps("small"), store.cached_steps("big")) == ([20], [10])

@@ -24,7 +24,7 @@ from interp_app.core.store import LRU, RunStore
 from interp_app.core.timeline import compute_timeline
 from training import checkpoint as ckpt
 from training.model.gpt import Capture, capture
-from training.model.params import abstract_model, unflatten_params, unflatten_stacked
+from training.model.params import abstract_model, unflatten_stacked
 from training.tokenizer import PADDING, UNKNOWN
 
 SPECIAL_TOKENS = (UNKNOWN, PADDING)  # never a default target
@@ -43,17 +43,6 @@ def default_target(
     return next(words, vocab[0])
 
 
-CAPTURE_BYTES = 768 * 1024 * 1024  # captured passes kept (a GPT-2-small one of 128 tokens: ~70 MB)
-DERIVED_BYTES = 256 * 1024 * 1024  # views and other results derived from them
-
-
-def tree_bytes(value: Any) -> int:
-    """Bytes of the arrays in a pytree or dataclass (captures, views, parameter states)."""
-    if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
-        return sum(tree_bytes(getattr(value, f)) for f in value.__dataclass_fields__)
-    return sum(int(getattr(leaf, "nbytes", 0)) for leaf in jax.tree.leaves(value))
-
-
 def _tokens(prompt: Prompt) -> np.ndarray:
     """[1, context] int32: the padded prompt as the passes take it."""
     return np.asarray([prompt.padded], np.int32)
@@ -64,13 +53,15 @@ class Analyzer:
     the run's generation, so a run trained again under its name starts afresh."""
 
     def __init__(self, store: RunStore, capture_cache: int = 512):
+        """Captures and derived results are kept within the store's ``budget`` (one
+        ``--cache-mb`` for the whole worker); the parameters' states live in the store."""
         self.store = store
-        # bounded in bytes too: at GPT-2-small size one capture is ~70 MB, one state 500 MB
-        self._captures = LRU(capture_cache, CAPTURE_BYTES, tree_bytes)
-        self._states = LRU(store.param_cache, getattr(store, "cache_bytes", None), tree_bytes)
+        budget = store.budget
+        # a GPT-2-small capture of 128 tokens is ~112 MB (values and head outputs per head)
+        self._captures = LRU(capture_cache, budget.captures)
         self._timelines = LRU(64)
         self._merged = LRU(64)
-        self._derived = LRU(256, DERIVED_BYTES, tree_bytes)
+        self._derived = LRU(256, budget.derived)
         self._graphdefs: dict[Any, Any] = {}
 
     def forget_results(self, captures: bool = True) -> None:
@@ -97,12 +88,7 @@ class Analyzer:
 
     def state(self, run: str, step: int) -> tuple[Any, Any]:
         """(graph definition, parameter state) of one step, for the jitted passes."""
-        info = self.store.info(run)
-        state = self._states.get_or_make(
-            (self.store.generation(run), step),
-            lambda: unflatten_params(info.model, self.store.params(run, step))[1],
-        )
-        return self.graphdef(info), state
+        return self.graphdef(self.store.info(run)), self.store.state(run, step)
 
     def reference(self, run: str, mode: str) -> tuple[np.ndarray, np.ndarray] | None:
         """The reference lines a mode averages over (``valid-mean``), else None."""

@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from interp_app.core.budget import DEFAULT_MB, MB, held_arrays, held_bytes, split_budget
 from training import checkpoint as ckpt
 from training.checkpoint import CheckpointError
 from training.model.params import ParamsError, unflatten_params
 
-STACK_BUDGET = 512 * 1024 * 1024  # bytes of stacked parameters kept for timelines
 CHUNK = 64  # steps per stacked chunk (the timeline's vmapped call); the last one is padded
 CHUNK_BYTES = 64 * 1024 * 1024  # at most this many bytes of parameters per chunk
-CACHE_BYTES = 1024 * 1024 * 1024  # parameters kept per store (``--cache-mb``), as stored
+CACHE_BYTES = DEFAULT_MB * MB  # all a worker caches (``--cache-mb``), split by ``budget``
 
 
 def nbytes(value: Any) -> int:
@@ -42,20 +42,23 @@ class LRU:
     """A small thread-safe least-recently-used cache (gunicorn threads share one store).
 
     Bounded by ``capacity`` entries and, when ``max_bytes`` is given, by the bytes of the
-    arrays it holds (``size``, :func:`nbytes` by default): a value larger than ``max_bytes``
-    on its own is returned but not kept."""
+    memory its values keep alive (``held``: buffer id -> bytes, :func:`held_arrays`), each
+    buffer counted once however many values share it (a view and the capture it slices, a
+    step's stored arrays and its state): a value larger than ``max_bytes`` on its own is
+    returned but not kept."""
 
     def __init__(
         self,
         capacity: int,
         max_bytes: int | None = None,
-        size: Callable[[Any], int] = nbytes,
+        held: Callable[[Any], dict[int, int]] = held_arrays,
     ):
         self.capacity = capacity
         self.max_bytes = max_bytes
-        self.size = size
+        self.held = held
         self.bytes = 0  # held now
-        self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._data: OrderedDict[Hashable, tuple[Any, dict[int, int]]] = OrderedDict()
+        self._refs: dict[int, int] = {}  # buffer id -> values holding it
         self._lock = threading.Lock()
 
     def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
@@ -80,19 +83,32 @@ class LRU:
         return count <= self.capacity and within
 
     def put(self, key: Hashable, value: Any) -> None:
-        size = self.size(value) if self.max_bytes is not None else 0
+        held = self.held(value) if self.max_bytes is not None else {}
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
-                self.bytes -= old[1]
-            if self.max_bytes is not None and size > self.max_bytes:
+                self._release(old[1])
+            if self.max_bytes is not None and sum(held.values()) > self.max_bytes:
                 return
-            self._data[key] = (value, size)
-            self.bytes += size
+            self._data[key] = (value, held)
+            for buffer, size in held.items():
+                count = self._refs.get(buffer, 0)
+                self._refs[buffer] = count + 1
+                self.bytes += 0 if count else size
             while len(self._data) > self.capacity or (
                 self.max_bytes is not None and self.bytes > self.max_bytes
             ):
-                self.bytes -= self._data.popitem(last=False)[1][1]
+                self._release(self._data.popitem(last=False)[1][1])
+
+    def _release(self, held: dict[int, int]) -> None:
+        """Forget one value's buffers (under the lock); a buffer's bytes leave the count
+        with the last value holding it."""
+        for buffer, size in held.items():
+            count = self._refs.pop(buffer) - 1
+            if count:
+                self._refs[buffer] = count
+            else:
+                self.bytes -= size
 
     def order(self) -> list[Hashable]:
         """Cached keys, least recently used first."""
@@ -102,6 +118,7 @@ class LRU:
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._refs.clear()
             self.bytes = 0
 
 
@@ -132,18 +149,24 @@ class RunStore:
     """Reads runs under one root. Listing is cheap; parameters are LRU-cached in bytes."""
 
     def __init__(self, root: str | Path, param_cache: int = 512, cache_bytes: int = CACHE_BYTES):
-        """``cache_bytes`` bounds the parameters kept, in their stored dtype (a GPT-2-small
-        step is 498 MB in float32, 249 MB in float16; the default model's 43 KB); a step
-        larger than that alone is read each time it is asked for. ``param_cache`` also
-        bounds them in steps (``--cache-steps``, kept for existing deployments)."""
+        """``cache_bytes``: everything a worker over this store caches (``--cache-mb``),
+        split by :func:`~interp_app.core.budget.split_budget` into ``budget``; the store
+        keeps parameters within ``budget.params`` (stored dtype, plus the float32 copy a
+        half-precision step is computed in: a GPT-2-small step is 475 MiB in float32) and
+        stacks within ``budget.stacks``; a step larger than its share alone is read each
+        time it is asked for. ``param_cache`` also bounds the steps kept (``--cache-steps``,
+        kept for existing deployments)."""
         self.root = Path(root)
         self.param_cache = param_cache
         self.cache_bytes = cache_bytes
-        self._params = LRU(param_cache, cache_bytes)
+        self.budget = split_budget(cache_bytes)
+        # (stored arrays, float32 state) per step: one entry, so their shared memory and
+        # their eviction are one
+        self._params = LRU(param_cache, self.budget.params)
         self._runs = LRU(64)
         self._listings = LRU(64)
         # stacked parameters of every step of a run, for timelines (float32, heap)
-        self._stacks = LRU(2, STACK_BUDGET)
+        self._stacks = LRU(2, self.budget.stacks)
         self._dirs: dict[str, Path] = {}
         self._run_files: dict[str, str] = {}
 
@@ -245,22 +268,32 @@ class RunStore:
         except OSError as err:
             return f"{ckpt.METRICS_FILE} of run {run!r} cannot be read: {err.strerror}"
 
-    def _read_params(self, run: str, step: int) -> dict[str, np.ndarray]:
+    def _read_params(self, run: str, step: int) -> tuple[dict[str, np.ndarray], Any]:
+        """(stored arrays, float32 state): the state checks names and shapes, and is the
+        stored arrays themselves when they are float32 (a mapped step stays unread)."""
         info = self.info(run)
         flat = ckpt.load_params(info.path, step)
         try:
-            unflatten_params(info.model, flat)  # names and shapes; a mapped step stays unread
+            state = unflatten_params(info.model, flat)[1]
         except ParamsError as err:
             raise ckpt.CheckpointError(f"step {step} of run {run!r}: {err}") from None
-        return flat
+        return flat, state
+
+    def _entry(self, run: str, step: int) -> tuple[dict[str, np.ndarray], Any]:
+        key = (self.generation(run), step)
+        return self._params.get_or_make(key, lambda: self._read_params(run, step))
 
     def params(self, run: str, step: int) -> dict[str, np.ndarray]:
         """Named read-only arrays in the stored dtype (float32 unless the run stored float16
         or bfloat16: computations cast, the cache keeps what the file holds); large steps
         are memory-mapped (``ckpt.read_tensors``). Raises CheckpointError for a missing or
         corrupt step."""
-        key = (self.generation(run), step)
-        return self._params.get_or_make(key, lambda: self._read_params(run, step))
+        return self._entry(run, step)[0]
+
+    def state(self, run: str, step: int) -> Any:
+        """The step's parameters as the model's float32 state (``unflatten_params``), cached
+        with :meth:`params` in one entry of the parameters' share."""
+        return self._entry(run, step)[1]
 
     def cached_steps(self, run: str) -> list[int]:
         """The run's steps whose parameters are cached now, least recently used first."""
@@ -273,7 +306,7 @@ class RunStore:
         Every new prompt's timeline needs every step. Read through the step cache, a run with
         more checkpoints than the cache holds would evict each one before its next use and
         reload them all for each prompt; so the stack is kept whole (while it fits in
-        ``STACK_BUDGET``) and, when the steps do not all fit in the cache, they are read past
+        ``budget.stacks``) and, when the steps do not all fit in the cache, they are read past
         it, not into it.
         """
         gen = self.generation(run)
@@ -289,17 +322,17 @@ class RunStore:
                 if cached is None:
                     cached = self._read_params(run, step)
                     if fits is None:
-                        fits = self._params.holds(len(steps), nbytes(cached))
+                        fits = self._params.holds(len(steps), held_bytes(cached))
                     if fits:
                         self._params.put((gen, step), cached)
-                flats.append(cached)
+                flats.append(cached[0])
                 ok.append(step)
             except CheckpointError:
                 bad.append(step)
         result = (ok, stack_chunks(flats) if flats else [], bad)
         whole = list(steps) == self.steps(run)  # what the next new prompt asks for again
         if whole:
-            self._stacks.put(key, result)  # kept only within STACK_BUDGET
+            self._stacks.put(key, result)  # kept only within budget.stacks
         return result
 
 

@@ -55,7 +55,8 @@ def create_app(
     given, every route but ``/healthz`` asks for them.
     ``compute_slots``: callbacks computing at once (the served app: ``--threads``); the
     rest wait on spare threads, so light requests never queue behind them.
-    ``cache_mb``: the parameter cache's bound in MB (None: the store's default).
+    ``cache_mb``: all this worker caches, in MB, split between parameters, captures,
+    derived results and timeline stacks (``core.budget``; None: the default, 1024).
     ``jobs``: where background jobs run and keep results (default: ``INTERP_*`` variables,
     see ``server.background``; one machine unless ``INTERP_REDIS_URL`` is set).
     """

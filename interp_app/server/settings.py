@@ -46,9 +46,12 @@ HELP = {
     "workers": "gunicorn worker processes (each holds its own caches)",
     "threads": "callbacks computed at once per worker (each worker also keeps spare threads, "
     "so health checks and assets never wait behind them)",
-    "cache_mb": "parameter cache per worker, in MB of parameters as stored (a GPT-2-small "
-    "checkpoint is 498 MB in float32, 249 in float16; the default model's 43 KB); larger "
-    "checkpoints are memory-mapped, so cached ones cost page cache the kernel can reclaim",
+    "cache_mb": "memory budget per worker, in MB, for everything it caches: 1/2 parameters of "
+    "recent checkpoints (as stored: a GPT-2-small one is 475 MiB in float32; the default "
+    "model's 43 KB), 1/4 captured forward passes (GPT-2-small, 128 tokens: ~112 MB each), 1/8 "
+    "derived views and patching results, 1/8 checkpoints stacked for all-step timelines (runs "
+    "small enough to stack whole); a worker also needs ~0.5 GB for Python, JAX and one "
+    "request's work, and memory-mapped checkpoints count once touched. 0 keeps nothing",
     "cache_steps": "deprecated (use --cache-mb): also caps the parameter cache in checkpoints",
     "users_file": "file of 'user:password-hash' lines (make with interp-passwd); "
     "when set, every route asks for them",
