@@ -8,7 +8,7 @@ import pytest
 from interp_app.core.analyzer import Analyzer
 from interp_app.core.selection import Selection
 from interp_app.core.store import RunStore
-from interp_app.core.view import compute_view, resolve
+from interp_app.core.view import compute_lens, compute_view, resolve
 from tests.numpy_reference import forward, head_metrics, head_token_attributions, logit_lens
 
 PROMPT = "i like spicy so i like"
@@ -71,9 +71,11 @@ def test_head_metrics_and_logit_lens_match_numpy(small, pos, src):
         for name, values in expected.items():
             scale = max(1.0, float(np.abs(values).max()))
             np.testing.assert_allclose(view.metrics[name], values, atol=2e-5 * scale, err_msg=name)
+    lens = compute_lens(analyzer, sel.with_(pos=pos))  # a short prompt: every position
     top, prob = logit_lens(ref, info.model.ln_eps)
-    np.testing.assert_array_equal(view.lens_top, top)
-    np.testing.assert_allclose(view.lens_prob, prob, atol=1e-5)
+    assert lens.start == 0
+    np.testing.assert_array_equal(lens.top, top)
+    np.testing.assert_allclose(lens.prob, prob, atol=1e-5)
 
 
 def test_any_prompt_length_uses_one_compiled_shape(small):
@@ -117,6 +119,6 @@ def test_defaults_and_logits_match_numpy(default_root):
 
 def test_logit_lens_ends_in_chili(default_root):
     analyzer, sel, info, _ = _setup(default_root[0])
-    view = compute_view(analyzer, sel)
-    assert info.tokenizer.vocab[view.lens_top[-1, 5]] == "chili"
-    assert view.lens_top.shape == (info.model.n_layers + 1, 6)
+    lens = compute_lens(analyzer, sel)
+    assert info.tokenizer.vocab[lens.top[-1, 5]] == "chili"
+    assert lens.top.shape == (info.model.n_layers + 1, 6)
