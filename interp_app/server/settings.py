@@ -51,7 +51,7 @@ HELP = {
     "model's 43 KB), 1/4 captured forward passes (GPT-2-small, 128 tokens: ~112 MB each), 1/8 "
     "derived views and patching results, 1/8 checkpoints stacked for all-step timelines (runs "
     "small enough to stack whole); a worker also needs ~0.5 GB for Python, JAX and one "
-    "request's work, and memory-mapped checkpoints count once touched. 0 keeps nothing",
+    "request's work (a mapped checkpoint counts in RSS as its pages are read). 0 keeps nothing",
     "cache_steps": "deprecated (use --cache-mb): also caps the parameter cache in checkpoints",
     "users_file": "file of 'user:password-hash' lines (make with interp-passwd); "
     "when set, every route asks for them",
