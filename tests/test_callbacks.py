@@ -243,6 +243,10 @@ def test_corrupt_step_is_marked_and_others_work(tmp_path, small_root):
     sel = client.select(None, search="?run=small&step=100")["selection"]["data"]
     r = client.render(sel)
     assert "unreadable" in str(r["notices"]["children"])
+    # the multiples say so, with no head names or frame left over the message
+    assert "cannot be read" in str(r["head-multiples"]["figure"]["layout"])
+    assert r["multiples-labels"]["children"] == [] and r["multiples-caption"]["children"] == ""
+    assert r["multiples-frame"]["style"]["display"] == "none"
     marks = r["step-slider"]["marks"]
     assert any("⚠100" in str(m) for m in marks.values())
     ok = client.render({**sel, "step": 150})

@@ -99,6 +99,7 @@ class Panel:
     clientside: tuple[ClientHop, ...] = ()
     needs_view: bool = True
     placeholders: Callable[[], list[Any]] | None = None  # ids the page only has once drawn
+    cleared: dict[Slot, Any] = field(default_factory=dict)  # its other outputs under a message
 
     @property
     def figure(self) -> Slot:

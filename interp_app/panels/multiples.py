@@ -350,4 +350,9 @@ PANEL = Panel(
         ClientHop("multiplesClick", (MULTIPLES_CLICK, "data"), (ids.HEAD_MULTIPLES, "clickData")),
     ),
     options={"multiples_mode": Option((ids.MULTIPLES_MODE, "value"), one_of(MODES, "step"))},
+    cleared={
+        (FRAME, "style"): frame_style(None),
+        (LABELS, "children"): [],
+        (CAPTION, "children"): "",
+    },
 )

@@ -143,7 +143,12 @@ class Renderer:
         return self.draw(sel, options, rendered, notes)
 
     def _figures(self, figure: dict) -> dict[Slot, Any]:
-        return {p.figure: figure for p in REGISTRY if p.outputs and p.figure[1] == "figure"}
+        """Every panel's figure replaced by ``figure`` (a message), marks over them cleared."""
+        out: dict[Slot, Any] = {}
+        for p in REGISTRY:
+            if p.outputs and p.figure[1] == "figure":
+                out.update({p.figure: figure, **p.cleared})
+        return out
 
     def draw(self, sel: Selection, raw_options: dict, rendered: Any, notes: list[str]):
         store = self.analyzer.store
@@ -192,7 +197,7 @@ class Renderer:
             if failed is not None and panel.needs_view:
                 if panel.outputs and panel.figure[1] == "figure":
                     text = f"Step {context.sel.step} cannot be read: {failed}"
-                    out[panel.figure] = message_figure(text)
+                    out.update({panel.figure: message_figure(text), **panel.cleared})
                 continue
             values, memory = update_panel(panel, context, prints, before.get(panel.name))
             out.update(values)
