@@ -261,7 +261,8 @@ def test_the_lens_is_one_steps_at_a_window(analyzer, untied, width):
 
 
 def _lens_cached(analyzer, sel: Selection) -> bool:
-    key = ("lens", sel.run, sel.step, sel.prompt, sel.pos, sel.ablate, sel.mode)
+    start, _ = lens_window(sel.pos, analyzer.encode(sel.run, sel.prompt).length)
+    key = ("lens", sel.run, sel.step, sel.prompt, start, sel.ablate, sel.mode)
     return analyzer._derived.peek((analyzer.store.generation(sel.run), key)) is not None
 
 
@@ -283,6 +284,8 @@ def test_the_lens_is_computed_only_for_its_panel(analyzer):
     ctx = Context(analyzer, sel, steps, set(), {"src": 0}, set())
     lens = ctx.lens
     assert lens is compute_lens(analyzer, sel) and _lens_cached(analyzer, sel)
+    # the same window of positions (this short prompt's every one): the same lens, kept
+    assert compute_lens(analyzer, sel.with_(pos=1, layer=0, target="a")) is lens
     prompt = analyzer.encode("ext", sel.prompt)
     cap = analyzer.capture("ext", sel.step, prompt, sel.ablate)
     params = analyzer.store.params("ext", sel.step)
@@ -293,4 +296,6 @@ def test_the_lens_is_computed_only_for_its_panel(analyzer):
     assert lens.words == compute_view(analyzer, sel).words
     fig = logit_lens.draw(ctx)[logit_lens.FIGURE]
     np.testing.assert_array_equal(fig["data"][0]["z"], lens.prob)
-    assert fig["data"][0]["text"][-1][-1] == lens.vocab[top[-1, -1]]
+    vocab = analyzer.store.info("ext").tokenizer.vocab
+    assert lens.top_words == tuple(tuple(vocab[i] for i in row) for row in top)
+    assert fig["data"][0]["text"] == [list(row) for row in lens.top_words]

@@ -30,7 +30,7 @@ def logit_lens_figure(lens: Any, sel: Selection) -> Figure:
         "z": lens.prob,
         "x": labels,
         "y": ["embeddings"] + [f"after L{i}" for i in range(n_rows - 1)],
-        "text": [[lens.vocab[i] for i in row] for row in lens.top],
+        "text": [list(row) for row in lens.top_words],
         "texttemplate": "%{text}",
         "colorscale": scale("Greens"),
         "zmin": 0,
