@@ -9,7 +9,7 @@ unembedding. Here the two are apart:
 - :func:`lean_step`: ``one_step``'s numbers but the lens, in float64 from the slices they
   read (the components at the query, one column of the unembedding, one head's values,
   the query's row and the previous-token diagonal of the patterns), equal to it;
-- :func:`step_lens`: the lens alone, for the panel that shows it (``view.compute_lens``),
+- :func:`step_lens`: the lens alone, for the panel that shows it (``lens.compute_lens``),
   at the ``LENS_POSITIONS`` positions ending at the query (the whole prompt when it is
   shorter), in float32 (the top token and its probability; float64 changes neither beyond
   1e-6).

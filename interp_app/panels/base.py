@@ -162,7 +162,7 @@ class Context:
 
     @cached_property
     def lens(self) -> Any:
-        """The selection's logit lens (``view.compute_lens``): apart from the view, as its
+        """The selection's logit lens (``lens.compute_lens``): apart from the view, as its
         product through the whole unembedding is for one panel, drawn once on screen."""
         from interp_app.core.view import compute_lens
 

@@ -17,7 +17,7 @@ FIGURE = (ids.LOGIT_LENS, "figure")
 
 
 def logit_lens_figure(lens: Any, sel: Selection) -> Figure:
-    """The lens (``view.Lens``) at the positions it read: the whole prompt, or the
+    """The lens (``lens.Lens``) at the positions it read: the whole prompt, or the
     ``LENS_POSITIONS`` ending at the query (the title says which)."""
     n_rows, width = lens.top.shape
     start = lens.start

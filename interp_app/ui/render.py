@@ -187,7 +187,10 @@ class Renderer:
             out[(ids.NOTICES, "children")] = notices(messages)
         if self.prefetcher is not None and failed is None:  # the slider's next move, ready
             view_options = {"src": options["src"], "ablation": context.ablation}
-            self.prefetcher.around(sel, [s for s in steps if s not in bad], **view_options)
+            lens = ids.LOGIT_LENS not in options.get("hidden", ())  # its panel on screen: lens too
+            self.prefetcher.around(
+                sel, [s for s in steps if s not in bad], lens=lens, **view_options
+            )
         return out
 
     def _each(self, context: Context, prints: dict, before: dict, failed: Exception | None):
