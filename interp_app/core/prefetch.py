@@ -15,6 +15,7 @@ lens panel is on screen), else a step change computes it if and when that panel 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from interp_app.core.selection import Selection
@@ -34,12 +35,18 @@ def neighbours(steps: list[int], step: int, reach: int = 1, back: bool = False) 
     return out
 
 
+# Seconds between an answer and its neighbours' passes: on two cores a pass started at once
+# competes with the browser parsing and painting that answer.
+PAUSE_S = 0.3
+
+
 class Prefetcher:
     """One daemon thread computing neighbours' views for the latest selection shown."""
 
-    def __init__(self, analyzer: Any, reach: int = 1):
+    def __init__(self, analyzer: Any, reach: int = 1, pause: float = PAUSE_S):
         self.analyzer = analyzer
         self.reach = reach
+        self.pause = pause
         self._wanted: tuple[Selection, list[int], bool, dict[str, Any]] | None = None
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -73,10 +80,12 @@ class Prefetcher:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._wanted is not None)
+                self._busy = True
+            time.sleep(self.pause)  # the browser paints the answer first (a newer one wins)
+            with self._cond:
                 assert self._wanted is not None
                 sel, steps, lens, options = self._wanted
                 self._wanted = None
-                self._busy = True
             for step in steps:
                 with self._cond:
                     if self._wanted is not None:  # the user moved on: start from there
