@@ -6,10 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interp_app.core.budget import MB, CacheBudget, held_arrays, held_bytes, split_budget
+from interp_app.core.budget import (
+    DEFAULT_MB,
+    MB,
+    CacheBudget,
+    held_arrays,
+    held_bytes,
+    split_budget,
+)
 from interp_app.core.store import LRU, RunStore
 from interp_app.server.app import create_app
-from interp_app.server.settings import HELP
+from interp_app.server.settings import HELP, Settings
 from tests.dash_client import DashClient
 from tests.external_runs import CONFIG
 from training.model.params import abstract_model, unflatten_params
@@ -21,6 +28,7 @@ def test_the_budget_is_split_in_fixed_shares_that_add_up():
     odd = split_budget(1001)  # whole bytes; the derived share takes the rounding
     assert odd == CacheBudget(500, 250, 126, 125) and odd.total == 1001
     assert split_budget(0) == CacheBudget(0, 0, 0, 0)
+    assert Settings().cache_mb == DEFAULT_MB and RunStore(".").budget == split_budget(768 * MB)
 
 
 def _flat(dtype) -> dict[str, np.ndarray]:

@@ -200,7 +200,7 @@ def test_damaged_parameter_files_are_refused_in_one_line(tmp_path, damage, messa
 
 
 def test_cache_mb_is_a_flag_and_an_environment_variable_and_cache_steps_still_works():
-    assert Settings().cache_mb == 1024
+    assert Settings().cache_mb == 768
     env = {"INTERP_CACHE_MB": "256", "INTERP_CACHE_STEPS": "64"}
     s = parse_args([], env)
     assert (s.cache_mb, s.cache_steps) == (256, 64)

@@ -12,9 +12,12 @@ Parameters get half: a step no longer cached is a mapped file again (the page ca
 it; measured on GPT-2-small under load, 10-50 ms to open and check plus 0.05-0.4 s of page
 faults in the next pass), while a lost capture costs a forward pass (~1 s there) and a lost
 view its metrics too, so those keep their own shares and a run with large steps never
-pushes them out. At the default 1024 MB the parameters' 512 MB hold every step of a small
-model, one step of the Pythia-70m and GPT-2-small shapes (the prefetched neighbours are
-then mapped while computed and their views kept, which is what a step change reads).
+pushes them out. The default, 768 MB, keeps the Pythia-70m shape's worker under 1.5 GB
+(in process, the scale bench's scenario: 1.21-1.25 GB; 1.36-1.50 GB at 1024); its 384 MB
+for parameters hold every step of a small model and one step of that shape (the prefetched
+neighbours are mapped while computed and their views kept: what a step change reads). A
+GPT-2-small step (475 MB) needs 1024 to stay cached: without, each use maps it again
+(~50 ms more per new prompt, the same peak: the step is mapped while it is used).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import jax
 import numpy as np
 
 MB = 1024 * 1024
-DEFAULT_MB = 1024
+DEFAULT_MB = 768
 
 #: Fractions of the budget, in the order they are filled; ``derived`` takes the rest.
 SHARES = {"params": 1 / 2, "captures": 1 / 4, "derived": 1 / 8, "stacks": 1 / 8}

@@ -56,7 +56,7 @@ def create_app(
     ``compute_slots``: callbacks computing at once (the served app: ``--threads``); the
     rest wait on spare threads, so light requests never queue behind them.
     ``cache_mb``: all this worker caches, in MB, split between parameters, captures,
-    derived results and timeline stacks (``core.budget``; None: the default, 1024).
+    derived results and timeline stacks (``core.budget``; None: the default, 768).
     ``jobs``: where background jobs run and keep results (default: ``INTERP_*`` variables,
     see ``server.background``; one machine unless ``INTERP_REDIS_URL`` is set).
     """

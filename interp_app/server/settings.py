@@ -23,7 +23,7 @@ class Settings:
     port: int = 8050
     workers: int = 2
     threads: int = 4
-    cache_mb: int = 1024
+    cache_mb: int = 768
     cache_steps: int = 512
     users_file: str = ""
     live_ms: int = 3000
@@ -47,11 +47,12 @@ HELP = {
     "threads": "callbacks computed at once per worker (each worker also keeps spare threads, "
     "so health checks and assets never wait behind them)",
     "cache_mb": "memory budget per worker, in MB, for everything it caches: 1/2 parameters of "
-    "recent checkpoints (as stored: a GPT-2-small one is 475 MiB in float32; the default "
-    "model's 43 KB), 1/4 captured forward passes (GPT-2-small, 128 tokens: ~112 MB each), 1/8 "
-    "derived views and patching results, 1/8 checkpoints stacked for all-step timelines (runs "
-    "small enough to stack whole); a worker also needs ~0.5 GB for Python, JAX and one "
-    "request's work (a mapped checkpoint counts in RSS as its pages are read). 0 keeps nothing",
+    "recent checkpoints (as stored: the default model's are 43 KB; a GPT-2-small one is 475 "
+    "MiB in float32 and stays cached from 1024 on), 1/4 captured forward passes (GPT-2-small, "
+    "128 tokens: ~112 MB each), 1/8 derived views and patching results, 1/8 checkpoints "
+    "stacked for all-step timelines (runs small enough to stack whole); a worker also needs "
+    "~0.5 GB for Python, JAX and one request's work (a mapped checkpoint counts in RSS as its "
+    "pages are read). 0 keeps nothing",
     "cache_steps": "deprecated (use --cache-mb): also caps the parameter cache in checkpoints",
     "users_file": "file of 'user:password-hash' lines (make with interp-passwd); "
     "when set, every route asks for them",
