@@ -260,3 +260,48 @@ def test_a_request_with_nothing_to_compute_starts_no_process(small_root, tmp_pat
         handles = jobs.start(body)
         assert jobs.poll(body, handles) == (None, {})  # over: nothing to update
     assert {p.pid for p in psutil.Process().children(recursive=True)} == before
+
+
+ORPHAN_PARENT = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from multiprocess import get_context
+from interp_app.server.background import orphan_safe
+
+if __name__ == "__main__":
+    job = get_context("spawn").Process(target=orphan_safe, args=(os.getpid(), time.sleep, 120))
+    job.start()
+    print(job.pid, flush=True)
+    time.sleep(float(sys.argv[2]))
+    os._exit(0)  # the server's worker is gone (stopped, restarted, killed)
+"""
+
+
+def test_a_spawned_job_ends_with_the_server_that_started_it(tmp_path):
+    """A stopped server left its jobs computing for minutes, a core each, for nobody; a job
+    still runs while its server does."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    script = tmp_path / "parent.py"
+    script.write_text(ORPHAN_PARENT)
+    repo = str(Path(__file__).resolve().parent.parent)
+    parent = subprocess.Popen(
+        [sys.executable, str(script), repo, "4"], stdout=subprocess.PIPE, text=True
+    )
+    job = psutil.Process(int(parent.stdout.readline()))
+    time.sleep(2)
+    assert job.is_running() and job.status() != psutil.STATUS_ZOMBIE  # its server is up
+    parent.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if not job.is_running() or job.status() == psutil.STATUS_ZOMBIE:
+            break
+        time.sleep(0.2)
+    else:
+        job.kill()
+        raise AssertionError("the job outlived its server")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ VISIBILITY_SECONDS = 3600  # a job unacknowledged this long (its worker died) ru
 MAX_LIVE_JOBS = 2  # spawned job processes per machine at once (a GPT-2-small job: ~5 GB)
 NOT_RUN = "0"  # the job id of a request that started nothing (refused or nothing to do)
 LIVE_KEY = "interp-live-jobs"
+ORPHAN_CHECK_S = 1.0  # how often a spawned job looks whether its server is still there
 NO_UPDATE = {"_dash_no_update": "_dash_no_update"}  # what Dash's managers store for one
 Admit = Callable[[dict[str, Any]], bool]
 
@@ -132,6 +135,20 @@ def make_celery(redis_url: str, visibility: int = VISIBILITY_SECONDS) -> Any:
     return app
 
 
+def orphan_safe(parent: int, job_fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a spawned job that ends when the server process that started it is gone: a
+    stopped or restarted server left its jobs computing for minutes (a patching sweep of a
+    big model), each on a core of its own, for nobody."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+    return job_fn(*args)
+
+
 class SpawnedDiskcacheManager(DiskcacheManager):
     """Dash's DiskcacheManager, its job process spawned (a fresh interpreter) and told the
     server's ``Place``. A request the server does not ``admit`` (nothing missing, forged),
@@ -155,8 +172,15 @@ class SpawnedDiskcacheManager(DiskcacheManager):
                 self.handle.set(key, NO_UPDATE)
                 return NOT_RUN
             process = get_context("spawn").Process(
-                target=job_fn,
-                args=(key, self._make_progress_key(key), with_place(args, self.place), context),
+                target=orphan_safe,
+                args=(
+                    os.getpid(),
+                    job_fn,
+                    key,
+                    self._make_progress_key(key),
+                    with_place(args, self.place),
+                    context,
+                ),
                 daemon=False,
             )
             process.start()
