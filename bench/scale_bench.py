@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,7 +157,13 @@ def served(root: Path, port: int, log: Path, app_dir: str | None):
             os.chdir(app_dir)
         with serve(app_command(root, port), port, 900, env=env, log=log) as url:
             subprocess.Popen = real_popen  # type: ignore[misc]
-            yield url, pids[0]
+            try:
+                yield url, pids[0]
+            finally:  # its background jobs too (code before session 9 left them running)
+                left = psutil.Process(pids[0]).children(recursive=True)
+        for proc in left:
+            with suppress(psutil.Error):
+                proc.kill()
     finally:
         subprocess.Popen = real_popen  # type: ignore[misc]
 
