@@ -284,10 +284,11 @@ def in_process(col: Column, app_dir: str | None) -> float:
     argv = [sys.executable, str(here / "scale_server.py"), str(col.root), col.run, heads]
     argv += ["--app-dir", app_dir or str(here.parent)]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=app_dir or here.parent)
-    if out.returncode:
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if not lines:  # (a daemon thread inside XLA at exit may abort the process after it printed)
         print(out.stderr[-2000:], file=sys.stderr)
         return float("nan")
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["ms"])
+    return float(json.loads(lines[-1])["ms"])
 
 
 def median(values: list[float]) -> float:
