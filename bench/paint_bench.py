@@ -20,6 +20,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from page_checks import multiples_say, settled, title_has  # noqa: E402
 
 from tests.browser import CHROMIUM_FLAGS, app_command, chromium_path, free_port, serve  # noqa: E402
 
@@ -34,30 +37,6 @@ window.fetch = (...args) => {
   return realFetch(...args).finally(() => { window.__pending -= 1; });
 };
 """
-PAINTED = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
-
-
-def settled(page, condition: str, timeout: float = 15_000) -> None:
-    """Wait until ``condition`` holds with no callback in flight, then for two frames."""
-    page.wait_for_function(f"() => ({condition}) && window.__pending === 0", timeout=timeout)
-    page.evaluate(PAINTED)
-
-
-def title_has(panel: str, text: str) -> str:
-    return (
-        f"(document.querySelector('#{panel} .gtitle') || {{textContent: ''}})"
-        f".textContent.includes({text!r})"
-    )
-
-
-def multiples_say(name: str) -> str:
-    """The multiples name the selected head: in their caption (in their title before
-    session 9: the same check measures older code with ``--app-dir``)."""
-    caption = (
-        f"(document.getElementById('multiples-caption') || {{textContent: ''}})"
-        f".textContent.includes({name!r})"
-    )
-    return f"({caption} || {title_has('head-multiples', name)})"
 
 
 def click_cell(page, panel: str, col_frac: float, row_frac: float) -> None:

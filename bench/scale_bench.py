@@ -47,6 +47,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from page_checks import PAINTED, multiples_say, settled, title_has  # noqa: E402
 from scale_runs import GPT2, PYTHIA, Shape, long_prompt, write_shape  # noqa: E402
 
 from tests.browser import CHROMIUM_FLAGS, app_command, chromium_path, free_port, serve  # noqa: E402
@@ -71,7 +72,6 @@ window.fetch = async (...args) => {
   } finally { window.__pending -= 1; }
 };
 """
-PAINTED = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 MAIN = "selection.data"  # an output only the main callback writes
 HEAD_PANELS = ("head-grid", "attention-pattern")  # on screen: drawn at once
 
@@ -97,28 +97,6 @@ class Column:
     figures: dict[str, list[float]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-def settled(page, condition: str, timeout: float = 60_000) -> None:
-    page.wait_for_function(f"() => ({condition}) && window.__pending === 0", timeout=timeout)
-    page.evaluate(PAINTED)
-
-
-def title_has(panel: str, text: str) -> str:
-    return (
-        f"(document.querySelector('#{panel} .gtitle') || {{textContent: ''}})"
-        f".textContent.includes({text!r})"
-    )
-
-
-def multiples_say(name: str) -> str:
-    """The multiples name the selected head: in their caption (in their title before
-    session 9: the same check measures older code with ``--app-dir``)."""
-    caption = (
-        f"(document.getElementById('multiples-caption') || {{textContent: ''}})"
-        f".textContent.includes({name!r})"
-    )
-    return f"({caption} || {title_has('head-multiples', name)})"
 
 
 def requests_since(page, mark: int) -> list[dict]:
