@@ -40,8 +40,14 @@ window.fetch = (...args) => {
 
 
 def click_cell(page, panel: str, col_frac: float, row_frac: float) -> None:
+    """Point at a cell, then click it: Plotly's click reports its last hover point, updated
+    at most every 50 ms, so a click at once after moving selects the cell before (the
+    pointer's 80 ms over the cell count in the figure; a user's pointer arrives first too)."""
     box = page.locator(f"#{panel} .nsewdrag").first.bounding_box()
-    page.mouse.click(box["x"] + col_frac * box["width"], box["y"] + row_frac * box["height"])
+    x, y = box["x"] + col_frac * box["width"], box["y"] + row_frac * box["height"]
+    page.mouse.move(x, y)
+    page.wait_for_timeout(80)
+    page.mouse.click(x, y)
 
 
 def timed(action, n: int) -> list[float | None]:

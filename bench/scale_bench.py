@@ -74,6 +74,7 @@ window.fetch = async (...args) => {
 """
 MAIN = "selection.data"  # an output only the main callback writes
 HEAD_PANELS = ("head-grid", "attention-pattern")  # on screen: drawn at once
+HOVER_MS = 80  # pointer over the cell before a click (a click sooner selects the cell before)
 
 TARGETS = {  # row -> per column (None: no target)
     "head click, painted (ms)": (200, 300, 400),
@@ -188,13 +189,15 @@ def measure(page, col: Column, url: str, repeat: int, look: float) -> None:
         layer, h = col.heads[(i + 1) % len(col.heads)]
         name = f"L{layer}H{h}"
 
-        def click(layer=layer, h=h) -> None:
-            box.scroll_into_view_if_needed()  # a long prompt's notices push it down
-            b = box.bounding_box()
-            page.mouse.click(
-                b["x"] + (h + 0.5) / n_heads * b["width"],
-                b["y"] + (layer + 0.5) / n_layers * b["height"],
-            )
+        box.scroll_into_view_if_needed()  # a long prompt's notices push it down
+        b = box.bounding_box()
+        x = b["x"] + (h + 0.5) / n_heads * b["width"]
+        y = b["y"] + (layer + 0.5) / n_layers * b["height"]
+        page.mouse.move(x, y)  # as a user's pointer arrives before the click: Plotly's click
+        page.wait_for_timeout(HOVER_MS)  # reports its last hover point (at most every 50 ms)
+
+        def click(x=x, y=y) -> None:
+            page.mouse.click(x, y)
 
         action(
             "head click",
