@@ -132,6 +132,44 @@ def test_click_a_head_and_every_panel_follows(page, app_url):
     assert "head=L1H0" in page.url
 
 
+def test_a_click_selects_the_cell_pressed_and_survives_a_listing_that_comes_at_once(page, app_url):
+    """Plotly names a click's point from its last hover (recomputed at most every 50 ms):
+    the pointer crossing one cell and pressing the next at once selected the one crossed
+    (12 of 12 before the page read the press's position). And a listing found by the live
+    poll just after a click waits until the click is answered: a newer request of the main
+    callback makes Dash drop the answer of the one in flight, and the click with it."""
+    page.add_init_script(  # the order of the page's requests and their answers
+        "window.__asked = []; const f = window.fetch; window.fetch = async (...a) => {"
+        " let c = ''; try { c = JSON.parse(a[1].body).changedPropIds.join(); } catch (e) {}"
+        " window.__asked.push(c); const r = await f(...a);"
+        " window.__asked.push('answered ' + c); return r; };"
+    )
+    open_page(page, app_url)
+    page.wait_for_timeout(700)  # the page tells the server what is off screen
+    area = page.locator("#head-grid .nsewdrag").first
+    box = area.bounding_box()
+    assert box
+
+    def at(col: float, row: float) -> tuple[float, float]:
+        return box["x"] + col * box["width"], box["y"] + row * box["height"]
+
+    for crossed, pressed, head in [
+        ((0.25, 0.75), (0.75, 0.25), "L0H1"),
+        ((0.75, 0.25), (0.25, 0.25), "L0H0"),
+        ((0.25, 0.25), (0.75, 0.75), "L1H1"),
+    ]:
+        page.mouse.move(*at(*crossed))  # its hover is computed at once
+        page.wait_for_timeout(20)
+        page.evaluate("window.__asked = []")
+        page.mouse.click(*at(*pressed))  # hover throttled: Plotly's point is the crossed cell
+        page.evaluate("window.dash_clientside.set_props('listing-found', {data: 'new'})")
+        wait_title(page, "attention-pattern", f"Attention pattern of {head} ")
+        assert f"head={head}" in page.url
+        page.wait_for_function("window.__asked.includes('listing.data')", timeout=10_000)
+        asked = page.evaluate("window.__asked")
+        assert asked.index("answered grid-click.data") < asked.index("listing.data"), asked
+
+
 def test_deep_link_opens_that_view(page, app_url):
     open_page(
         page, app_url + "/?run=fruits&step=500&prompt=apple+is+so+sweet&pos=2&target=so&head=L0H0"

@@ -77,6 +77,22 @@ def test_a_head_click_reuses_the_step_and_leaves_out_ablation(analyzer):
     assert not ablated.source_attr.any()  # an ablated head's output mixes no sources
 
 
+def test_a_head_click_reads_no_capture(analyzer):
+    """A head click's token attributions come from the step's view (the patterns and values
+    it keeps), not from the capture: at GPT-2 size the prefetcher's neighbours push the
+    capture out, and a click waited for a forward pass (seconds). Same numbers."""
+    sel, _ = resolve(analyzer, {"run": "ext", "head": "L0H0"})
+    compute_view(analyzer, sel)
+    analyzer._captures.clear()
+    other = compute_view(analyzer, sel.with_(layer=1, head=1))
+    assert analyzer._captures.order() == []  # no pass, no capture made or read
+    prompt = analyzer.encode("ext", sel.prompt)
+    cap = analyzer.capture("ext", sel.step, prompt)
+    params = analyzer.store.params("ext", sel.step)
+    want = head_source_attr(cap, params, 1, 1, sel.pos, other.target_id)[: prompt.length]
+    np.testing.assert_allclose(other.source_attr, want, rtol=1e-12, atol=1e-15)
+
+
 def big_view(n_layers: int = 12, n_heads: int = 12, tokens: int = 128, seed: int = 0) -> View:
     """A View of GPT-2-small's head count over 128 tokens, numbers made by hand."""
     rng = np.random.default_rng(seed)

@@ -78,12 +78,13 @@ def register_update(app: Dash, analyzer: Any) -> None:
 
 
 def register_poll(app: Dash, analyzer: Any) -> None:
-    """New runs or steps on disk: a callback of its own that writes the listing only when it
-    changed, so the timer never re-sends the main callback (a newer request supersedes one in
-    flight, and would drop a click with it)."""
+    """New runs or steps on disk: a callback of its own that writes what it found only when
+    the listing changed, and a clientside hop (``assets/idle.js``) that passes it to the main
+    callback once the page is idle (a newer request supersedes one in flight, and would drop
+    a click with it)."""
 
     @app.callback(
-        Output(ids.LISTING, "data", allow_duplicate=True),
+        Output(ids.LISTING_FOUND, "data"),
         Input(ids.LIVE_POLL, "n_intervals"),
         State(ids.LISTING, "data"),
         State(ids.SELECTION, "data"),
@@ -101,6 +102,13 @@ def register_poll(app: Dash, analyzer: Any) -> None:
         if now == shown:
             raise PreventUpdate
         return now  # a new or removed run or step: the main callback draws (or reselects)
+
+    app.clientside_callback(
+        ClientsideFunction(namespace="interp", function_name="listing"),
+        Output(ids.LISTING, "data", allow_duplicate=True),
+        Input(ids.LISTING_FOUND, "data"),
+        prevent_initial_call=True,
+    )
 
 
 def register_play(app: Dash) -> None:

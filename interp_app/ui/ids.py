@@ -34,6 +34,7 @@ JOB_RESUME = "job-resume"
 JOB_RUNNING = "job-running"
 JOB_STATUS = "job-status"
 LISTING = "listing"
+LISTING_FOUND = "listing-found"  # the live poll's, passed on when idle (assets/idle.js)
 LIVE_POLL = "live-poll"
 LOGIT_LENS = "logit-lens"
 LOSS_CURVE = "loss-curve"

@@ -24,6 +24,7 @@ def stores(live_ms: int) -> list:
         dcc.Store(id=ids.RENDERED),
         dcc.Store(id=ids.GRID_CLICK),
         dcc.Store(id=ids.LISTING),
+        dcc.Store(id=ids.LISTING_FOUND),
         dcc.Store(id=ids.PANELS_HIDDEN),
         dcc.Interval(id=ids.PLAY_INTERVAL, interval=700, disabled=True),
         dcc.Interval(id=ids.LIVE_POLL, interval=live_ms, disabled=live_ms <= 0),

@@ -5,46 +5,25 @@
 // - every figure of the page: the ids of those off screen go into the `panels-hidden`
 //   store, a view option of the main callback, which then leaves them as they are and
 //   draws them (for the selection then) once they are scrolled to.
-// The hidden list is written only once no callback request has been in flight for a while:
-// a new request of the main callback makes Dash drop the answer of one still in flight or
-// not yet applied, and with it a click's answer.
+// The hidden list is written only when the page is idle (assets/idle.js): a new request of
+// the main callback makes Dash drop the answer of one still in flight, and with it a click's.
 (function () {
   const SECTION = "section-3d";
   const STORE = "section-3d-visible";
   const HIDDEN = "panels-hidden";
   const MARGIN = { rootMargin: "50% 0px 50% 0px" };
   let shown = null;
-  let pending = 0;
   let written = null;
   const off = new Set();
 
-  const realFetch = window.fetch;
-  window.fetch = async (...args) => {
-    const url = String(args[0] && args[0].url ? args[0].url : args[0]);
-    if (!url.includes("_dash-update-component")) return realFetch(...args);
-    pending += 1;
-    try {
-      return await realFetch(...args);
-    } finally {
-      pending -= 1;
-      settledAt = performance.now();
-    }
-  };
-
-  // Quiet for QUIET ms: the renderer has applied the last answer (it does so after the
-  // fetch resolves; a request sent before that would make it drop the answer).
-  const QUIET = 300;
-  let settledAt = 0;
   function writeHidden() {
-    if (pending > 0 || performance.now() - settledAt < QUIET) {
-      setTimeout(writeHidden, 100);
-      return;
-    }
-    const now = JSON.stringify([...off].sort());
-    if (now !== written) {
-      written = now;
-      window.dash_clientside.set_props(HIDDEN, { data: JSON.parse(now) });
-    }
+    window.interpIdle.whenIdle(HIDDEN, () => {
+      const now = JSON.stringify([...off].sort());
+      if (now !== written) {
+        written = now;
+        window.dash_clientside.set_props(HIDDEN, { data: JSON.parse(now) });
+      }
+    });
   }
 
   function watchSection(el) {
