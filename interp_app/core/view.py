@@ -185,6 +185,12 @@ class View:
     logit: float  # the actual target logit
     target_prob: float = 0.0  # P(target) of the shown (possibly ablated) model
     clean_probs: np.ndarray | None = None  # [V] before ablation (None: nothing ablated)
+    # what a head click's token attributions read besides the patterns, so that a click
+    # never needs the step's capture (at GPT-2 size a forward pass, when the prefetcher's
+    # neighbours have pushed it out): every head's values at real positions, [L, H, T, dh],
+    # and the final LayerNorm's 1/std at the query (None: read from the capture)
+    values: np.ndarray | None = None
+    query_inv_std: float | None = None
 
 
 def compute_view(
@@ -223,10 +229,18 @@ def _source_attr(analyzer: Analyzer, sel: Selection, base: View) -> np.ndarray:
     is a constant, not a mix of sources, as ``Run.metrics`` says)."""
     if sel.head_name in sel.ablate:
         return np.zeros(base.length)
+    params = analyzer.store.params(sel.run, sel.step)
+    if base.values is not None and base.query_inv_std is not None:
+        weights, values = (
+            base.patterns[sel.layer, sel.head, sel.pos],
+            base.values[sel.layer, sel.head],
+        )
+        return attr_through_head(
+            weights, values, base.query_inv_std, params, sel.layer, sel.head, base.target_id
+        )
     cap = analyzer.capture(
         sel.run, sel.step, analyzer.encode(sel.run, sel.prompt), sel.ablate, sel.mode
     )
-    params = analyzer.store.params(sel.run, sel.step)
     return head_source_attr(cap, params, sel.layer, sel.head, sel.pos, base.target_id)[
         : base.length
     ]
@@ -238,14 +252,28 @@ def head_source_attr(
     """[T] how much each source token adds to ``logit[target]`` at ``pos`` through one head,
     in float64 numpy: ``metrics.source_attributions`` for one head, without casting the
     whole capture (every head's values and outputs) to float64 again."""
-    weights = np.asarray(cap.patterns[0, layer, head, pos], np.float64)  # [T]
-    values = np.asarray(cap.values[0, layer, head], np.float64)  # [T, dh]
+    weights, values = cap.patterns[0, layer, head, pos], cap.values[0, layer, head]
+    inv_std = float(cap.final_inv_std[0, pos])
+    return attr_through_head(weights, values, inv_std, params, layer, head, target)
+
+
+def attr_through_head(
+    weights: np.ndarray,
+    values: np.ndarray,
+    inv_std: float,
+    params: Any,
+    layer: int,
+    head: int,
+    target: int,
+) -> np.ndarray:
+    """[T] ``head_source_attr`` from the query's attention row ([T]), the head's values
+    ([T, dh]) and the final LayerNorm's 1/std at the query."""
+    weights = np.asarray(weights, np.float64)  # [T]
+    values = np.asarray(values, np.float64)  # [T, dh]
     w_o = np.asarray(metrics.param(params, f"blocks.{layer}.attn.w_o")[head], np.float64)
     per_source = weights[:, None] * (values @ w_o)  # [T, D]
     centred = per_source - per_source.mean(-1, keepdims=True)
-    scale = float(cap.final_inv_std[0, pos]) * np.asarray(
-        metrics.param(params, "ln_f.scale"), np.float64
-    )
+    scale = inv_std * np.asarray(metrics.param(params, "ln_f.scale"), np.float64)
     w_u, _ = metrics.unembedding(params, np)
     return (centred * scale) @ np.asarray(w_u[:, target], np.float64)
 
@@ -291,6 +319,8 @@ def _view(analyzer: Analyzer, sel: Selection, src: int, k: int) -> View:
         logit=m["logit"],
         target_prob=float(m["probs"][target]),
         clean_probs=m["clean_probs"],
+        values=np.ascontiguousarray(cap.values[0, :, :, :n]),  # its own n rows when n < T
+        query_inv_std=float(cap.final_inv_std[0, sel.pos]),
     )
 
 
