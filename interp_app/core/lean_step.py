@@ -73,25 +73,13 @@ def _numbers(inputs, pos, length, src):
     """``metrics.one_step`` but the lens, from the slices it reads."""
     at, ro, row, diagonal, weights, values, w_o, logits, clean = _float64(inputs)
     attr, ln_bias = metrics.attributions(at, ro, 0, 0)  # ro.w_u: the target's column alone
-    n_layers, n_heads, t = row.shape
+    n_layers, n_heads, _ = row.shape
     dla = metrics.head_part(attr, n_layers, n_heads)
     total_abs = jnp.abs(attr).sum() + jnp.abs(ln_bias)
-    # metrics.head_metrics' pattern metrics, from the query's row and the diagonal below
-    seen = jnp.arange(t) <= pos
-    entropy = -jnp.where(seen, row * jnp.log(jnp.clip(row, 1e-12)), 0.0).sum(-1)
-    q = jnp.arange(1, t)
-    prev_mask = (q < length).astype(row.dtype)
-    prev = (diagonal * prev_mask).sum(-1) / jnp.maximum(prev_mask.sum(), 1.0)
     per_source = weights[:, None] * (values @ w_o)  # metrics.source_attributions, one head
     token_attr = metrics.through_final_ln(per_source, ro, at.final_inv_std[0, 0]) @ ro.w_u[:, 0]
     return {
-        "heads": {
-            "dla": dla,
-            "share": metrics.attribution_share(dla, total_abs),
-            "attn_src": row[:, :, jnp.clip(src, 0, pos)],
-            "entropy": entropy,
-            "prev_token": prev,
-        },
+        "heads": metrics.pattern_metrics(dla, total_abs, row, diagonal, pos, length, src),
         "attr": attr,
         "ln_bias": ln_bias,
         "token_attr": token_attr,

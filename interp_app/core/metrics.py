@@ -140,12 +140,23 @@ def head_metrics(
     attr, ln_bias = attributions(cap, ro, pos, target)
     dla = head_part(attr, n_layers, n_heads)
     total_abs = jnp.abs(attr).sum() + jnp.abs(ln_bias)
-    row = pats[:, :, pos]  # [L, H, T]
+    q = jnp.arange(1, t)
+    return pattern_metrics(dla, total_abs, pats[:, :, pos], pats[:, :, q, q - 1], pos, length, src)
+
+
+def pattern_metrics(
+    dla: Array, total_abs: Array, row: Array, diagonal: Array, pos: Array, length: Array, src: Array
+) -> dict[str, Array]:
+    """The head metrics from the direct attributions ([L, H] and their total size) and two
+    slices of the patterns: every head's row at the query ([L, H, T]) and the diagonal below
+    ([L, H, T-1], each query's weight on the token before it). The page's lean step holds only
+    these slices (``lean_step``), so both read the same lines."""
+    t = row.shape[-1]
     seen = jnp.arange(t) <= pos  # causal: later keys have weight 0
     entropy = -jnp.where(seen, row * jnp.log(jnp.clip(row, 1e-12)), 0.0).sum(-1)
     q = jnp.arange(1, t)
-    prev_mask = (q < length).astype(pats.dtype)  # real query positions after the first
-    prev = (pats[:, :, q, q - 1] * prev_mask).sum(-1) / jnp.maximum(prev_mask.sum(), 1.0)
+    prev_mask = (q < length).astype(row.dtype)  # real query positions after the first
+    prev = (diagonal * prev_mask).sum(-1) / jnp.maximum(prev_mask.sum(), 1.0)
     return {
         "dla": dla,
         "share": attribution_share(dla, total_abs),
