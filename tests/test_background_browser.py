@@ -37,8 +37,7 @@ def served(tmp_path_factory):
             yield url, jobs, hold
         finally:  # a job still held would outlive the server
             hold.unlink(missing_ok=True)
-            for pid in job_processes():
-                os.kill(pid, 9)
+            stop_jobs()
 
 
 @pytest.fixture(autouse=True)
@@ -46,8 +45,7 @@ def no_job_left():
     """A job a test leaves held (passing or not) is stopped before the next test counts the
     job processes."""
     yield
-    for pid in job_processes():
-        os.kill(pid, 9)
+    stop_jobs()
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +102,33 @@ def wait_title(page, title: str, text: str, present: bool = True, timeout: float
 
 
 def job_processes() -> list[int]:
-    """The spawned job processes this test's server started (its descendants)."""
+    """The spawned job processes this test's server started (its descendants; a process
+    that ends while they are listed is left out)."""
     import psutil
 
-    return [
-        p.pid
-        for p in psutil.Process().children(recursive=True)
-        if "spawn_main" in " ".join(p.cmdline())
-    ]
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p.pid)
+        except psutil.Error:  # ended meanwhile (NoSuchProcess, ZombieProcess)
+            pass
+    return found
+
+
+def stop_jobs() -> None:
+    """Kill the job processes left (held ones) and wait until they are gone."""
+    import psutil
+
+    killed = []
+    for pid in job_processes():
+        try:
+            proc = psutil.Process(pid)
+            proc.kill()
+            killed.append(proc)
+        except psutil.Error:
+            pass
+    psutil.wait_procs(killed, timeout=10)
 
 
 def show(page, selector: str) -> None:

@@ -168,6 +168,15 @@ def test_a_click_selects_the_cell_pressed_and_survives_a_listing_that_comes_at_o
         page.wait_for_function("window.__asked.includes('listing.data')", timeout=10_000)
         asked = page.evaluate("window.__asked")
         assert asked.index("answered grid-click.data") < asked.index("listing.data"), asked
+    # zoomed in on L0H0 (drag-zoom, kept across redraws): the whole plot area is that cell
+    page.evaluate(
+        "Plotly.relayout(document.querySelector('#head-grid .js-plotly-plot'),"
+        " {'xaxis.range': [-0.5, 0.5], 'yaxis.range': [0.5, -0.5]})"
+    )
+    box = area.bounding_box()
+    assert box
+    page.mouse.click(*at(0.75, 0.75))  # where L1H1 is when the grid is not zoomed
+    wait_title(page, "attention-pattern", "Attention pattern of L0H0 ")
 
 
 def test_deep_link_opens_that_view(page, app_url):

@@ -16,12 +16,13 @@ from plotly.utils import PlotlyJSONEncoder
 
 from interp_app.core import metrics
 from interp_app.core.analyzer import Analyzer
+from interp_app.core.head_attr import head_source_attr
 from interp_app.core.heads import component_names
 from interp_app.core.lean_step import lean_step, lens_window, step_lens
 from interp_app.core.prefetch import Prefetcher, neighbours
 from interp_app.core.selection import Selection
 from interp_app.core.store import RunStore
-from interp_app.core.view import View, compute_lens, compute_view, head_source_attr, resolve
+from interp_app.core.view import View, compute_lens, compute_view, resolve
 from interp_app.panels import attention, head_grid, logit_lens, multiples, token_attributions
 from interp_app.panels.base import Context
 from tests.external_runs import CONFIG, write_run

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from interp_app.core import causal, metrics
+from interp_app.core import causal
 from interp_app.core.analyzer import SPECIAL_TOKENS, Analyzer, default_target
 from interp_app.core.forward import Forward, compute_forward
+from interp_app.core.head_attr import attr_through_head, head_source_attr
 from interp_app.core.heads import model_components
 from interp_app.core.lens import Lens, compute_lens
 from interp_app.core.prompt import Prompt, display_words, window
@@ -201,9 +202,10 @@ def compute_view(
     prompt (the patching panel's), and the source clamped as the metrics clamp it.
 
     What does not depend on the head is computed once per (selection but the head) and the
-    head's token attributions on top (:func:`head_source_attr`): a head click costs one
-    head's product, not the step's metrics again. ``ablation``: with the ``ablation`` head
-    metric (a pass per head: only when the head grid shows it)."""
+    head's token attributions on top (:func:`attr_through_head`, from the values the view
+    keeps): a head click costs one head's product, not the step's metrics or a capture.
+    ``ablation``: with the ``ablation`` head metric (a pass per head: only when the head grid
+    shows it)."""
     sel, src = sel.with_(corrupt=""), min(max(src, 0), sel.pos)
     key = ("view", sel, src, k, ablation)
     return analyzer.memo(sel.run, key, lambda: _with_head(analyzer, sel, src, k, ablation))
@@ -244,38 +246,6 @@ def _source_attr(analyzer: Analyzer, sel: Selection, base: View) -> np.ndarray:
     return head_source_attr(cap, params, sel.layer, sel.head, sel.pos, base.target_id)[
         : base.length
     ]
-
-
-def head_source_attr(
-    cap: Any, params: Any, layer: int, head: int, pos: int, target: int
-) -> np.ndarray:
-    """[T] how much each source token adds to ``logit[target]`` at ``pos`` through one head,
-    in float64 numpy: ``metrics.source_attributions`` for one head, without casting the
-    whole capture (every head's values and outputs) to float64 again."""
-    weights, values = cap.patterns[0, layer, head, pos], cap.values[0, layer, head]
-    inv_std = float(cap.final_inv_std[0, pos])
-    return attr_through_head(weights, values, inv_std, params, layer, head, target)
-
-
-def attr_through_head(
-    weights: np.ndarray,
-    values: np.ndarray,
-    inv_std: float,
-    params: Any,
-    layer: int,
-    head: int,
-    target: int,
-) -> np.ndarray:
-    """[T] ``head_source_attr`` from the query's attention row ([T]), the head's values
-    ([T, dh]) and the final LayerNorm's 1/std at the query."""
-    weights = np.asarray(weights, np.float64)  # [T]
-    values = np.asarray(values, np.float64)  # [T, dh]
-    w_o = np.asarray(metrics.param(params, f"blocks.{layer}.attn.w_o")[head], np.float64)
-    per_source = weights[:, None] * (values @ w_o)  # [T, D]
-    centred = per_source - per_source.mean(-1, keepdims=True)
-    scale = inv_std * np.asarray(metrics.param(params, "ln_f.scale"), np.float64)
-    w_u, _ = metrics.unembedding(params, np)
-    return (centred * scale) @ np.asarray(w_u[:, target], np.float64)
 
 
 def _view(analyzer: Analyzer, sel: Selection, src: int, k: int) -> View:

@@ -1,6 +1,7 @@
 """Every component id of the page, in one place: the public contract of links, tests and
-the browser-side script (``assets/shift-click.js``), and a typo here is a NameError, not a
-silent dead callback. Names follow the ids (``head-grid`` is ``HEAD_GRID``)."""
+the browser-side scripts (``assets/clicks.js``, ``idle.js``, ``visible.js``), and a typo
+here is a NameError, not a silent dead callback. Names follow the ids (``head-grid`` is
+``HEAD_GRID``)."""
 
 from __future__ import annotations
 

@@ -16,8 +16,9 @@ FOOTER = (
 
 def stores(live_ms: int) -> list:
     """What the callbacks keep in the browser: the selection (mirrored by the URL), what
-    each panel last drew, the head grid's shift-click, the listing of runs and steps last
-    drawn, the play and live-poll timers."""
+    each panel last drew, the head grid's click (with Shift held or not), the listing of
+    runs and steps last drawn and the one the live poll found (passed on when the page is
+    idle, ``assets/idle.js``), the play and live-poll timers."""
     return [
         dcc.Location(id=ids.URL, refresh=False),
         dcc.Store(id=ids.SELECTION),

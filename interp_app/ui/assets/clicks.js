@@ -5,7 +5,7 @@
 // carries no modifier keys).
 window.interpPress = { shift: false, x: NaN, y: NaN };
 document.addEventListener(
-  "mousedown",
+  "pointerdown",  // a mouse, pen or touch press (Plotly cancels a touch's mouse events)
   (e) => { window.interpPress = { shift: e.shiftKey, x: e.clientX, y: e.clientY }; },
   true,
 );
@@ -20,17 +20,16 @@ function pressedSubplot(graph) {
   return null;
 }
 
-// The grid's cell under the press: a heatmap fills its plot area, one row per layer (top
-// first: the y axis is reversed) and one column per head.
+// The grid's cell under the press, through the axes (zoomed or padded alike): one row per
+// layer, one column per head, the cells centred on whole numbers.
 function pressedCell(graph) {
   const hit = pressedSubplot(graph);
   const names = graph.data && graph.data[0] ? graph.data[0].customdata : null;
-  if (!hit || !names || !names.length) return null;
-  const rows = names.length;
-  const cols = names[0].length;
-  const row = Math.floor(((window.interpPress.y - hit.rect.top) / hit.rect.height) * rows);
-  const col = Math.floor(((window.interpPress.x - hit.rect.left) / hit.rect.width) * cols);
-  return names[row] ? names[row][col] : null;
+  const axes = graph._fullLayout;
+  if (!hit || !names || !names.length || !axes || !axes.xaxis || !axes.yaxis) return null;
+  const col = Math.round(axes.xaxis.p2c(window.interpPress.x - hit.rect.left));
+  const row = Math.round(axes.yaxis.p2c(window.interpPress.y - hit.rect.top));
+  return names[row] && typeof names[row][col] === "string" ? names[row][col] : null;
 }
 
 // The multiple under the press: each is one heatmap trace named for its head, on its own

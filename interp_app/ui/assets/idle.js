@@ -1,12 +1,16 @@
 // When may the page send a request the user did not ask for? The main callback answers every
 // click, and Dash drops the answer of a request superseded by a newer one of the same
 // callback: a write of the hidden-figure list or of the run listing sent between a click and
-// its answer would drop the click. So those writes wait until the page is idle: no callback
-// request in flight, none answered in the last QUIET ms (Dash applies an answer after its
-// fetch resolves), and no pointer press or key in the last QUIET ms (a click's request
-// leaves a few ms after the press, through a clientside hop).
+// its answer would drop the click. So those writes wait until the page is idle: no request
+// of the main callback in flight, none answered in the last QUIET ms (Dash reads, parses and
+// applies an answer after its fetch resolves: the quiet covers that), and no pointer press or
+// key in the last QUIET ms (a click's request leaves a few ms after the press, through a
+// clientside hop). Other callbacks' requests (job progress, the sparkline) do not count. A
+// page kept busy (the play timer) gets the write after MAX_WAIT ms, once nothing is in flight.
 (function () {
   const QUIET = 300;
+  const MAX_WAIT = 3000;
+  const MAIN = "..selection.data."; // the main callback's outputs begin with the selection
   let pending = 0;
   let settledAt = 0;
   let inputAt = 0;
@@ -14,7 +18,7 @@
   const realFetch = window.fetch;
   window.fetch = async (...args) => {
     const url = String(args[0] && args[0].url ? args[0].url : args[0]);
-    if (!url.includes("_dash-update-component")) return realFetch(...args);
+    if (!url.includes("_dash-update-component") || !isMain(args[1])) return realFetch(...args);
     pending += 1;
     try {
       return await realFetch(...args);
@@ -23,6 +27,13 @@
       settledAt = performance.now();
     }
   };
+  function isMain(init) {
+    try {
+      return String(JSON.parse(init.body).output).startsWith(MAIN);
+    } catch (e) {
+      return false;
+    }
+  }
   for (const kind of ["pointerdown", "keydown"]) {
     document.addEventListener(kind, () => { inputAt = performance.now(); }, true);
   }
@@ -39,8 +50,10 @@
     const first = !waiting.has(key);
     waiting.set(key, write);
     if (!first) return;
+    const since = performance.now();
     const attempt = () => {
-      if (busy()) {
+      const waited = performance.now() - since;
+      if (waited < MAX_WAIT ? busy() : pending > 0) {
         setTimeout(attempt, 100);
         return;
       }
