@@ -85,10 +85,19 @@ def open_page(page, url: str) -> None:
     wait_title(page, "attention-pattern", "Attention pattern of")
 
 
-def click_cell(page, panel: str, col_frac: float, row_frac: float) -> None:
+def click_cell(
+    page, panel: str, col_frac: float, row_frac: float, crossing: tuple | None = None
+) -> None:
+    """Click a point of a figure's first plot area; ``crossing``: first move the pointer
+    there and press at once (Plotly's click point is then still the crossed one's)."""
     area = page.locator(f"#{panel} .nsewdrag").first
     area.scroll_into_view_if_needed()
     box = area.bounding_box()
+    if crossing is not None:
+        page.mouse.move(
+            box["x"] + crossing[0] * box["width"], box["y"] + crossing[1] * box["height"]
+        )
+        page.wait_for_timeout(20)
     page.mouse.click(box["x"] + col_frac * box["width"], box["y"] + row_frac * box["height"])
 
 
@@ -270,7 +279,8 @@ def test_ablate_from_the_ui_and_click_patching(page, app_url):
     names = page.locator("#prediction .legendtext").all_text_contents()
     assert names == ["before ablation", "ablated"]
     wait_title(page, "patching", "Activation patching")
-    click_cell(page, "patching", 0.1, 0.75)  # heads heatmap: layer 1 (bottom row), head 0
+    # heads heatmap: layer 1 (bottom row), head 0, pressed right after crossing layer 0
+    click_cell(page, "patching", 0.1, 0.75, crossing=(0.1, 0.25))
     page.wait_for_function("location.search.includes('head=L1H0')", timeout=20_000)
     wait_title(page, "attention-pattern", "L1H0")
     page.keyboard.down("Shift")

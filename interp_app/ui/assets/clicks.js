@@ -1,16 +1,13 @@
-// What a click on the head grid or the multiples selected, read from where the pointer was
-// pressed. Plotly reports a click's point from its last hover, recomputed at most every
-// 50 ms: a pointer moved onto a cell and pressed at once would select the cell it crossed
-// before. Shift held at the press toggles a head's ablation instead (Dash's clickData
-// carries no modifier keys).
+// What a click on a heatmap selected, read from where the pointer was pressed. Plotly names
+// a click's point from its last hover, recomputed at most every 50 ms: a pointer moved onto
+// a cell and pressed at once would select the cell it crossed before. So on every press the
+// figure's `emit` is wrapped (once), and a `plotly_click` on a heatmap gets the cell under
+// the press, found through the axes (zoomed or padded alike), before Dash reads it. Shift
+// held at the press toggles a head's ablation in the head grid (Dash's clickData carries no
+// modifier keys).
 window.interpPress = { shift: false, x: NaN, y: NaN };
-document.addEventListener(
-  "pointerdown",  // a mouse, pen or touch press (Plotly cancels a touch's mouse events)
-  (e) => { window.interpPress = { shift: e.shiftKey, x: e.clientX, y: e.clientY }; },
-  true,
-);
 
-// The drag rectangle of a plot's subplot that holds the press, if any.
+// The drag rectangle of a figure's subplot that holds the press, if any.
 function pressedSubplot(graph) {
   const { x, y } = window.interpPress;
   for (const rect of graph.querySelectorAll(".nsewdrag")) {
@@ -20,29 +17,81 @@ function pressedSubplot(graph) {
   return null;
 }
 
-// The grid's cell under the press, through the axes (zoomed or padded alike): one row per
-// layer, one column per head, the cells centred on whole numbers.
-function pressedCell(graph) {
-  const hit = pressedSubplot(graph);
-  const names = graph.data && graph.data[0] ? graph.data[0].customdata : null;
-  const axes = graph._fullLayout;
-  if (!hit || !names || !names.length || !axes || !axes.xaxis || !axes.yaxis) return null;
-  const col = Math.round(axes.xaxis.p2c(window.interpPress.x - hit.rect.left));
-  const row = Math.round(axes.yaxis.p2c(window.interpPress.y - hit.rect.top));
-  return names[row] && typeof names[row][col] === "string" ? names[row][col] : null;
+// The index along one axis of the cell at pixel ``px``: cells centred on their coordinates
+// (category positions, or the numbers given), the nearest one.
+function cellIndex(axis, coords, count, px) {
+  const at = axis.p2c(px);
+  if (!coords) return Math.round(at);
+  if (axis.type === "category") return coords.indexOf(axis._categories[Math.round(at)]);
+  let best = -1;
+  for (let i = 0; i < count; i += 1) {
+    if (best < 0 || Math.abs(coords[i] - at) < Math.abs(coords[best] - at)) best = i;
+  }
+  return best;
 }
 
-// The multiple under the press: each is one heatmap trace named for its head, on its own
-// axes (subplot "x2y2" holds the trace drawn on axes x2 and y2).
-function pressedMultiple(graph) {
+// The point of the heatmap cell under the press, shaped as Plotly's own (the fields Dash
+// keeps), or null when the press is on no heatmap cell. Only a click Plotly gave to a
+// heatmap is corrected (a line or a marker over it keeps its point). The figure's full
+// data holds the arrays decoded (typed arrays arrive encoded).
+function pressedPoint(graph, point) {
   const hit = pressedSubplot(graph);
-  if (!hit || !graph.data) return null;
-  const subplot = hit.el.getAttribute("data-subplot");
-  for (const trace of graph.data) {
-    if ((trace.xaxis || "x") + (trace.yaxis || "y") === subplot) return trace.name;
+  const layout = graph._fullLayout;
+  const traces = graph._fullData;
+  if (!hit || !layout || !traces || !point || !point.data || point.data.type !== "heatmap") {
+    return null;
   }
-  return null;
+  const subplot = hit.el.getAttribute("data-subplot");
+  const trace = traces.find(
+    (t) => t.type === "heatmap" && (t.xaxis || "x") + (t.yaxis || "y") === subplot,
+  );
+  if (!trace) return null;
+  const xa = layout["xaxis" + (trace.xaxis || "x").slice(1)];
+  const ya = layout["yaxis" + (trace.yaxis || "y").slice(1)];
+  const rows = trace.z ? trace.z.length : 0;
+  const cols = rows ? trace.z[0].length : 0;
+  if (!xa || !ya || !rows) return null;
+  const col = cellIndex(xa, trace.x, cols, window.interpPress.x - hit.rect.left);
+  const row = cellIndex(ya, trace.y, rows, window.interpPress.y - hit.rect.top);
+  if (row < 0 || row >= rows || col < 0 || col >= cols) return null;
+  const cell = (grid) => (grid && grid[row] ? grid[row][col] : undefined);
+  return Object.assign({}, point, {
+    curveNumber: trace.index,
+    pointNumber: [row, col],
+    x: trace.x ? trace.x[col] : col,
+    y: trace.y ? trace.y[row] : row,
+    z: cell(trace.z),
+    customdata: cell(trace.customdata),
+    text: cell(trace.text),
+  });
 }
+
+function correctClicks(graph) {
+  if (!graph || typeof graph.emit !== "function" || graph.emit.pressed) return;
+  const emit = graph.emit;
+  const wrapped = function (name, data) {
+    if (name === "plotly_click" && data && data.points && data.points.length) {
+      try {
+        const fixed = pressedPoint(graph, data.points[0]);
+        if (fixed) data = Object.assign({}, data, { points: [fixed] });
+      } catch (err) {
+        console.warn("click kept as Plotly named it:", err); // never lose the click itself
+      }
+    }
+    return emit.call(this, name, data);
+  };
+  wrapped.pressed = true;
+  graph.emit = wrapped;
+}
+
+document.addEventListener(
+  "pointerdown", // a mouse, pen or touch press (Plotly cancels a touch's mouse events)
+  (e) => {
+    window.interpPress = { shift: e.shiftKey, x: e.clientX, y: e.clientY };
+    correctClicks(e.target && e.target.closest ? e.target.closest(".js-plotly-plot") : null);
+  },
+  true,
+);
 
 window.dash_clientside = Object.assign({}, window.dash_clientside);
 window.dash_clientside.interp = Object.assign(window.dash_clientside.interp || {}, {
@@ -50,25 +99,19 @@ window.dash_clientside.interp = Object.assign(window.dash_clientside.interp || {
     if (!click || !click.points || !click.points.length) {
       return window.dash_clientside.no_update;
     }
-    const graph = document.querySelector("#head-grid .js-plotly-plot");
-    const head = (graph && pressedCell(graph)) || click.points[0].customdata;
-    return { head: head, shift: window.interpPress.shift, t: Date.now() };
+    return { head: click.points[0].customdata, shift: window.interpPress.shift, t: Date.now() };
   },
-  // The multiples' cells carry no names (1,024 strings a multiple): the trace's name is
-  // the head's.
+  // A multiple is one heatmap trace named for its head (the cells carry no names: 1,024
+  // strings a multiple): the trace's name, as a point's customdata.
   multiplesClick: function (click) {
     if (!click || !click.points || !click.points.length) {
       return window.dash_clientside.no_update;
     }
     const graph = document.querySelector("#head-multiples .js-plotly-plot");
-    let name = graph ? pressedMultiple(graph) : null;
-    if (typeof name !== "string") {
-      const trace = graph && graph.data ? graph.data[click.points[0].curveNumber] : null;
-      name = trace ? trace.name : null;
-    }
-    if (typeof name !== "string") {
+    const trace = graph && graph.data ? graph.data[click.points[0].curveNumber] : null;
+    if (!trace || typeof trace.name !== "string") {
       return window.dash_clientside.no_update;
     }
-    return { points: [{ customdata: name }], t: Date.now() };
+    return { points: [{ customdata: trace.name }], t: Date.now() };
   },
 });
