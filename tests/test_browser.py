@@ -172,7 +172,11 @@ def test_a_click_selects_the_cell_pressed_and_survives_a_listing_that_comes_at_o
         page.evaluate("window.__asked = []")
         page.mouse.click(*at(*pressed))  # hover throttled: Plotly's point is the crossed cell
         page.evaluate("window.dash_clientside.set_props('listing-found', {data: 'new'})")
-        wait_title(page, "attention-pattern", f"Attention pattern of {head} ")
+        try:
+            wait_title(page, "attention-pattern", f"Attention pattern of {head} ")
+        except Exception:
+            print("asked", page.evaluate("window.__asked"), "title", title(page, "head-grid"))
+            raise
         assert f"head={head}" in page.url
         page.wait_for_function("window.__asked.includes('listing.data')", timeout=10_000)
         asked = page.evaluate("window.__asked")
@@ -182,10 +186,20 @@ def test_a_click_selects_the_cell_pressed_and_survives_a_listing_that_comes_at_o
         "Plotly.relayout(document.querySelector('#head-grid .js-plotly-plot'),"
         " {'xaxis.range': [-0.5, 0.5], 'yaxis.range': [0.5, -0.5]})"
     )
+    page.wait_for_timeout(400)  # drawn, and past Plotly's double-click window
     box = area.bounding_box()
     assert box
-    page.mouse.click(*at(0.75, 0.75))  # where L1H1 is when the grid is not zoomed
-    wait_title(page, "attention-pattern", "Attention pattern of L0H0 ")
+    page.mouse.move(*at(0.75, 0.75))  # where L1H1 is when the grid is not zoomed
+    page.wait_for_timeout(80)
+    page.evaluate("window.__asked = []")
+    page.mouse.click(*at(0.75, 0.75))
+    try:
+        wait_title(page, "attention-pattern", "Attention pattern of L0H0 ")
+    except Exception:
+        ranges = "(g => [g._fullLayout.xaxis.range, g._fullLayout.yaxis.range])"
+        grid = f"{ranges}(document.querySelector('#head-grid .js-plotly-plot'))"
+        print("asked", page.evaluate("window.__asked"), "ranges", page.evaluate(grid))
+        raise
 
 
 def test_deep_link_opens_that_view(page, app_url):
