@@ -22,7 +22,10 @@ function pressedSubplot(graph) {
 function cellIndex(axis, coords, count, px) {
   const at = axis.p2c(px);
   if (!coords) return Math.round(at);
-  if (axis.type === "category") return coords.indexOf(axis._categories[Math.round(at)]);
+  if (axis.type === "category") {
+    const name = axis._categories[Math.round(at)]; // categories are kept as strings
+    return Array.prototype.findIndex.call(coords, (c) => String(c) === name);
+  }
   let best = -1;
   for (let i = 0; i < count; i += 1) {
     if (best < 0 || Math.abs(coords[i] - at) < Math.abs(coords[best] - at)) best = i;
@@ -42,28 +45,38 @@ function pressedPoint(graph, point) {
     return null;
   }
   const subplot = hit.el.getAttribute("data-subplot");
-  const trace = traces.find(
-    (t) => t.type === "heatmap" && (t.xaxis || "x") + (t.yaxis || "y") === subplot,
-  );
+  const onIt = (t) =>
+    t && t.type === "heatmap" && t.visible === true && t.hoverinfo !== "skip" &&
+    !t.transpose && (t.xaxis || "x") + (t.yaxis || "y") === subplot;
+  // the clicked trace when the press is on it, else the top heatmap there (drawn last)
+  const own = traces.find((t) => t.index === point.curveNumber);
+  const trace = onIt(own) ? own : traces.filter(onIt).pop();
   if (!trace) return null;
   const xa = layout["xaxis" + (trace.xaxis || "x").slice(1)];
   const ya = layout["yaxis" + (trace.yaxis || "y").slice(1)];
   const rows = trace.z ? trace.z.length : 0;
-  const cols = rows ? trace.z[0].length : 0;
-  if (!xa || !ya || !rows) return null;
+  const first = rows ? trace.z[0] : null; // a row: an array or a typed array
+  const cols = first && (Array.isArray(first) || ArrayBuffer.isView(first)) ? first.length : 0;
+  if (!xa || !ya || !cols) return null;
   const col = cellIndex(xa, trace.x, cols, window.interpPress.x - hit.rect.left);
   const row = cellIndex(ya, trace.y, rows, window.interpPress.y - hit.rect.top);
   if (row < 0 || row >= rows || col < 0 || col >= cols) return null;
   const cell = (grid) => (grid && grid[row] ? grid[row][col] : undefined);
-  return Object.assign({}, point, {
+  const fixed = Object.assign({}, point, {
+    data: trace._input,
+    fullData: trace,
     curveNumber: trace.index,
     pointNumber: [row, col],
+    pointIndex: [row, col],
     x: trace.x ? trace.x[col] : col,
     y: trace.y ? trace.y[row] : row,
     z: cell(trace.z),
     customdata: cell(trace.customdata),
     text: cell(trace.text),
   });
+  delete fixed.bbox; // the hovered cell's, not this one's
+  delete fixed.hovertext;
+  return fixed;
 }
 
 function correctClicks(graph) {
