@@ -16,7 +16,7 @@ import numpy as np
 from interp_app.core import causal
 from interp_app.core.analyzer import SPECIAL_TOKENS, Analyzer, default_target
 from interp_app.core.forward import Forward, compute_forward
-from interp_app.core.head_attr import attr_through_head, head_source_attr
+from interp_app.core.head_attr import attr_through_head
 from interp_app.core.heads import model_components
 from interp_app.core.lens import Lens, compute_lens
 from interp_app.core.prompt import Prompt, display_words, window
@@ -189,7 +189,8 @@ class View:
     # what a head click's token attributions read besides the patterns, so that a click
     # never needs the step's capture (at GPT-2 size a forward pass, when the prefetcher's
     # neighbours have pushed it out): every head's values at real positions, [L, H, T, dh],
-    # and the final LayerNorm's 1/std at the query (None: read from the capture)
+    # and the final LayerNorm's 1/std at the query (``_view`` sets both; None in hand-made
+    # views, which no head click reads)
     values: np.ndarray | None = None
     query_inv_std: float | None = None
 
@@ -231,21 +232,16 @@ def _source_attr(analyzer: Analyzer, sel: Selection, base: View) -> np.ndarray:
     is a constant, not a mix of sources, as ``Run.metrics`` says)."""
     if sel.head_name in sel.ablate:
         return np.zeros(base.length)
-    params = analyzer.store.params(sel.run, sel.step)
-    if base.values is not None and base.query_inv_std is not None:
-        weights, values = (
-            base.patterns[sel.layer, sel.head, sel.pos],
-            base.values[sel.layer, sel.head],
-        )
-        return attr_through_head(
-            weights, values, base.query_inv_std, params, sel.layer, sel.head, base.target_id
-        )
-    cap = analyzer.capture(
-        sel.run, sel.step, analyzer.encode(sel.run, sel.prompt), sel.ablate, sel.mode
+    assert base.values is not None and base.query_inv_std is not None  # ``_view`` sets both
+    return attr_through_head(
+        base.patterns[sel.layer, sel.head, sel.pos],
+        base.values[sel.layer, sel.head],
+        base.query_inv_std,
+        analyzer.store.params(sel.run, sel.step),
+        sel.layer,
+        sel.head,
+        base.target_id,
     )
-    return head_source_attr(cap, params, sel.layer, sel.head, sel.pos, base.target_id)[
-        : base.length
-    ]
 
 
 def _view(analyzer: Analyzer, sel: Selection, src: int, k: int) -> View:

@@ -64,7 +64,7 @@
     setTimeout(attempt, 0);
   }
 
-  window.interpIdle = { busy, whenIdle };
+  window.interpIdle = { whenIdle };
 
   // The live poll's new listing of runs and steps goes to the main callback when idle.
   window.dash_clientside = Object.assign({}, window.dash_clientside);
